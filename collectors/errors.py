@@ -1,0 +1,13 @@
+"""Error types shared by every layer of slicebed."""
+
+
+class SlicebedError(Exception):
+    """Base class of errors slicebed reports to the user as one line, without a traceback."""
+
+
+class InputError(SlicebedError):
+    """Bad input from the user: a malformed spec, dataset, model directory or argument."""
+
+
+class InfeasibleError(SlicebedError):
+    """A problem with no allocation inside the bounds that meets its constraints."""

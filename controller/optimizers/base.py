@@ -1,0 +1,93 @@
+"""What every optimizer returns, and the bookkeeping of the best allocation found so far."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from controller.problem import RESOURCES, Problem, ProblemTensors
+
+
+@dataclass
+class Solution:
+    """An allocation per slice with its exact expected degradation and cost.
+
+    ``feasible`` is False for a best-effort answer: no allocation found meets every constraint, and
+    ``allocation`` is the one with the least violation.
+    """
+
+    method: str
+    allocation: np.ndarray  # (S, K) in RESOURCES order
+    expected_degradation: np.ndarray  # (S,)
+    normalized: float
+    feasible: bool
+    seconds: float
+    iterations: int = 0
+    trajectory: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since start, best feasible normalized cost) each time the best improved."""
+
+    def per_slice(self, problem: Problem) -> list[dict[str, Any]]:
+        """One record per slice: name, allocation, normalized allocation and expected degradation."""
+        eta = np.asarray(problem.eta)
+        return [
+            {
+                "slice": slice_problem.name,
+                RESOURCES[0]: float(self.allocation[index, 0]),
+                RESOURCES[1]: float(self.allocation[index, 1]),
+                "normalized": float(self.allocation[index] @ eta),
+                "expected_degradation": float(self.expected_degradation[index]),
+            }
+            for index, slice_problem in enumerate(problem.slices)
+        ]
+
+
+class BestTracker:
+    """Keeps the cheapest strictly feasible allocation seen, and the least-violating one as a fallback."""
+
+    def __init__(self, tensors: ProblemTensors) -> None:
+        self.tensors = tensors
+        self.started = time.perf_counter()
+        self.best_cost = float("inf")
+        self.best: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.least_violation = float("inf")
+        self.fallback: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.trajectory: list[tuple[float, float]] = []
+
+    @torch.no_grad()
+    def update(self, allocation: torch.Tensor, degradation: torch.Tensor) -> None:
+        """Consider a batch of candidates: allocation (N, S, K), exact degradation (N, S)."""
+        feasible = self.tensors.feasible(degradation, allocation)
+        if feasible.any():
+            cost = torch.where(feasible, self.tensors.cost(allocation), torch.inf)
+            index = int(cost.argmin())
+            if cost[index].item() < self.best_cost:
+                self.best_cost = cost[index].item()
+                self.best = (allocation[index].detach().clone(), degradation[index].detach().clone())
+                self.trajectory.append((time.perf_counter() - self.started, self.best_cost))
+        elif self.best is None:
+            violation = self.tensors.violation(degradation, allocation)
+            index = int(violation.argmin())
+            if violation[index].item() < self.least_violation:
+                self.least_violation = violation[index].item()
+                self.fallback = (allocation[index].detach().clone(), degradation[index].detach().clone())
+
+    def solution(self, method: str, iterations: int) -> Solution:
+        """The best feasible allocation, or the least-violating one flagged infeasible."""
+        chosen = self.best if self.best is not None else self.fallback
+        if chosen is None:
+            raise RuntimeError("no candidate was evaluated")
+        allocation, degradation = chosen
+        return Solution(
+            method=method,
+            allocation=allocation.cpu().double().numpy(),
+            expected_degradation=degradation.cpu().double().numpy(),
+            normalized=float(self.tensors.cost(allocation).item()),
+            feasible=self.best is not None,
+            seconds=time.perf_counter() - self.started,
+            iterations=iterations,
+            trajectory=self.trajectory,
+        )

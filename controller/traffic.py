@@ -1,0 +1,82 @@
+"""Slice traffic over a reconfiguration interval: constant, truncated normal, or a recorded trace.
+
+The optimizer sees traffic as a discrete distribution of users/s (support points and their
+probabilities); eq. (1) of MicroOpt then weights each point's degradation by x * p(x). Testbeds see it
+as a per-second series of user counts drawn from the same profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from collectors.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrafficDistribution:
+    """Users/s values ``support`` with probabilities ``probabilities`` (summing to 1)."""
+
+    support: np.ndarray
+    probabilities: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.support.shape != self.probabilities.shape or self.support.ndim != 1 or not self.support.size:
+            raise InputError("traffic distribution: support and probabilities must be equal-length, non-empty")
+        if (self.support <= 0).any() or not np.isfinite(self.support).all():
+            raise InputError("traffic distribution: users/s values must be finite and > 0")
+        if (self.probabilities < 0).any() or not np.isclose(self.probabilities.sum(), 1.0):
+            raise InputError("traffic distribution: probabilities must be >= 0 and sum to 1")
+
+    @property
+    def peak(self) -> float:
+        """The largest users/s value with non-zero probability."""
+        return float(self.support[self.probabilities > 0].max())
+
+    @property
+    def mean(self) -> float:
+        return float(self.support @ self.probabilities)
+
+    def degradation_weights(self) -> np.ndarray:
+        """Weights of eq. (1): each users/s value counts in proportion to x * p(x)."""
+        weights = self.support * self.probabilities
+        return weights / weights.sum()
+
+    def sample(self, seconds: int, rng: np.random.Generator) -> np.ndarray:
+        """A per-second users/s series of length ``seconds`` drawn from this distribution."""
+        return rng.choice(self.support, size=seconds, p=self.probabilities)
+
+
+def constant(users: float) -> TrafficDistribution:
+    """Constant traffic of ``users`` users/s."""
+    return TrafficDistribution(np.array([float(users)]), np.array([1.0]))
+
+
+def truncated_normal(mean: float, std: float, low: float, high: float, points: int = 21) -> TrafficDistribution:
+    """A normal(mean, std) truncated to [low, high], discretized into ``points`` equal-width bins.
+
+    Each bin is represented by its midpoint and carries the probability mass of the bin.
+    """
+    if not 0 < low < high:
+        raise InputError(f"truncated normal: need 0 < low < high, got low={low}, high={high}")
+    if std <= 0:
+        raise InputError(f"truncated normal: std must be > 0, got {std}")
+    edges = np.linspace(low, high, points + 1)
+    cdf = stats.norm.cdf(edges, loc=mean, scale=std)
+    mass = np.diff(cdf)
+    if mass.sum() <= 1e-12:
+        raise InputError(f"truncated normal: no probability mass in [{low}, {high}] for mean={mean}, std={std}")
+    return TrafficDistribution((edges[:-1] + edges[1:]) / 2, mass / mass.sum())
+
+
+def trace(values: np.ndarray) -> TrafficDistribution:
+    """The empirical distribution of a per-second users/s trace (each second weighs the same)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise InputError("traffic trace is empty")
+    if (values <= 0).any() or not np.isfinite(values).all():
+        raise InputError("traffic trace: every users/s value must be finite and > 0")
+    support, counts = np.unique(values, return_counts=True)
+    return TrafficDistribution(support, counts / counts.sum())

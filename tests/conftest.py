@@ -1,0 +1,34 @@
+"""Shared fixtures: the public MicroOpt dataset (read in place, never copied) and a trained slice model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.slice_model import save_model
+from analysis.training import TrainingConfig, train
+from collectors.dataset import load_qos_csv
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MICROOPT_CSV = SHARED / "datasets" / "microopt" / "train_dataset.csv"
+
+
+@pytest.fixture(scope="session")
+def microopt_csv() -> Path:
+    """Path of the shared MicroOpt training CSV (see its PROVENANCE.md)."""
+    if not MICROOPT_CSV.is_file():
+        pytest.fail(f"the shared MicroOpt dataset is missing: {MICROOPT_CSV}")
+    return MICROOPT_CSV
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Path) -> Path:
+    """A slice model trained briefly (600 epochs, about 6 s) on the MicroOpt dataset."""
+    torch.set_num_threads(2)
+    frame = load_qos_csv(microopt_csv, settle_s=10)
+    result = train(frame, TrainingConfig(epochs=600, seed=0))
+    directory = tmp_path_factory.mktemp("model")
+    save_model(result.model, directory)
+    return directory
