@@ -6,6 +6,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,10 @@ import pandas as pd
 import torch
 
 from analysis.evaluation import FitMetrics, metrics_from_tensors, tensors
-from analysis.slice_model import ModelConfig, SliceModel, TargetScale
+from analysis.slice_model import ModelConfig, SliceModel, TargetScale, save_model
 from collectors.dataset import TARGET
 from collectors.errors import InputError
+from collectors.runstore import write_json_atomic
 
 ProgressCallback = Callable[[int, int, float], None]
 """Called as ``progress(epoch, epochs, train_loss)`` after each epoch."""
@@ -163,3 +165,14 @@ def train(
         seconds=seconds,
         config=config,
     )
+
+
+def save_training(result: TrainingResult, directory: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``model.pt``, ``metrics.json`` and ``split.json`` (the validation row numbers) to ``directory``."""
+    directory = Path(directory)
+    save_model(result.model, directory, extra)
+    write_json_atomic(directory / "metrics.json", result.metrics_document())
+    write_json_atomic(directory / "split.json", {
+        **result.split.describe(),
+        "validation_rows": result.split.validation_rows.tolist(),
+    })

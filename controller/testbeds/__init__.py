@@ -1,0 +1,34 @@
+"""Testbed backends behind one interface (:class:`controller.testbeds.base.Testbed`)."""
+
+from __future__ import annotations
+
+from analysis.slice_model import load_model
+from collectors.dataset import load_qos_csv
+from collectors.errors import InputError
+from controller.spec import ExperimentSpec
+from controller.testbeds.base import Testbed
+from controller.testbeds.replay import DatasetQosSource, ModelQosSource, QosSource, ReplayTestbed
+
+BACKENDS = ("replay", "local", "lab")
+
+
+def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
+    """The testbed an experiment runs on: ``backend`` if given, else the spec's."""
+    backend = backend or spec.testbed.backend
+    slices = [s.name for s in spec.slices]
+    if backend == "replay":
+        replay = spec.testbed.replay
+        if replay is None:
+            raise InputError("the replay testbed needs a 'testbed.replay' section (source, model or dataset)")
+        source: QosSource
+        if replay.source == "model":
+            assert replay.model is not None
+            source = ModelQosSource(load_model(replay.model))
+        else:
+            assert replay.dataset is not None
+            source = DatasetQosSource(load_qos_csv(replay.dataset))
+        return ReplayTestbed(source, slices, seed=spec.seed)
+    if backend in BACKENDS:
+        raise InputError(f"the {backend!r} testbed backend is not part of this slicebed version yet; "
+                         "use --testbed replay")
+    raise InputError(f"unknown testbed backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,216 @@
+"""The closed loop: sweep traffic and resources, retrain the slice model, optimize, apply, validate.
+
+Each round:
+
+1. **Sweep** every (users, CPU, bandwidth) point of the spec for ``dwell_s`` seconds and store the
+   samples (one Parquet part per point, so a crash loses at most the point in progress).
+2. **Retrain** each slice's model on all samples so far (plus the spec's extra datasets), warm-starting
+   from the previous round's model.
+3. **Optimize** each traffic level with the spec's method.
+4. **Apply** the allocations and **validate** them over ``validation.window_s`` seconds of traffic drawn
+   from the level's profile, recording the achieved degradation (eq. 1) against beta_thresh.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress, TaskID
+
+from analysis.evaluation import FitMetrics
+from analysis.slice_model import ModelConfig, SliceModel, load_model
+from analysis.training import TrainingConfig, TrainingResult, save_training, train
+from collectors.dataset import drop_settling, load_qos_csvs
+from collectors.errors import InputError
+from collectors.runstore import Run
+from controller.optimizers import solve
+from controller.optimizers.base import Solution
+from controller.problem import Problem, SliceProblem
+from controller.spec import ExperimentSpec
+from controller.testbeds.base import Allocation, Testbed
+
+RESULTS_TABLE = "results"
+VALIDATION_TABLE = "validation"
+
+
+@dataclass
+class SliceRound:
+    """What one round produced for one slice: its model and training metrics."""
+
+    model: SliceModel
+    train_metrics: FitMetrics
+    validation_metrics: FitMetrics | None
+    history: list[dict[str, float]]
+
+
+class ClosedLoop:
+    """Runs an :class:`ExperimentSpec` on a testbed, recording everything in ``run``."""
+
+    def __init__(self, spec: ExperimentSpec, testbed: Testbed, run: Run, progress: Progress,
+                 device: torch.device | str = "cpu") -> None:
+        self.spec = spec
+        self.testbed = testbed
+        self.run = run
+        self.progress = progress
+        self.device = device
+        self.rng = np.random.default_rng(spec.seed)
+        self.models: dict[str, SliceModel | None] = {
+            s.name: load_model(s.model) if s.model is not None else None for s in spec.slices
+        }
+        self.final_rounds: dict[str, SliceRound] = {}
+        self.extra_data = (
+            load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
+            if spec.training.datasets else None
+        )
+
+    def execute(self) -> pd.DataFrame:
+        """Run every round; returns the results table (one row per round, level and slice)."""
+        results = []
+        for round_index in range(1, self.spec.rounds + 1):
+            self.run.log_event("round_started", round=round_index)
+            self.sweep(round_index)
+            rounds = {s.name: self.retrain(round_index, s.name) for s in self.spec.slices}
+            self.final_rounds = rounds
+            for level in range(len(self.spec.slices[0].traffic)):
+                solution = self.optimize(level)
+                results.append(self.validate(round_index, level, solution))
+            self.run.log_event("round_finished", round=round_index,
+                               validation_mae={name: r.validation_metrics.mae if r.validation_metrics else None
+                                               for name, r in rounds.items()})
+        return pd.concat(results, ignore_index=True)
+
+    def sweep(self, round_index: int) -> None:
+        """Hold every sweep point for ``dwell_s`` seconds and store the samples, point by point."""
+        sweep = self.spec.sweep
+        points = list(itertools.product(sweep.users, sweep.cpu_millicores, sweep.bandwidth_mbps))
+        points = points * sweep.repetitions
+        if sweep.shuffle:
+            points = [points[i] for i in self.rng.permutation(len(points))]
+        task = self.progress.add_task(f"round {round_index}: sweep", total=len(points))
+        for index, (users, cpu, bandwidth) in enumerate(points):
+            for slice_spec in self.spec.slices:
+                self.testbed.apply(slice_spec.name, Allocation(cpu, bandwidth))
+                self.testbed.set_traffic(slice_spec.name, users)
+            samples = self.testbed.collect(sweep.dwell_s)
+            samples["round"] = round_index
+            samples["point"] = index
+            self.run.append_samples(samples)
+            self.progress.advance(task)
+        self.run.log_event("sweep_finished", round=round_index, points=len(points))
+
+    def retrain(self, round_index: int, slice_name: str) -> SliceRound:
+        """Train the slice model on everything measured so far and checkpoint it."""
+        training = self.spec.training
+        samples = self.run.read_samples()
+        samples = samples[samples["slice"] == slice_name].copy()
+        samples["block"] = samples["round"] * 1_000_000 + samples["point"]
+        frame = drop_settling(samples, training.settle_s) if training.settle_s else samples
+        if self.extra_data is not None:
+            frame = pd.concat([self.extra_data, frame], ignore_index=True)
+        if len(frame) < 10:
+            raise InputError(f"slice {slice_name}: only {len(frame)} samples to train on; lengthen the sweep")
+        config = TrainingConfig(
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            validation_fraction=training.validation_fraction,
+            seed=self.spec.seed + round_index,
+            model=ModelConfig(training.width, training.depth, training.head_width),
+        )
+        warm = self.models[slice_name] if training.warm_start else None
+        task = self.progress.add_task(f"round {round_index}: train {slice_name}", total=config.epochs)
+        result: TrainingResult = train(frame, config, device=self.device, warm_start=warm,
+                                       progress=lambda epoch, _total, _loss: self.progress.update(task, completed=epoch))
+        self.models[slice_name] = result.model
+        directory = self.run.models_dir / f"round-{round_index}" / slice_name
+        save_training(result, directory, extra={"round": round_index, "slice": slice_name})
+        self.run.log_event("model_trained", round=round_index, slice=slice_name, samples=len(frame),
+                           warm_start=warm is not None, seconds=round(result.seconds, 2),
+                           validation=result.validation_metrics.as_dict() if result.validation_metrics else None)
+        return SliceRound(result.model, result.train_metrics, result.validation_metrics, result.history)
+
+    def problem(self, level: int) -> Problem:
+        """The allocation problem of traffic level ``level`` over all slices, on the current models."""
+        slices = []
+        for slice_spec in self.spec.slices:
+            model = self.models[slice_spec.name]
+            assert model is not None, "retrain() runs before problem()"
+            slices.append(SliceProblem(
+                name=slice_spec.name,
+                model=model,
+                traffic=slice_spec.traffic[level].distribution(),
+                q_thresh=slice_spec.q_thresh,
+                beta_thresh=slice_spec.beta_thresh,
+                lower=slice_spec.bounds.lower,
+                upper=slice_spec.bounds.upper,
+            ))
+        capacity = self.spec.resources.capacity
+        return Problem(tuple(slices), eta=self.spec.resources.eta.as_tuple(),
+                       capacity=capacity.as_tuple() if capacity else None)
+
+    def optimize(self, level: int) -> Solution:
+        """Solve traffic level ``level`` with the spec's method."""
+        method = self.spec.optimizer.method
+        return solve(self.problem(level), method, getattr(self.spec.optimizer, method), device=self.device)
+
+    def validate(self, round_index: int, level: int, solution: Solution) -> pd.DataFrame:
+        """Apply ``solution``, drive the level's traffic for the validation window, record degradation."""
+        window = self.spec.validation.window_s
+        series = {
+            s.name: np.maximum(1, np.rint(s.traffic[level].series(window, self.rng))).astype(int)
+            for s in self.spec.slices
+        }
+        for index, slice_spec in enumerate(self.spec.slices):
+            allocation = Allocation(*solution.allocation[index])
+            allocation.check_within(slice_spec.bounds.lower, slice_spec.bounds.upper, slice_spec.name)
+            self.testbed.apply(slice_spec.name, allocation)
+        task = self.progress.add_task(f"round {round_index}: validate level {level + 1}", total=window)
+        frames = []
+        for second in range(window):
+            for slice_spec in self.spec.slices:
+                self.testbed.set_traffic(slice_spec.name, int(series[slice_spec.name][second]))
+            frames.append(self.testbed.collect(1))
+            self.progress.advance(task)
+        samples = pd.concat(frames, ignore_index=True)
+        samples["round"], samples["level"] = round_index, level
+        self.run.append_samples(samples, VALIDATION_TABLE)
+        rows = []
+        eta = np.asarray(self.spec.resources.eta.as_tuple())
+        for index, slice_spec in enumerate(self.spec.slices):
+            measured = samples[samples["slice"] == slice_spec.name]
+            rows.append({
+                "round": round_index,
+                "level": level,
+                "slice": slice_spec.name,
+                "traffic": slice_spec.traffic[level].label,
+                "traffic_mean": float(measured["n_users"].mean()),
+                "method": self.spec.optimizer.method,
+                "cpu_millicores": float(solution.allocation[index, 0]),
+                "bandwidth_mbps": float(solution.allocation[index, 1]),
+                "normalized": float(solution.allocation[index] @ eta),
+                "feasible": solution.feasible,
+                "solve_seconds": solution.seconds,
+                "q_thresh": slice_spec.q_thresh,
+                "beta_thresh": slice_spec.beta_thresh,
+                "expected_degradation": float(solution.expected_degradation[index]),
+                "achieved_degradation": achieved_degradation(measured, slice_spec.q_thresh),
+                "mean_qos": float(measured["qos"].mean()),
+                "seconds": len(measured),
+            })
+        table = pd.DataFrame(rows)
+        self.run.append_samples(table, RESULTS_TABLE)
+        self.run.log_event("level_validated", round=round_index, level=level,
+                           achieved={row["slice"]: round(row["achieved_degradation"], 4) for row in rows})
+        return table
+
+
+def achieved_degradation(samples: pd.DataFrame, q_thresh: float) -> float:
+    """Eq. (1) on measurements: the users-weighted share of seconds whose per-user QoS was <= q_thresh."""
+    users = samples["n_users"].to_numpy(dtype=float)
+    if users.sum() == 0:
+        return float("nan")
+    below = samples["qos"].to_numpy() <= q_thresh
+    return float((users * below).sum() / users.sum())

@@ -1,0 +1,374 @@
+"""Experiment specifications: YAML files validated by pydantic models.
+
+Unknown keys and out-of-range values are errors that name the file, the key and what is allowed.
+Relative paths in a spec are resolved against the spec file's directory.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collectors.errors import InputError
+from controller import traffic
+from controller.optimizers.grid import GridSettings
+from controller.optimizers.microopt import MicroOptSettings
+from controller.problem import DEFAULT_ETA
+
+SLICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class StrictModel(BaseModel):
+    """Base of every spec section: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampledTraffic(StrictModel):
+    """Traffic whose per-second series is drawn from its distribution."""
+
+    @abstractmethod
+    def distribution(self) -> traffic.TrafficDistribution:
+        """The users/s distribution the optimizer weighs by eq. (1)."""
+
+    def series(self, seconds: int, rng: np.random.Generator) -> np.ndarray:
+        """A users/s value for each of ``seconds`` seconds."""
+        return self.distribution().sample(seconds, rng)
+
+
+class ConstantTraffic(SampledTraffic):
+    """The same number of users every second."""
+
+    kind: Literal["constant"]
+    users: float = Field(gt=0, le=1000, description="users/s")
+
+    def distribution(self) -> traffic.TrafficDistribution:
+        return traffic.constant(self.users)
+
+    @property
+    def label(self) -> str:
+        return f"constant {self.users:g}"
+
+
+class TruncatedNormalTraffic(SampledTraffic):
+    """Users/s drawn from a normal distribution truncated to [low, high]."""
+
+    kind: Literal["truncated_normal"]
+    mean: float = Field(gt=0, le=1000)
+    std: float = Field(gt=0, le=1000)
+    low: float = Field(gt=0, le=1000)
+    high: float = Field(gt=0, le=1000)
+    points: int = Field(21, ge=2, le=201, description="support points of the discretized distribution")
+
+    @model_validator(mode="after")
+    def _interval(self) -> TruncatedNormalTraffic:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+    def distribution(self) -> traffic.TrafficDistribution:
+        return traffic.truncated_normal(self.mean, self.std, self.low, self.high, self.points)
+
+    @property
+    def label(self) -> str:
+        return f"N({self.mean:g}, {self.std:g}) in [{self.low:g}, {self.high:g}]"
+
+
+class TraceTraffic(StrictModel):
+    """A recorded per-second users/s trace, inline or from a one-column file."""
+
+    kind: Literal["trace"]
+    values: list[Annotated[float, Field(gt=0, le=1000)]] | None = Field(None, min_length=1)
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TraceTraffic:
+        if (self.values is None) == (self.file is None):
+            raise ValueError("give exactly one of 'values' or 'file'")
+        return self
+
+    def recorded(self) -> np.ndarray:
+        """The users/s values of the trace, in order."""
+        if self.values is not None:
+            return np.asarray(self.values, dtype=float)
+        assert self.file is not None
+        try:
+            values = np.loadtxt(self.file, dtype=float, ndmin=1, comments="#")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.file}: not a one-column users/s trace ({exc})") from None
+        return values
+
+    def distribution(self) -> traffic.TrafficDistribution:
+        return traffic.trace(self.recorded())
+
+    def series(self, seconds: int, rng: np.random.Generator) -> np.ndarray:
+        """The trace itself, repeated as needed to fill ``seconds``."""
+        return np.resize(self.recorded(), seconds)
+
+    @property
+    def label(self) -> str:
+        return f"trace {self.file.name}" if self.file else f"trace ({len(self.values or [])} s)"
+
+
+TRAFFIC_KINDS: dict[str, type[BaseModel]] = {
+    "constant": ConstantTraffic, "truncated_normal": TruncatedNormalTraffic, "trace": TraceTraffic,
+}
+TrafficSpec = Annotated[ConstantTraffic | TruncatedNormalTraffic | TraceTraffic, Field(discriminator="kind")]
+
+
+def _range(low: float, high: float) -> Any:
+    return Field(ge=low, le=high)
+
+
+class Bounds(StrictModel):
+    """Allowed allocation per resource, as [min, max]."""
+
+    cpu_millicores: tuple[Annotated[float, _range(0, 1e6)], Annotated[float, _range(0, 1e6)]] = (500.0, 4500.0)
+    bandwidth_mbps: tuple[Annotated[float, _range(0, 1e5)], Annotated[float, _range(0, 1e5)]] = (5.0, 50.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        for name in ("cpu_millicores", "bandwidth_mbps"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name}: min {low} is above max {high}")
+        return self
+
+    @property
+    def lower(self) -> tuple[float, float]:
+        return (self.cpu_millicores[0], self.bandwidth_mbps[0])
+
+    @property
+    def upper(self) -> tuple[float, float]:
+        return (self.cpu_millicores[1], self.bandwidth_mbps[1])
+
+
+class SliceSpec(StrictModel):
+    """A slice: traffic levels to optimize and validate, QoS thresholds, resource bounds."""
+
+    name: str = Field(pattern=SLICE_NAME)
+    traffic: list[TrafficSpec] = Field(min_length=1, description="traffic levels, each validated in turn")
+    q_thresh: float = Field(gt=0, le=10_000, description="QoS threshold, Mbps per user")
+    beta_thresh: float = Field(gt=0, lt=1, description="allowed expected degradation")
+    bounds: Bounds = Bounds()
+    model: Path | None = Field(None, description="initial slice model directory (warm start)")
+
+
+class ResourceVector(StrictModel):
+    cpu_millicores: float = Field(gt=0)
+    bandwidth_mbps: float = Field(gt=0)
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.cpu_millicores, self.bandwidth_mbps)
+
+
+class ResourcesSpec(StrictModel):
+    """Cost weights eta and the capacities R the slices share (absent: unlimited)."""
+
+    eta: ResourceVector = ResourceVector(cpu_millicores=DEFAULT_ETA[0], bandwidth_mbps=DEFAULT_ETA[1])
+    capacity: ResourceVector | None = None
+
+
+class SweepSpec(StrictModel):
+    """The measurement grid of a round: users x CPU x bandwidth, held ``dwell_s`` seconds each."""
+
+    users: list[Annotated[int, Field(ge=1, le=1000)]] = Field(min_length=1)
+    cpu_millicores: list[Annotated[float, Field(gt=0, le=1e6)]] = Field(min_length=1)
+    bandwidth_mbps: list[Annotated[float, Field(gt=0, le=1e5)]] = Field(min_length=1)
+    dwell_s: int = Field(ge=1, le=3600)
+    repetitions: int = Field(1, ge=1, le=100)
+    shuffle: bool = False
+
+    @property
+    def points(self) -> int:
+        return len(self.users) * len(self.cpu_millicores) * len(self.bandwidth_mbps) * self.repetitions
+
+
+class TrainingSpec(StrictModel):
+    """Retraining of the slice model after each sweep."""
+
+    epochs: int = Field(300, ge=1, le=100_000)
+    batch_size: int = Field(4096, ge=2, le=1_000_000)
+    validation_fraction: float = Field(0.2, ge=0, lt=1)
+    warm_start: bool = True
+    settle_s: float = Field(0.0, ge=0, le=3600, description="drop this many seconds after each grid change")
+    width: int = Field(16, ge=1, le=4096)
+    depth: int = Field(3, ge=1, le=64)
+    head_width: int = Field(16, ge=1, le=4096)
+    datasets: list[Path] = Field(default_factory=list, description="extra MicroOpt CSVs trained on too")
+
+
+class OptimizerSpec(StrictModel):
+    method: Literal["microopt", "grid"] = "microopt"
+    microopt: MicroOptSettings = MicroOptSettings()
+    grid: GridSettings = GridSettings()
+
+
+class ValidationSpec(StrictModel):
+    window_s: int = Field(120, ge=1, le=86_400, description="seconds each applied allocation is validated")
+
+
+class ReplaySpec(StrictModel):
+    """The replay digital twin: QoS drawn from a slice model or from a dataset's grid points."""
+
+    source: Literal["model", "dataset"] = "dataset"
+    model: Path | None = None
+    dataset: Path | None = None
+
+    @model_validator(mode="after")
+    def _source_given(self) -> ReplaySpec:
+        if self.source == "model" and self.model is None:
+            raise ValueError("source 'model' needs 'model: DIR'")
+        if self.source == "dataset" and self.dataset is None:
+            raise ValueError("source 'dataset' needs 'dataset: CSV'")
+        return self
+
+
+class TestbedSpec(StrictModel):
+    backend: Literal["replay", "local", "lab"] = "replay"
+    replay: ReplaySpec | None = None
+    inventory: Path | None = None
+
+
+class ExperimentSpec(StrictModel):
+    """A closed-loop experiment: sweep, retrain, optimize, apply and validate, ``rounds`` times."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    rounds: int = Field(1, ge=1, le=100)
+    testbed: TestbedSpec = TestbedSpec()
+    slices: list[SliceSpec] = Field(min_length=1, max_length=64)
+    resources: ResourcesSpec = ResourcesSpec()
+    sweep: SweepSpec
+    training: TrainingSpec = TrainingSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    validation: ValidationSpec = ValidationSpec()
+
+    @field_validator("slices")
+    @classmethod
+    def _unique_names(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
+        names = [s.name for s in slices]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate slice name(s): {', '.join(duplicates)}")
+        levels = {len(s.traffic) for s in slices}
+        if len(levels) > 1:
+            raise ValueError("every slice needs the same number of traffic levels (they are solved together)")
+        return slices
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read, validate and resolve an experiment spec.
+
+    Raises:
+        InputError: the file is missing or unreadable, is not YAML, or does not validate; the message
+            names the file, the key and the problem.
+    """
+    path = Path(path)
+    document = read_yaml(path)
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top level, got {type(document).__name__}")
+    try:
+        spec = ExperimentSpec.model_validate(document, context={"base": path.parent})
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(path, exc)) from None
+    return resolve_paths(spec, path.parent)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning every failure into an :class:`InputError` naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as UTF-8 text ({type(exc).__name__})") from None
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: {where}YAML syntax error: {problem}") from None
+
+
+def describe_validation_error(path: Path, error: ValidationError) -> str:
+    """One line naming the file, the first offending key and what is allowed."""
+    first = error.errors(include_url=False)[0]
+    location = _dotted(first["loc"])
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(first["loc"][:-1])
+        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
+        message = f"unknown key{hint}"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] not in ("value_error", "union_tag_invalid", "union_tag_not_found"):
+            message += f", got {first.get('input')!r}"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {location or '(top level)'}: {message}{suffix}"
+
+
+def _dotted(location: tuple[Any, ...]) -> str:
+    """``('slices', 0, 'traffic', 0, 'constant', 'users')`` -> ``slices[0].traffic[0].users``."""
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part not in TRAFFIC_KINDS:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``location`` from ExperimentSpec (best effort)."""
+    model: Any = ExperimentSpec
+    for part in location:
+        if isinstance(part, int) or model is None:
+            continue
+        if part in TRAFFIC_KINDS:
+            model = TRAFFIC_KINDS[part]
+            continue
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field else None
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
+    """Make every relative path in ``spec`` relative to ``base`` (the spec file's directory)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, Path):
+            return value if value.is_absolute() else (base / value).resolve()
+        if isinstance(value, BaseModel):
+            return value.model_copy(update={name: fix(getattr(value, name)) for name in type(value).model_fields})
+        if isinstance(value, list):
+            return [fix(item) for item in value]
+        return value
+
+    return fix(spec)
+
+
+def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
+    """The resolved spec as plain data (written into the run directory)."""
+    return spec.model_dump(mode="json")
