@@ -29,8 +29,8 @@ class FitMetrics:
 
 def tensors(frame: pd.DataFrame, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Model inputs and QoS targets of a dataset as float32 tensors."""
-    inputs = torch.as_tensor(feature_matrix(frame), device=device)
-    target = torch.as_tensor(frame[TARGET].to_numpy(dtype=np.float32), device=device)
+    inputs = torch.tensor(feature_matrix(frame), device=device)
+    target = torch.tensor(frame[TARGET].to_numpy(dtype=np.float32), device=device)
     return inputs, target
 
 

@@ -96,7 +96,7 @@ class TrainingResult:
 def split_rows(n_rows: int, validation_fraction: float, seed: int) -> Split:
     """Seeded random split of ``n_rows`` rows into train and validation."""
     order = np.random.default_rng(seed).permutation(n_rows)
-    n_validation = int(round(n_rows * validation_fraction))
+    n_validation = round(n_rows * validation_fraction)
     if n_rows - n_validation < 2:
         raise InputError(f"too few rows to train on: {n_rows} rows with validation fraction {validation_fraction}")
     return Split(seed, validation_fraction, np.sort(order[n_validation:]), np.sort(order[:n_validation]))

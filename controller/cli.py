@@ -21,7 +21,7 @@ from rich.table import Table
 from analysis.evaluation import evaluate
 from analysis.slice_model import ModelConfig, load_model, pick_device
 from analysis.training import TrainingConfig, save_training, train
-from collectors.dataset import load_qos_csv, load_qos_csvs
+from collectors.dataset import DEFAULT_SETTLE_S, load_qos_csv, load_qos_csvs
 from collectors.errors import InputError, SlicebedError
 from collectors.provenance import slicebed_version
 from collectors.runstore import RunStore
@@ -34,9 +34,6 @@ from controller.testbeds import BACKENDS, open_testbed
 from controller.traffic import constant
 
 EXIT_BAD_INPUT = 2
-DEFAULT_SETTLE_S = 10.0
-"""Seconds dropped after each grid change when reading a dataset: the MicroOpt data shows a
-transient of about 12 s after every reconfiguration (see README, "Slice model")."""
 
 console = Console(stderr=True)
 

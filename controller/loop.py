@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress, TaskID
+from rich.progress import Progress
 
 from analysis.evaluation import FitMetrics
 from analysis.slice_model import ModelConfig, SliceModel, load_model
@@ -122,8 +122,11 @@ class ClosedLoop:
         )
         warm = self.models[slice_name] if training.warm_start else None
         task = self.progress.add_task(f"round {round_index}: train {slice_name}", total=config.epochs)
-        result: TrainingResult = train(frame, config, device=self.device, warm_start=warm,
-                                       progress=lambda epoch, _total, _loss: self.progress.update(task, completed=epoch))
+
+        def show(epoch: int, _total: int, _loss: float) -> None:
+            self.progress.update(task, completed=epoch)
+
+        result: TrainingResult = train(frame, config, device=self.device, warm_start=warm, progress=show)
         self.models[slice_name] = result.model
         directory = self.run.models_dir / f"round-{round_index}" / slice_name
         save_training(result, directory, extra={"round": round_index, "slice": slice_name})

@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collectors.dataset import DEFAULT_SETTLE_S
 from collectors.errors import InputError
 from controller import traffic
 from controller.optimizers.grid import GridSettings
@@ -219,6 +220,7 @@ class ReplaySpec(StrictModel):
     source: Literal["model", "dataset"] = "dataset"
     model: Path | None = None
     dataset: Path | None = None
+    settle_s: float = Field(DEFAULT_SETTLE_S, ge=0, le=3600, description="dataset seconds dropped after grid changes")
 
     @model_validator(mode="after")
     def _source_given(self) -> ReplaySpec:

@@ -43,8 +43,10 @@ class MicroOptSettings(BaseModel):
     qos_samples: int = Field(16, ge=2, description="reparameterized QoS samples per traffic point")
     gap_tolerance: float = Field(1e-3, ge=0, description="epsilon_1: stop when (UB - LB) / UB is below")
     gradient_tolerance: float = Field(1e-5, ge=0, description="epsilon_2: end the inner loop when below")
-    refine_points: int = Field(8, ge=2, description="points per segment in each boundary-refinement round")
-    refine_rounds: int = Field(3, ge=0, description="boundary-refinement rounds (0: no refinement)")
+    refine_rounds: int = Field(10, ge=0, description="boundary-refinement rounds (0: no refinement)")
+    refine_steps: int = Field(2, ge=1, description="refinement-box points on each side of its centre, per resource")
+    refine_radius: float = Field(0.03, gt=0, description="initial half-width of the refinement box, unit scale")
+    refine_shrink: float = Field(0.5, gt=0, lt=1, description="box factor when a slice's best stays at the centre")
     seed: int = 0
 
 
@@ -91,7 +93,10 @@ def _initialize(tensors: ProblemTensors, tracker: BestTracker, settings: MicroOp
     score = torch.where(violation > 0, 1e6 + violation, slice_cost)
     order = score.argsort(dim=0)[: min(settings.starts, unit.shape[0])]  # (P, S)
     chosen = unit.gather(0, order.unsqueeze(-1).expand(-1, -1, n_resources)).clone()
-    return _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=torch.full((chosen.shape[0],), torch.inf))
+    starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=torch.full((chosen.shape[0],), torch.inf))
+    allocation = _allocation(tensors, chosen)
+    _record(tensors, starts, allocation, tensors.expected_degradation(allocation))
+    return starts
 
 
 def _allocation(tensors: ProblemTensors, unit: torch.Tensor) -> torch.Tensor:
@@ -178,30 +183,39 @@ def _gap_closed(upper: torch.Tensor, lower: torch.Tensor, tolerance: float) -> b
 @torch.no_grad()
 def _refine_boundary(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
                      settings: MicroOptSettings) -> None:
-    """Bisect, per start, from its best feasible allocation towards its cheaper last iterate.
+    """Polish each start's best feasible allocation with a shrinking-box pattern search.
 
-    Each round evaluates ``refine_points`` evenly spaced points of the segment exactly, moves the
-    feasible end to the farthest feasible point and the other end to the point after it.
+    Each round evaluates, per start and slice, a box of (2 ``refine_steps`` + 1)^2 evenly spaced
+    allocations around the current one with the exact degradation and moves every slice to its
+    cheapest feasible point; a slice whose best stays at the centre halves its box. Without shared
+    capacities slices are independent, so each picks on its own; with capacities only moves that use
+    no more of either resource are tried, so the capacities stay met.
     """
-    feasible_end = starts.best_unit
-    target = starts.unit.detach()
-    cheaper = ((_allocation(tensors, target) - _allocation(tensors, feasible_end)) @ tensors.eta).sum(-1) < 0
-    if not bool((cheaper & starts.best_cost.isfinite()).any()):
+    found = starts.best_cost.isfinite()
+    if not bool(found.any()):
         return
-    feasible_end, target = feasible_end[cheaper], target[cheaper]
-    fractions = torch.linspace(0.0, 1.0, settings.refine_points + 1)[1:]  # (M,)
+    best = starts.best_unit[found]  # (P, S, K)
+    offsets = _lattice(settings.refine_steps, only_decreasing=tensors.capacity is not None)  # (G, K)
+    center = int((offsets == 0).all(-1).nonzero()[0])
+    radius = torch.full(best.shape[:-1], settings.refine_radius)  # (P, S)
     for _ in range(settings.refine_rounds):
-        unit = feasible_end + fractions[:, None, None, None] * (target - feasible_end)  # (M, P, S, K)
+        unit = (best + radius[..., None] * offsets[:, None, None, :]).clamp(0.0, 1.0)  # (G, P, S, K)
         allocation = _allocation(tensors, unit)
-        degradation = tensors.expected_degradation(allocation)
-        tracker.update(allocation.flatten(0, 1), degradation.flatten(0, 1))
-        feasible = tensors.feasible(degradation, allocation)  # (M, P)
-        steps = torch.arange(1, settings.refine_points + 1)[:, None]
-        reach = torch.where(feasible, steps, 0).amax(0)  # farthest feasible point, 0: none
-        new_feasible = feasible_end + (reach / settings.refine_points)[:, None, None] * (target - feasible_end)
-        beyond = (reach + 1).clamp(max=settings.refine_points)
-        target = feasible_end + (beyond / settings.refine_points)[:, None, None] * (target - feasible_end)
-        feasible_end = new_feasible
+        meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
+        slice_cost = torch.where(meets, allocation @ tensors.eta, torch.inf)
+        slice_cost[center] = slice_cost[center].nan_to_num(posinf=1e9)  # the centre was feasible
+        choice = slice_cost.argmin(0)  # (P, S)
+        best = unit.gather(0, choice[None, ..., None].expand(1, -1, -1, unit.shape[-1]))[0]
+        radius = torch.where(choice == center, radius * settings.refine_shrink, radius)
+    allocation = _allocation(tensors, best)
+    tracker.update(allocation, tensors.expected_degradation(allocation))
+
+
+def _lattice(steps: int, only_decreasing: bool) -> torch.Tensor:
+    """Offsets of a (2 steps + 1)^2 lattice on [-1, 1]^2 with a point at 0, (G, 2); optionally only <= 0."""
+    axis = torch.linspace(-1.0, 1.0, 2 * steps + 1)
+    offsets = torch.cartesian_prod(axis, axis)
+    return offsets[(offsets <= 0).all(-1)] if only_decreasing else offsets
 
 
 __all__ = ["MicroOptSettings", "Solution", "solve_microopt"]

@@ -26,7 +26,7 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
             source = ModelQosSource(load_model(replay.model))
         else:
             assert replay.dataset is not None
-            source = DatasetQosSource(load_qos_csv(replay.dataset))
+            source = DatasetQosSource(load_qos_csv(replay.dataset, settle_s=replay.settle_s))
         return ReplayTestbed(source, slices, seed=spec.seed)
     if backend in BACKENDS:
         raise InputError(f"the {backend!r} testbed backend is not part of this slicebed version yet; "

@@ -53,7 +53,7 @@ class Testbed(ABC):
     def collect(self, seconds: int) -> pd.DataFrame:
         """Run for ``seconds`` seconds and return one sample per slice per second (``SAMPLE_COLUMNS``)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: most backends have nothing to release)
         """Release what the backend started. The default has nothing to release."""
 
     def __enter__(self) -> Testbed:

@@ -1,0 +1,99 @@
+"""End-to-end closed loop on the replay testbed, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from collectors.runstore import RunStore
+from controller.cli import main
+from controller.loop import achieved_degradation
+
+pytestmark = pytest.mark.slow
+
+
+def small_spec(tmp_path: Path, dataset: Path, rounds: int = 2) -> Path:
+    """A two-round loop: 2 users x 3 CPU x 3 bandwidth points of 20 s, 200 epochs, two traffic levels."""
+    spec = {
+        "name": "loop-test",
+        "seed": 3,
+        "rounds": rounds,
+        "testbed": {"backend": "replay", "replay": {"source": "dataset", "dataset": str(dataset)}},
+        "slices": [{
+            "name": "embb",
+            "q_thresh": 4.0,
+            "beta_thresh": 0.2,
+            "bounds": {"cpu_millicores": [500, 4000], "bandwidth_mbps": [5, 40]},
+            "traffic": [
+                {"kind": "constant", "users": 2},
+                {"kind": "truncated_normal", "mean": 3, "std": 1, "low": 1, "high": 5},
+            ],
+        }],
+        "sweep": {"users": [1, 4], "cpu_millicores": [1000, 2000, 4000], "bandwidth_mbps": [10, 25, 40],
+                  "dwell_s": 20},
+        "training": {"epochs": 200},
+        "validation": {"window_s": 60},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def test_closed_loop_writes_a_complete_run(tmp_path: Path, microopt_csv: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    assert main(["--quiet", "--runs-dir", str(runs), "loop", "run", str(small_spec(tmp_path, microopt_csv))]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run = RunStore(runs).open(summary["run"])
+
+    metadata = run.metadata()
+    assert metadata["status"] == "completed" and metadata["finished"] and metadata["testbed"] == "replay"
+    assert metadata["packages"]["torch"].startswith("2.13")
+
+    samples = run.read_samples()
+    assert len(samples) == 2 * (2 * 3 * 3) * 20  # rounds x points x dwell seconds, one slice
+    assert not samples.duplicated(["round", "point", "time"]).any()
+
+    results = run.read_samples("results")
+    assert list(results["round"]) == [1, 1, 2, 2]
+    assert results["feasible"].all()
+    assert (results["expected_degradation"] <= results["beta_thresh"] + 1e-6).all()
+    assert results["achieved_degradation"].between(0, 1).all()
+    assert ((results["cpu_millicores"] >= 500) & (results["cpu_millicores"] <= 4000)).all()
+
+    validation = run.read_samples("validation")
+    first = validation[(validation["round"] == 1) & (validation["level"] == 0)]
+    assert achieved_degradation(first, 4.0) == pytest.approx(results["achieved_degradation"].iloc[0])
+
+    events = [event["event"] for event in run.events()]
+    assert events[0] == "run_started" and events[-1] == "run_finished"
+    trained = [event for event in run.events() if event["event"] == "model_trained"]
+    assert [event["warm_start"] for event in trained] == [False, True]
+
+    for name in ("report.md", "report.html", "plots/qos-surface-embb.png", "plots/allocations.png",
+                 "plots/degradation.png", "models/round-2/embb/model.pt", "models/round-2/embb/metrics.json"):
+        assert (run.path / name).stat().st_size > 0, name
+    report = (run.path / "report.md").read_text()
+    assert "![degradation](plots/degradation.png)" in report
+
+
+def test_achieved_degradation_weights_seconds_by_users() -> None:
+    samples = pd.DataFrame({"n_users": [1, 3, 1, 5], "qos": [2.0, 5.0, 6.0, 3.0]})
+    # seconds below 4 Mbps: users 1 and 5 -> (1 + 5) / (1 + 3 + 1 + 5)
+    assert achieved_degradation(samples, 4.0) == pytest.approx(0.6)
+
+
+def test_runs_never_overwrite_each_other(tmp_path: Path, microopt_csv: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    spec = small_spec(tmp_path, microopt_csv, rounds=1)
+    runs = tmp_path / "runs"
+    for _ in range(2):
+        assert main(["--quiet", "--runs-dir", str(runs), "loop", "run", str(spec)]) == 0
+    capsys.readouterr()
+    listed = RunStore(runs).list()
+    assert len(listed) == 2 and listed[0].path != listed[1].path
+    assert all(run.metadata()["status"] == "completed" for run in listed)
