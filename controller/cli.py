@@ -176,8 +176,8 @@ def parse_traffic(text: str) -> Any:
         raise InputError(f"--traffic: not YAML: {text!r}") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"--traffic: {where}: {first['msg']}") from None
+        where = "".join(f"{part}: " for part in first["loc"])
+        raise InputError(f"--traffic: {where}{first['msg']}") from None
 
 
 def cmd_loop_run(args: argparse.Namespace) -> int:
