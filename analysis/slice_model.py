@@ -146,11 +146,20 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> Sli
     try:
         config = ModelConfig(**checkpoint["config"])
         scale = TargetScale(**checkpoint["scale"])
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{path}: no valid architecture or QoS scale recorded ({type(exc).__name__}: {exc})") from None
+    bounds = (scale.low, scale.high)
+    if not all(isinstance(value, int | float) and math.isfinite(value) for value in bounds) or scale.low > scale.high:
+        raise InputError(f"{path}: the recorded QoS scale {bounds} is not a finite range low <= high")
+    try:
         model = SliceModel(config, scale)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: weights do not match the recorded architecture ({first_line})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # skip torch's header line
+        raise InputError(f"{path}: weights do not match the recorded architecture ({detail})") from None
     return model.to(device).eval()
 
 

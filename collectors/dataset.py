@@ -8,6 +8,7 @@ public MicroOpt dataset and the format slicebed's own campaigns write.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,20 +38,27 @@ def load_qos_csv(path: str | Path, settle_s: float = 0.0) -> pd.DataFrame:
             (n_users, bw, cpu) last changed; the first seconds after a reconfiguration are a transient.
 
     Returns:
-        A frame with the six columns, ``time`` parsed, numeric columns as float64, plus a ``source``
-        column (the file name) and ``block`` (index of the contiguous run of one grid point).
+        A frame with the six columns, ``time`` parsed (ISO 8601 date-times), numeric columns as float64,
+        plus a ``source`` column (the file name) and ``block`` (index of the contiguous run of one grid point).
 
     Raises:
-        InputError: the file is missing, empty, not CSV, lacks a column, or holds a non-numeric,
-            NaN, infinite or negative value (the message names the file, column and row).
+        InputError: the file is missing, empty, not CSV, lacks a column, holds a time that is not an
+            ISO 8601 date-time or a non-numeric, NaN, infinite or negative value (the message names the
+            file, column and row), or ``settle_s`` leaves no sample.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such dataset file")
     try:
-        frame = pd.read_csv(path, encoding="utf-8")
+        with warnings.catch_warnings():
+            # index_col=False: a row with more fields than the header must not shift the columns; pandas
+            # then warns that it drops the extra fields, which is an error here
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, encoding="utf-8", index_col=False)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty; expected a header {','.join(COLUMNS)}") from None
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path}: not a readable CSV file (a row has more fields than the header)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable CSV file ({reason})") from None
@@ -62,15 +70,15 @@ def load_qos_csv(path: str | Path, settle_s: float = 0.0) -> pd.DataFrame:
     frame = frame[list(COLUMNS)].copy()
     for column in NUMERIC_COLUMNS:
         frame[column] = _numeric_column(frame[column], path, column)
-    frame["time"] = pd.to_datetime(frame["time"], errors="coerce")
-    bad_time = frame["time"].isna()
-    if bad_time.any():
-        raise InputError(f"{path}: row {_row_number(bad_time)}: column time is not a timestamp")
+    frame["time"] = _time_column(frame["time"], path)
     if (frame["n_users"] <= 0).any():
         raise InputError(f"{path}: row {_row_number(frame['n_users'] <= 0)}: n_users must be > 0")
     frame["block"] = _blocks(frame)
     if settle_s > 0:
         frame = drop_settling(frame, settle_s)
+        if frame.empty:
+            raise InputError(f"{path}: no sample is {settle_s:g} s or more after its grid point started "
+                             "(lower --settle-s / settle_s)")
     frame["source"] = path.name
     return frame.reset_index(drop=True)
 
@@ -127,6 +135,25 @@ def _numeric_column(values: pd.Series, path: Path, column: str) -> pd.Series:
         if mask.any():
             raise InputError(f"{path}: row {_row_number(mask)}: column {column} {problem}")
     return numbers.astype("float64")
+
+
+def _time_column(values: pd.Series, path: Path) -> pd.Series:
+    """Parse the ``time`` column as ISO 8601 date-times (any precision, space or ``T`` separator)."""
+    if values.isna().all():
+        raise InputError(f"{path}: column time is empty; expected ISO 8601 date-times")
+    if not pd.api.types.is_object_dtype(values) and not pd.api.types.is_string_dtype(values):
+        raise InputError(f"{path}: column time holds numbers; expected ISO 8601 date-times "
+                         "such as 2024-05-18 11:00:23.874")
+    try:
+        times = pd.to_datetime(values, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError):  # pandas raises for time zones mixed with each other or with naive times
+        raise InputError(f"{path}: column time mixes time zones; give every timestamp the same UTC offset "
+                         "or none") from None
+    bad = times.isna()
+    if bad.any():
+        row = _row_number(bad)
+        raise InputError(f"{path}: row {row}: column time is not an ISO 8601 timestamp: {values.iloc[row - 1]!r}")
+    return times
 
 
 def _row_number(mask: Iterable[bool]) -> int:

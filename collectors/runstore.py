@@ -104,8 +104,13 @@ class Run:
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event to events.jsonl and fsync it."""
         record = {"time": utc_now(), "event": event, **fields}
-        with (self.path / EVENTS).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=str) + "\n")
+        line = (json.dumps(record, default=str) + "\n").encode("utf-8")
+        with (self.path / EVENTS).open("a+b") as handle:
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a crash left a torn last line: end it so this event stays whole
+                    line = b"\n" + line
+            handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
 

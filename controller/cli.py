@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -29,7 +30,7 @@ from controller.loop import ClosedLoop
 from controller.loop_report import write_loop_report
 from controller.optimizers import SOLVERS, solve
 from controller.problem import DEFAULT_ETA, Problem, SliceProblem
-from controller.spec import TrafficSpec, load_spec, spec_document
+from controller.spec import ExperimentSpec, TrafficSpec, load_spec, spec_document
 from controller.testbeds import BACKENDS, open_testbed
 from controller.traffic import constant
 
@@ -46,8 +47,15 @@ def progress_bar(quiet: bool) -> Progress:
     )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``slicebed: error:`` line (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"slicebed: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slicebed", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="slicebed", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"slicebed {slicebed_version()}")
     parser.add_argument("--runs-dir", help="runs root (default: $SLICEBED_RUNS or ./runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -138,7 +146,21 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_optimize_args(args: argparse.Namespace) -> None:
+    """Reject out-of-range numbers before loading anything, naming the option."""
+    if args.users is not None and not (math.isfinite(args.users) and args.users > 0):
+        raise InputError(f"--users must be a finite number > 0, got {args.users:g}")
+    if not (math.isfinite(args.q_thresh) and args.q_thresh > 0):
+        raise InputError(f"--q-thresh must be a finite number > 0 (Mbps per user), got {args.q_thresh:g}")
+    if not 0 < args.beta < 1:
+        raise InputError(f"--beta must be in (0, 1), got {args.beta:g}")
+    for option, (low, high) in (("--cpu-bounds", args.cpu_bounds), ("--bw-bounds", args.bw_bounds)):
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+            raise InputError(f"{option} must be finite with 0 <= MIN <= MAX, got {low:g} {high:g}")
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
+    check_optimize_args(args)
     model = load_model(args.model, pick_device(args.device))
     distribution = constant(args.users) if args.users is not None else parse_traffic(args.traffic).distribution()
     problem = Problem((SliceProblem(
@@ -180,8 +202,18 @@ def parse_traffic(text: str) -> Any:
         raise InputError(f"--traffic: {where}{first['msg']}") from None
 
 
+def check_spec_inputs(spec: ExperimentSpec) -> None:
+    """Read the models and datasets a spec names, so a bad one is reported before a run directory exists."""
+    for slice_spec in spec.slices:
+        if slice_spec.model is not None:
+            load_model(slice_spec.model)
+    if spec.training.datasets:
+        load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
+
+
 def cmd_loop_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    check_spec_inputs(spec)
     backend = args.testbed or spec.testbed.backend
     store = RunStore(args.runs_dir)
     device = pick_device(args.device)

@@ -27,7 +27,7 @@ SLICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 class StrictModel(BaseModel):
     """Base of every spec section: unknown keys are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SampledTraffic(StrictModel):
@@ -70,6 +70,10 @@ class TruncatedNormalTraffic(SampledTraffic):
     def _interval(self) -> TruncatedNormalTraffic:
         if self.low >= self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        try:
+            self.distribution()
+        except InputError as exc:  # e.g. no probability mass in [low, high]
+            raise ValueError(str(exc)) from None
         return self
 
     def distribution(self) -> traffic.TrafficDistribution:
@@ -252,6 +256,18 @@ class ExperimentSpec(StrictModel):
     optimizer: OptimizerSpec = OptimizerSpec()
     validation: ValidationSpec = ValidationSpec()
 
+    @model_validator(mode="after")
+    def _capacity_covers_lower_bounds(self) -> ExperimentSpec:
+        capacity = self.resources.capacity
+        if capacity is None:
+            return self
+        for index, resource in enumerate(("cpu_millicores", "bandwidth_mbps")):
+            needed = sum(s.bounds.lower[index] for s in self.slices)
+            if needed > capacity.as_tuple()[index]:
+                raise ValueError(f"resources.capacity.{resource} ({capacity.as_tuple()[index]:g}) is below the sum "
+                                 f"of the slices' minimum allocations ({needed:g})")
+        return self
+
     @field_validator("slices")
     @classmethod
     def _unique_names(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
@@ -280,7 +296,15 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(document, context={"base": path.parent})
     except ValidationError as exc:
         raise InputError(describe_validation_error(path, exc)) from None
-    return resolve_paths(spec, path.parent)
+    spec = resolve_paths(spec, path.parent)
+    for index, slice_spec in enumerate(spec.slices):
+        for level, profile in enumerate(slice_spec.traffic):
+            if isinstance(profile, TraceTraffic) and profile.file is not None:
+                try:  # read trace files now, not after the first sweep
+                    profile.distribution()
+                except InputError as exc:
+                    raise InputError(f"{path}: slices[{index}].traffic[{level}]: {exc}") from None
+    return spec
 
 
 def read_yaml(path: Path) -> Any:
@@ -324,21 +348,26 @@ def describe_validation_error(path: Path, error: ValidationError) -> str:
 def _dotted(location: tuple[Any, ...]) -> str:
     """``('slices', 0, 'traffic', 0, 'constant', 'users')`` -> ``slices[0].traffic[0].users``."""
     text = ""
-    for part in location:
+    for index, part in enumerate(location):
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part not in TRAFFIC_KINDS:
+        elif not _is_traffic_tag(location, index):
             text += f".{part}" if text else str(part)
     return text
+
+
+def _is_traffic_tag(location: tuple[Any, ...], index: int) -> bool:
+    """Whether ``location[index]`` is the union tag pydantic inserts after a traffic list index."""
+    return index > 0 and isinstance(location[index - 1], int) and location[index] in TRAFFIC_KINDS
 
 
 def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
     """Field names of the model found by walking ``location`` from ExperimentSpec (best effort)."""
     model: Any = ExperimentSpec
-    for part in location:
+    for index, part in enumerate(location):
         if isinstance(part, int) or model is None:
             continue
-        if part in TRAFFIC_KINDS:
+        if _is_traffic_tag(location, index):
             model = TRAFFIC_KINDS[part]
             continue
         field = model.model_fields.get(part)

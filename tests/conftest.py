@@ -26,7 +26,7 @@ def microopt_csv() -> Path:
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Path) -> Path:
     """A slice model trained briefly (600 epochs, about 6 s) on the MicroOpt dataset."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # small tensors: one thread is fastest, and immune to a busy second core
     frame = load_qos_csv(microopt_csv, settle_s=10)
     result = train(frame, TrainingConfig(epochs=600, seed=0))
     directory = tmp_path_factory.mktemp("model")

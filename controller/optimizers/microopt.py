@@ -7,10 +7,11 @@ decays the allocation step, and stops when the gap between the best feasible cos
 Lagrangian (LB) closes. Random starts and slices form one tensor program: allocations have shape
 (starts, slices, resources), and each start carries its own multipliers.
 
-A final boundary refinement sharpens the answer: the primal-dual iterates oscillate around the
-boundary of the feasible set, so each start's best feasible allocation is bisected (a few points at
-a time) towards its last iterate when that one is cheaper, with the exact degradation. Every answer
-is the cheapest strictly feasible allocation evaluated.
+A final refinement sharpens the answer: the primal-dual iterates oscillate around the boundary of
+the feasible set, so each slice's cheapest allocation meeting its QoS is polished by a shrinking-box
+pattern search with the exact degradation; when shared capacities bind, the over-used resources are
+priced and the price is bisected until the slices fit (see :func:`_refine`). Every answer is the
+cheapest strictly feasible allocation evaluated.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class MicroOptSettings(BaseModel):
     outer_iterations: int = Field(12, ge=1, description="tau_1,max")
     inner_iterations: int = Field(5, ge=1, description="tau_2,max")
     min_outer_iterations: int = Field(6, ge=1, description="outer iterations before the gap test may stop")
-    lr_allocation: float = Field(0.03, gt=0, description="alpha_1, initial Adam step on allocations scaled to [0, 1]")
+    lr_allocation: float = Field(0.03, gt=0, description="alpha_1, first Adam step, allocations scaled to [0, 1]")
     lr_decay: float = Field(0.7, gt=0, le=1, description="factor on alpha_1 after each outer iteration")
     lr_qos_multiplier: float = Field(2.0, gt=0, description="alpha_2, dual step of lambda")
-    lr_capacity_multiplier: float = Field(2.0, gt=0, description="alpha_3, dual step of mu (excess relative to R)")
+    lr_capacity_multiplier: float = Field(2.0, gt=0, description="alpha_3, dual step of mu (prices excess / R)")
     initial_lambda: float = Field(1.0, ge=0, description="initial QoS multipliers")
     rho: float = Field(10.0, gt=0, description="sigmoid sharpness, per QoS unit (Mbps)")
     qos_samples: int = Field(16, ge=2, description="reparameterized QoS samples per traffic point")
@@ -47,6 +48,8 @@ class MicroOptSettings(BaseModel):
     refine_steps: int = Field(2, ge=1, description="refinement-box points on each side of its centre, per resource")
     refine_radius: float = Field(0.03, gt=0, description="initial half-width of the refinement box, unit scale")
     refine_shrink: float = Field(0.5, gt=0, lt=1, description="box factor when a slice's best stays at the centre")
+    refine_grow: float = Field(2.0, ge=1, description="box factor along a resource a move reached the edge of")
+    price_steps: int = Field(16, ge=0, description="capacity-price doublings and bisections when R binds")
     seed: int = 0
 
 
@@ -57,6 +60,10 @@ class _Starts:
     unit: torch.Tensor  # (P, S, K) in [0, 1], the optimization variable
     best_unit: torch.Tensor  # (P, S, K)
     best_cost: torch.Tensor  # (P,), inf while the start has no feasible allocation
+    slice_unit: torch.Tensor  # (P, S, K) per slice, its cheapest allocation meeting its own QoS
+    slice_cost: torch.Tensor  # (P, S), inf while the slice has none
+    samples: torch.Tensor  # (N, S, K) the random allocations of line 3
+    sample_meets: torch.Tensor  # (N, S) whether each sample meets its slice's QoS
 
 
 def stratified_normal_samples(count: int, device: torch.device | str) -> torch.Tensor:
@@ -73,7 +80,7 @@ def solve_microopt(problem: Problem, settings: MicroOptSettings | None = None,
     tracker = BestTracker(tensors)
     starts = _initialize(tensors, tracker, settings)
     iterations = _primal_dual(tensors, tracker, starts, settings)
-    _refine_boundary(tensors, tracker, starts, settings)
+    _refine(tensors, tracker, starts, settings)
     return tracker.solution("microopt", iterations)
 
 
@@ -88,15 +95,22 @@ def _initialize(tensors: ProblemTensors, tracker: BestTracker, settings: MicroOp
     allocation = _allocation(tensors, unit)
     degradation = tensors.expected_degradation(allocation)
     tracker.update(allocation, degradation)
-    slice_cost = allocation @ tensors.eta  # (N, S)
     violation = (degradation - tensors.beta_thresh).clamp(min=0)
-    score = torch.where(violation > 0, 1e6 + violation, slice_cost)
-    order = score.argsort(dim=0)[: min(settings.starts, unit.shape[0])]  # (P, S)
-    chosen = unit.gather(0, order.unsqueeze(-1).expand(-1, -1, n_resources)).clone()
-    starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=torch.full((chosen.shape[0],), torch.inf))
+    score = torch.where(violation > 0, 1e6 + violation, allocation @ tensors.eta)  # (N, S)
+    chosen = _per_slice_top(unit, score, settings.starts)
+    n_starts = chosen.shape[0]
+    starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=torch.full((n_starts,), torch.inf),
+                     slice_unit=chosen.clone(), slice_cost=torch.full((n_starts, n_slices), torch.inf),
+                     samples=unit, sample_meets=violation == 0)
     allocation = _allocation(tensors, chosen)
     _record(tensors, starts, allocation, tensors.expected_degradation(allocation))
     return starts
+
+
+def _per_slice_top(unit: torch.Tensor, score: torch.Tensor, count: int) -> torch.Tensor:
+    """Per slice, the ``count`` rows of ``unit`` (N, S, K) with the lowest ``score`` (N, S): (count, S, K)."""
+    order = score.argsort(dim=0)[: min(count, unit.shape[0])]
+    return unit.gather(0, order.unsqueeze(-1).expand(-1, -1, unit.shape[-1])).clone()
 
 
 def _allocation(tensors: ProblemTensors, unit: torch.Tensor) -> torch.Tensor:
@@ -132,14 +146,12 @@ def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
             degradation = tensors.expected_degradation(allocation)
             _record(tensors, starts, allocation, degradation)
             qos_gap = degradation - tensors.beta_thresh
-            excess = tensors.capacity_excess(allocation)
+            excess = _relative_excess(tensors, allocation)
             lagrangian = (tensors.cost(allocation) + (qos_multiplier * qos_gap).sum(-1)
                           + (capacity_multiplier * excess).sum(-1))
             lower_bound = torch.maximum(lower_bound, lagrangian)
             qos_multiplier = (qos_multiplier + settings.lr_qos_multiplier * qos_gap).clamp(min=0.0)
-            if tensors.capacity is not None:
-                capacity_multiplier = (capacity_multiplier
-                                       + settings.lr_capacity_multiplier * excess / tensors.capacity).clamp(min=0.0)
+            capacity_multiplier = (capacity_multiplier + settings.lr_capacity_multiplier * excess).clamp(min=0.0)
             for group in adam.param_groups:
                 group["lr"] *= settings.lr_decay
         if outer >= settings.min_outer_iterations and _gap_closed(starts.best_cost, lower_bound,
@@ -162,16 +174,28 @@ def _surrogate_lagrangian(tensors: ProblemTensors, starts: _Starts, qos_multipli
     below = torch.sigmoid(rho * (tensors.q_thresh[:, None, None] - samples)).mean(-1)
     surrogate = (below * tensors.weights).sum(-1)
     return (tensors.cost(allocation) + (qos_multiplier * (surrogate - tensors.beta_thresh)).sum(-1)
-            + (capacity_multiplier * tensors.capacity_excess(allocation)).sum(-1))
+            + (capacity_multiplier * _relative_excess(tensors, allocation)).sum(-1))
+
+
+def _relative_excess(tensors: ProblemTensors, allocation: torch.Tensor) -> torch.Tensor:
+    """Capacity excess relative to R, (..., K): the capacity terms of the Lagrangian in cost-like units."""
+    excess = tensors.capacity_excess(allocation)
+    return excess / tensors.capacity if tensors.capacity is not None else excess
 
 
 @torch.no_grad()
 def _record(tensors: ProblemTensors, starts: _Starts, allocation: torch.Tensor, degradation: torch.Tensor) -> None:
-    """Keep each start's cheapest strictly feasible allocation (no host synchronization)."""
+    """Keep each start's cheapest strictly feasible allocation, and per slice its cheapest allocation
+    meeting its own QoS (no host synchronization)."""
+    unit = starts.unit.detach()
     cost = torch.where(tensors.feasible(degradation, allocation), tensors.cost(allocation), torch.inf)
     better = cost < starts.best_cost
     starts.best_cost = torch.where(better, cost, starts.best_cost)
-    starts.best_unit = torch.where(better[:, None, None], starts.unit.detach(), starts.best_unit)
+    starts.best_unit = torch.where(better[:, None, None], unit, starts.best_unit)
+    slice_cost = torch.where(degradation <= tensors.beta_thresh, allocation @ tensors.eta, torch.inf)
+    better_slice = slice_cost < starts.slice_cost
+    starts.slice_cost = torch.where(better_slice, slice_cost, starts.slice_cost)
+    starts.slice_unit = torch.where(better_slice[..., None], unit, starts.slice_unit)
 
 
 def _gap_closed(upper: torch.Tensor, lower: torch.Tensor, tolerance: float) -> bool:
@@ -181,41 +205,86 @@ def _gap_closed(upper: torch.Tensor, lower: torch.Tensor, tolerance: float) -> b
 
 
 @torch.no_grad()
-def _refine_boundary(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
-                     settings: MicroOptSettings) -> None:
-    """Polish each start's best feasible allocation with a shrinking-box pattern search.
+def _refine(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts, settings: MicroOptSettings) -> None:
+    """Polish the answer on the boundary of the feasible set, then fit shared capacities.
 
-    Each round evaluates, per start and slice, a box of (2 ``refine_steps`` + 1)^2 evenly spaced
-    allocations around the current one with the exact degradation and moves every slice to its
-    cheapest feasible point; a slice whose best stays at the centre halves its box. Without shared
-    capacities slices are independent, so each picks on its own; with capacities only moves that use
-    no more of either resource are tried, so the capacities stay met.
+    Slices interact only through the capacities, so each slice is polished on its own from its
+    cheapest feasible allocation (:func:`_pattern_search`). Without capacities that is the answer.
+    With capacities the over-used resources are priced (dual decomposition, as mu does in
+    Algorithm 1): the price is doubled until the slices' best responses fit R, then bisected.
+    Every candidate goes through the tracker, which keeps the cheapest strictly feasible one.
     """
-    found = starts.best_cost.isfinite()
-    if not bool(found.any()):
+    complete = starts.slice_cost.isfinite().all(-1)  # starts where every slice met its QoS somewhere
+    if settings.refine_rounds == 0 or not bool(complete.any()):
         return
-    best = starts.best_unit[found]  # (P, S, K)
-    offsets = _lattice(settings.refine_steps, only_decreasing=tensors.capacity is not None)  # (G, K)
+    unit = _pattern_search(tensors, starts.slice_unit[complete], tensors.eta, settings)
+    fits = _offer(tensors, tracker, unit)
+    if tensors.capacity is None or fits:
+        return
+    overused = (tensors.capacity_excess(_allocation(tensors, unit)) > 0).any(0)  # (K,)
+    direction = tensors.eta * overused
+    low, high, price = 0.0, float("inf"), 1.0
+    for _ in range(settings.price_steps):
+        candidate = _best_response(tensors, starts, unit, tensors.eta + price * direction, settings)
+        if _offer(tensors, tracker, candidate):
+            high = price
+        else:
+            low, unit = price, candidate
+        price = price * 2 if high == float("inf") else (low + high) / 2
+
+
+def _best_response(tensors: ProblemTensors, starts: _Starts, unit: torch.Tensor, weights: torch.Tensor,
+                   settings: MicroOptSettings) -> torch.Tensor:
+    """Each slice's cheapest allocation under ``weights`` that meets its QoS, (1, S, K).
+
+    Like line 3 of Algorithm 1 in every outer iteration, the search restarts from the random samples
+    that are cheapest at these prices as well as from ``unit``: the learned QoS surface is not convex,
+    so a local search from one point can stall far from the slice's best response.
+    """
+    score = torch.where(starts.sample_meets, _allocation(tensors, starts.samples) @ weights, torch.inf)
+    candidates = torch.cat((unit, _per_slice_top(starts.samples, score, settings.starts)))
+    refined = _pattern_search(tensors, candidates, weights, settings)
+    allocation = _allocation(tensors, refined)
+    meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
+    cost = torch.where(meets, allocation @ weights, torch.inf)  # (C, S)
+    pick = cost.argmin(0)  # (S,)
+    return refined[pick, torch.arange(refined.shape[1])].unsqueeze(0)
+
+
+def _offer(tensors: ProblemTensors, tracker: BestTracker, unit: torch.Tensor) -> bool:
+    """Give candidates (P, S, K) to the tracker; True if any start is strictly feasible."""
+    allocation = _allocation(tensors, unit)
+    degradation = tensors.expected_degradation(allocation)
+    tracker.update(allocation, degradation)
+    return bool(tensors.feasible(degradation, allocation).any())
+
+
+def _pattern_search(tensors: ProblemTensors, unit: torch.Tensor, weights: torch.Tensor,
+                    settings: MicroOptSettings) -> torch.Tensor:
+    """Per slice, the cheapest allocation under ``weights`` that meets its QoS, by a shrinking-box search.
+
+    ``unit`` (P, S, K) must meet every slice's QoS. Each round evaluates a box of
+    (2 ``refine_steps`` + 1)^2 evenly spaced allocations around every slice's current one with the
+    exact degradation and moves the slice to the cheapest feasible point. A move to the edge of the
+    box widens it along that resource (the boundary of the feasible set can be steep: trading a little
+    CPU for much bandwidth); a slice whose best stays at the centre shrinks its box.
+    """
+    axis = torch.linspace(-1.0, 1.0, 2 * settings.refine_steps + 1)
+    offsets = torch.cartesian_prod(axis, axis)  # (G, K)
     center = int((offsets == 0).all(-1).nonzero()[0])
-    radius = torch.full(best.shape[:-1], settings.refine_radius)  # (P, S)
+    radius = torch.full(unit.shape, settings.refine_radius)  # (P, S, K): one half-width per resource
     for _ in range(settings.refine_rounds):
-        unit = (best + radius[..., None] * offsets[:, None, None, :]).clamp(0.0, 1.0)  # (G, P, S, K)
-        allocation = _allocation(tensors, unit)
+        box = (unit + radius * offsets[:, None, None, :]).clamp(0.0, 1.0)  # (G, P, S, K)
+        allocation = _allocation(tensors, box)
         meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
-        slice_cost = torch.where(meets, allocation @ tensors.eta, torch.inf)
-        slice_cost[center] = slice_cost[center].nan_to_num(posinf=1e9)  # the centre was feasible
-        choice = slice_cost.argmin(0)  # (P, S)
-        best = unit.gather(0, choice[None, ..., None].expand(1, -1, -1, unit.shape[-1]))[0]
-        radius = torch.where(choice == center, radius * settings.refine_shrink, radius)
-    allocation = _allocation(tensors, best)
-    tracker.update(allocation, tensors.expected_degradation(allocation))
-
-
-def _lattice(steps: int, only_decreasing: bool) -> torch.Tensor:
-    """Offsets of a (2 steps + 1)^2 lattice on [-1, 1]^2 with a point at 0, (G, 2); optionally only <= 0."""
-    axis = torch.linspace(-1.0, 1.0, 2 * steps + 1)
-    offsets = torch.cartesian_prod(axis, axis)
-    return offsets[(offsets <= 0).all(-1)] if only_decreasing else offsets
+        cost = torch.where(meets, allocation @ weights, torch.inf)
+        cost[center] = cost[center].clamp(max=1e9)  # the centre meets the QoS by construction
+        choice = cost.argmin(0)  # (P, S)
+        unit = box.gather(0, choice[None, ..., None].expand(1, -1, -1, box.shape[-1]))[0]
+        step = offsets[choice]  # (P, S, K)
+        radius = torch.where(step.abs() == 1.0, (radius * settings.refine_grow).clamp(max=1.0), radius)
+        radius = torch.where((choice == center)[..., None], radius * settings.refine_shrink, radius)
+    return unit
 
 
 __all__ = ["MicroOptSettings", "Solution", "solve_microopt"]
