@@ -26,11 +26,11 @@ from collectors.dataset import DEFAULT_SETTLE_S, load_qos_csv, load_qos_csvs
 from collectors.errors import InputError, SlicebedError
 from collectors.provenance import slicebed_version
 from collectors.runstore import RunStore
-from controller.loop import ClosedLoop
+from controller.loop import ClosedLoop, LoopInputs
 from controller.loop_report import write_loop_report
 from controller.optimizers import SOLVERS, solve
 from controller.problem import DEFAULT_ETA, Problem, SliceProblem
-from controller.spec import ExperimentSpec, TrafficSpec, load_spec, spec_document
+from controller.spec import TrafficSpec, load_spec, spec_document
 from controller.testbeds import BACKENDS, open_testbed
 from controller.traffic import constant
 
@@ -202,18 +202,9 @@ def parse_traffic(text: str) -> Any:
         raise InputError(f"--traffic: {where}{first['msg']}") from None
 
 
-def check_spec_inputs(spec: ExperimentSpec) -> None:
-    """Read the models and datasets a spec names, so a bad one is reported before a run directory exists."""
-    for slice_spec in spec.slices:
-        if slice_spec.model is not None:
-            load_model(slice_spec.model)
-    if spec.training.datasets:
-        load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
-
-
 def cmd_loop_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    check_spec_inputs(spec)
+    inputs = LoopInputs.load(spec)
     backend = args.testbed or spec.testbed.backend
     store = RunStore(args.runs_dir)
     device = pick_device(args.device)
@@ -223,7 +214,7 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
         console.print(f"run [bold]{run.id}[/] in {run.path}")
         try:
             with progress_bar(args.quiet) as progress:
-                loop = ClosedLoop(spec, testbed, run, progress, device)
+                loop = ClosedLoop(spec, inputs, testbed, run, progress, device)
                 results = loop.execute()
             markdown_path, html_path = write_loop_report(run, spec, results, loop.final_rounds, backend)
         except KeyboardInterrupt:

@@ -47,10 +47,27 @@ class SliceRound:
     history: list[dict[str, float]]
 
 
+@dataclass
+class LoopInputs:
+    """What a spec names besides its testbed: initial slice models and extra training data."""
+
+    models: dict[str, SliceModel | None]
+    extra_data: pd.DataFrame | None
+
+    @classmethod
+    def load(cls, spec: ExperimentSpec) -> LoopInputs:
+        """Read them all (raising :class:`InputError` on a bad one) before any run directory exists."""
+        return cls(
+            models={s.name: load_model(s.model) if s.model is not None else None for s in spec.slices},
+            extra_data=(load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
+                        if spec.training.datasets else None),
+        )
+
+
 class ClosedLoop:
     """Runs an :class:`ExperimentSpec` on a testbed, recording everything in ``run``."""
 
-    def __init__(self, spec: ExperimentSpec, testbed: Testbed, run: Run, progress: Progress,
+    def __init__(self, spec: ExperimentSpec, inputs: LoopInputs, testbed: Testbed, run: Run, progress: Progress,
                  device: torch.device | str = "cpu") -> None:
         self.spec = spec
         self.testbed = testbed
@@ -58,14 +75,9 @@ class ClosedLoop:
         self.progress = progress
         self.device = device
         self.rng = np.random.default_rng(spec.seed)
-        self.models: dict[str, SliceModel | None] = {
-            s.name: load_model(s.model) if s.model is not None else None for s in spec.slices
-        }
+        self.models = dict(inputs.models)
+        self.extra_data = inputs.extra_data
         self.final_rounds: dict[str, SliceRound] = {}
-        self.extra_data = (
-            load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
-            if spec.training.datasets else None
-        )
 
     def execute(self) -> pd.DataFrame:
         """Run every round; returns the results table (one row per round, level and slice)."""

@@ -178,7 +178,10 @@ class ProblemTensors:
         """Fold the models: fill ``folded_groups`` and ``first_layer`` from ``model_groups``."""
         self.folded_groups = [(FoldedSliceModel.fold(model), indices) for model, indices in self.model_groups]
         n_slices, width = self.support.shape
-        hidden = self.folded_groups[0][0].first_bias.shape[0]
+        widths = {folded.first_bias.shape[0] for folded, _ in self.folded_groups}
+        if len(widths) > 1:
+            raise InputError(f"slices sharing one problem need slice models of one width, got widths {sorted(widths)}")
+        hidden = widths.pop()
         constant = torch.empty(n_slices, width, hidden, device=self.support.device)
         bandwidth = torch.empty(n_slices, 1, hidden, device=self.support.device)
         cpu = torch.empty_like(bandwidth)

@@ -59,3 +59,29 @@ def test_shared_capacity_is_respected(model: SliceModel) -> None:
     assert answer.feasible
     assert (answer.allocation.sum(0) <= np.asarray(capacity) + 1e-3).all()
     assert (answer.expected_degradation <= 0.2).all()
+
+
+def test_folded_model_matches_the_slice_model(model: SliceModel) -> None:
+    problem = Problem((SliceProblem("s", model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
+    tensors = ProblemTensors.build(problem)
+    allocation = torch.tensor([[[500.0, 5.0]], [[1800.0, 17.5]], [[4500.0, 50.0]]])  # (3 candidates, 1 slice, K)
+    mean, std = tensors.qos_distribution(allocation)
+    support = tensors.support[0]
+    for index, (cpu, bandwidth) in enumerate(allocation[:, 0].tolist()):
+        inputs = torch.stack((support, torch.full_like(support, bandwidth), torch.full_like(support, cpu)), -1)
+        with torch.no_grad():
+            expected_mean, expected_std = model(inputs)
+        torch.testing.assert_close(mean[index, 0], expected_mean, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(std[index, 0], expected_std, rtol=1e-4, atol=1e-4)
+
+
+def test_binding_cpu_capacity_makes_slices_trade_cpu_for_bandwidth(model: SliceModel) -> None:
+    slices = tuple(SliceProblem(f"s{users}", model, constant(users), 4, 0.2) for users in (1, 2, 3, 4, 5))
+    alone = np.array([solve_microopt(Problem((s,))).allocation[0] for s in slices])
+    capacity = (0.98 * alone[:, 0].sum(), 2.0 * alone[:, 1].sum())
+    answer = solve_microopt(Problem(slices, capacity=capacity))
+    assert answer.feasible
+    assert answer.allocation[:, 0].sum() <= capacity[0] + 1e-3
+    assert answer.allocation[:, 0].sum() < alone[:, 0].sum()  # the capacity really bound
+    assert answer.allocation[:, 1].sum() > alone[:, 1].sum()  # and CPU was traded for bandwidth
+    assert (answer.expected_degradation <= 0.2).all()

@@ -99,8 +99,9 @@ def _initialize(tensors: ProblemTensors, tracker: BestTracker, settings: MicroOp
     score = torch.where(violation > 0, 1e6 + violation, allocation @ tensors.eta)  # (N, S)
     chosen = _per_slice_top(unit, score, settings.starts)
     n_starts = chosen.shape[0]
-    starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=torch.full((n_starts,), torch.inf),
-                     slice_unit=chosen.clone(), slice_cost=torch.full((n_starts, n_slices), torch.inf),
+    never = torch.full((n_starts, n_slices), torch.inf, device=unit.device)
+    starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=never[:, 0].clone(),
+                     slice_unit=chosen.clone(), slice_cost=never,
                      samples=unit, sample_meets=violation == 0)
     allocation = _allocation(tensors, chosen)
     _record(tensors, starts, allocation, tensors.expected_degradation(allocation))
@@ -124,10 +125,11 @@ def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
     n_starts, n_slices, n_resources = starts.unit.shape
     unit = starts.unit.requires_grad_(True)
     adam = torch.optim.Adam([unit], lr=settings.lr_allocation)
-    qos_multiplier = torch.full((n_starts, n_slices), settings.initial_lambda)
-    capacity_multiplier = torch.zeros((n_starts, n_resources))
-    eps = stratified_normal_samples(settings.qos_samples, unit.device)
-    lower_bound = torch.full((n_starts,), -torch.inf)
+    device = unit.device
+    qos_multiplier = torch.full((n_starts, n_slices), settings.initial_lambda, device=device)
+    capacity_multiplier = torch.zeros((n_starts, n_resources), device=device)
+    eps = stratified_normal_samples(settings.qos_samples, device)
+    lower_bound = torch.full((n_starts,), -torch.inf, device=device)
     iterations = 0
     for outer in range(1, settings.outer_iterations + 1):
         for _ in range(settings.inner_iterations):
@@ -248,7 +250,7 @@ def _best_response(tensors: ProblemTensors, starts: _Starts, unit: torch.Tensor,
     meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
     cost = torch.where(meets, allocation @ weights, torch.inf)  # (C, S)
     pick = cost.argmin(0)  # (S,)
-    return refined[pick, torch.arange(refined.shape[1])].unsqueeze(0)
+    return refined[pick, torch.arange(refined.shape[1], device=pick.device)].unsqueeze(0)
 
 
 def _offer(tensors: ProblemTensors, tracker: BestTracker, unit: torch.Tensor) -> bool:
@@ -269,10 +271,10 @@ def _pattern_search(tensors: ProblemTensors, unit: torch.Tensor, weights: torch.
     box widens it along that resource (the boundary of the feasible set can be steep: trading a little
     CPU for much bandwidth); a slice whose best stays at the centre shrinks its box.
     """
-    axis = torch.linspace(-1.0, 1.0, 2 * settings.refine_steps + 1)
+    axis = torch.linspace(-1.0, 1.0, 2 * settings.refine_steps + 1, device=unit.device)
     offsets = torch.cartesian_prod(axis, axis)  # (G, K)
     center = int((offsets == 0).all(-1).nonzero()[0])
-    radius = torch.full(unit.shape, settings.refine_radius)  # (P, S, K): one half-width per resource
+    radius = torch.full(unit.shape, settings.refine_radius, device=unit.device)  # (P, S, K): per resource
     for _ in range(settings.refine_rounds):
         box = (unit + radius * offsets[:, None, None, :]).clamp(0.0, 1.0)  # (G, P, S, K)
         allocation = _allocation(tensors, box)
