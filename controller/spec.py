@@ -65,6 +65,8 @@ class TruncatedNormalTraffic(SampledTraffic):
     low: float = Field(gt=0, le=1000)
     high: float = Field(gt=0, le=1000)
     points: int = Field(21, ge=2, le=201, description="support points of the discretized distribution")
+    whole_users: bool = Field(True, description="users come in whole numbers, as on a testbed (false: the "
+                              "paper's continuous users/s, discretized into `points` bins)")
 
     @model_validator(mode="after")
     def _interval(self) -> TruncatedNormalTraffic:
@@ -77,7 +79,7 @@ class TruncatedNormalTraffic(SampledTraffic):
         return self
 
     def distribution(self) -> traffic.TrafficDistribution:
-        return traffic.truncated_normal(self.mean, self.std, self.low, self.high, self.points)
+        return traffic.truncated_normal(self.mean, self.std, self.low, self.high, self.points, self.whole_users)
 
     @property
     def label(self) -> str:

@@ -54,21 +54,29 @@ def constant(users: float) -> TrafficDistribution:
     return TrafficDistribution(np.array([float(users)]), np.array([1.0]))
 
 
-def truncated_normal(mean: float, std: float, low: float, high: float, points: int = 21) -> TrafficDistribution:
-    """A normal(mean, std) truncated to [low, high], discretized into ``points`` equal-width bins.
+def truncated_normal(mean: float, std: float, low: float, high: float, points: int = 21,
+                     whole_users: bool = False) -> TrafficDistribution:
+    """A normal(mean, std) truncated to [low, high], discretized.
 
-    Each bin is represented by its midpoint and carries the probability mass of the bin.
+    By default into ``points`` equal-width bins, each represented by its midpoint and carrying the
+    bin's probability mass. With ``whole_users`` the support is the whole numbers in [low, high], each
+    carrying the mass that rounds to it: the distribution of the user counts a testbed realizes.
     """
     if not 0 < low < high:
         raise InputError(f"truncated normal: need 0 < low < high, got low={low}, high={high}")
     if std <= 0:
         raise InputError(f"truncated normal: std must be > 0, got {std}")
-    edges = np.linspace(low, high, points + 1)
-    cdf = stats.norm.cdf(edges, loc=mean, scale=std)
-    mass = np.diff(cdf)
+    if whole_users:
+        support = np.arange(max(1, np.ceil(low - 0.5)), np.floor(high + 0.5) + 1)
+        edges = np.clip(np.append(support - 0.5, support[-1] + 0.5), low, high)
+    else:
+        edges = np.linspace(low, high, points + 1)
+        support = (edges[:-1] + edges[1:]) / 2
+    mass = np.diff(stats.norm.cdf(edges, loc=mean, scale=std))
     if mass.sum() <= 1e-12:
         raise InputError(f"truncated normal: no probability mass in [{low}, {high}] for mean={mean}, std={std}")
-    return TrafficDistribution((edges[:-1] + edges[1:]) / 2, mass / mass.sum())
+    keep = mass > 0
+    return TrafficDistribution(support[keep].astype(float), mass[keep] / mass.sum())
 
 
 def trace(values: np.ndarray) -> TrafficDistribution:

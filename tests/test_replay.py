@@ -70,7 +70,7 @@ def test_on_grid_qos_is_the_grid_points_measurements(testbed: ReplayTestbed, poi
 def test_between_grid_lines_qos_mixes_the_neighbours(testbed: ReplayTestbed, point_qos: pd.Series, users: int,
                                                      bw: float, cpu: float, bw_lines: tuple[float, float],
                                                      cpu_lines: tuple[float, float]) -> None:
-    """Off the grid the mean lies between the neighbouring points' means, at their bilinear mix."""
+    """Off the grid the mean lies between the neighbouring points' means, at their bilinearly weighted mean."""
     neighbours = {(b, c): point_qos.loc[(users, b, c)].mean() for b in bw_lines for c in cpu_lines}
     samples = measure(testbed, users, cpu, bw)
     slack = tolerance(samples)
@@ -85,6 +85,16 @@ def test_between_grid_lines_qos_mixes_the_neighbours(testbed: ReplayTestbed, poi
     expected = sum(weight(bw, bw_lines, b) * weight(cpu, cpu_lines, c) * mean for (b, c), mean in neighbours.items())
     assert abs(samples.mean() - expected) < slack
     assert max(neighbours.values()) - min(neighbours.values()) > 4 * slack  # the check can tell them apart
+
+
+def test_between_grid_lines_the_distribution_shifts_instead_of_mixing(testbed: ReplayTestbed,
+                                                                     point_qos: pd.Series) -> None:
+    """Half-way between CPU 1000 and 2000 the spread stays that of a grid point, not of a two-mode mixture."""
+    low, high = point_qos.loc[(3, 25, 1000)], point_qos.loc[(3, 25, 2000)]
+    mixture_std = np.sqrt((low.var() + high.var()) / 2 + ((high.mean() - low.mean()) / 2) ** 2)
+    samples = measure(testbed, 3, cpu=1500, bw=25)
+    assert samples.std() <= max(low.std(), high.std()) * 1.1
+    assert samples.std() < 0.8 * mixture_std  # the check can tell the two apart
 
 
 def test_beyond_the_grid_the_edge_point_answers(testbed: ReplayTestbed, point_qos: pd.Series) -> None:

@@ -5,8 +5,9 @@ and campaigns on it take seconds. QoS comes from one of two sources:
 
 - ``ModelQosSource``: the per-user QoS is drawn from the slice model's Gaussian at the allocation.
 - ``DatasetQosSource``: the per-user QoS is drawn from the empirical distribution of the measured grid
-  points around the allocation; between grid lines the four surrounding points are mixed with bilinear
-  weights, so a continuous allocation behaves like the interpolated testbed.
+  points around the allocation. Between grid lines the quantiles of the four surrounding points are
+  interpolated with bilinear weights (one uniform level per draw, the same for all four): the
+  distribution shifts smoothly from one grid point to the next instead of becoming a mixture of both.
 """
 
 from __future__ import annotations
@@ -46,20 +47,21 @@ class ModelQosSource:
 
 
 class DatasetQosSource:
-    """Per-user QoS drawn from measured grid points, mixed bilinearly between grid lines."""
+    """Per-user QoS drawn from measured grid points, quantile-interpolated between grid lines."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             raise InputError("replay dataset has no samples")
-        self.samples = {key: group[TARGET].to_numpy() for key, group in frame.groupby(GRID_KEY)}
+        self.samples = {key: np.sort(group[TARGET].to_numpy()) for key, group in frame.groupby(GRID_KEY)}
         self.points = np.array(list(self.samples), dtype=float)  # (P, 3): n_users, bw, cpu
         self.users = np.unique(self.points[:, 0])
 
     def draw(self, users: int, allocation: Allocation, count: int, rng: np.random.Generator) -> np.ndarray:
         user_key = float(self.users[np.abs(self.users - users).argmin()])
         corners, weights = self._corners(user_key, allocation)
-        chosen = rng.choice(len(corners), size=count, p=weights)
-        return np.array([rng.choice(self.samples[corners[index]]) for index in chosen])
+        levels = rng.random(count)
+        quantiles = [np.quantile(self.samples[corner], levels, method="inverted_cdf") for corner in corners]
+        return np.asarray(weights) @ np.stack(quantiles)
 
     def _corners(self, users: float, allocation: Allocation) -> tuple[list[tuple[float, float, float]], np.ndarray]:
         here = self.points[self.points[:, 0] == users]
