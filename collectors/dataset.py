@@ -105,11 +105,17 @@ def drop_settling(frame: pd.DataFrame, settle_s: float) -> pd.DataFrame:
 
 
 def write_qos_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write samples in the MicroOpt CSV format (only the six standard columns, in order)."""
+    """Write samples in the MicroOpt CSV format (only the six standard columns, in order).
+
+    The file is written under a temporary name and renamed, so a reader never sees half of it.
+    """
+    path = Path(path)
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise InputError(f"cannot write {path}: samples lack column(s) {', '.join(missing)}")
-    frame.loc[:, list(COLUMNS)].to_csv(path, index=False)
+    temporary = path.with_name(f".{path.name}.tmp")
+    frame.loc[:, list(COLUMNS)].to_csv(temporary, index=False)
+    temporary.replace(path)
 
 
 def grid_points(frame: pd.DataFrame) -> pd.DataFrame:

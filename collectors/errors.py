@@ -7,7 +7,3 @@ class SlicebedError(Exception):
 
 class InputError(SlicebedError):
     """Bad input from the user: a malformed spec, dataset, model directory or argument."""
-
-
-class InfeasibleError(SlicebedError):
-    """A problem with no allocation inside the bounds that meets its constraints."""

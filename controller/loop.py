@@ -24,7 +24,7 @@ from rich.progress import Progress
 from analysis.evaluation import FitMetrics
 from analysis.slice_model import ModelConfig, SliceModel, load_model
 from analysis.training import TrainingConfig, TrainingResult, save_training, train
-from collectors.dataset import drop_settling, load_qos_csvs
+from collectors.dataset import drop_settling, load_qos_csvs, write_qos_csv
 from collectors.errors import InputError
 from collectors.runstore import Run
 from controller.optimizers import solve
@@ -85,7 +85,9 @@ class ClosedLoop:
         for round_index in range(1, self.spec.rounds + 1):
             self.run.log_event("round_started", round=round_index)
             self.sweep(round_index)
-            rounds = {s.name: self.retrain(round_index, s.name) for s in self.spec.slices}
+            samples = self.run.read_samples()
+            self.export_datasets(samples)
+            rounds = {s.name: self.retrain(round_index, s.name, samples) for s in self.spec.slices}
             self.final_rounds = rounds
             for level in range(len(self.spec.slices[0].traffic)):
                 solution = self.optimize(level)
@@ -114,10 +116,14 @@ class ClosedLoop:
             self.progress.advance(task)
         self.run.log_event("sweep_finished", round=round_index, points=len(points))
 
-    def retrain(self, round_index: int, slice_name: str) -> SliceRound:
+    def export_datasets(self, samples: pd.DataFrame) -> None:
+        """Write every slice's sweep samples so far as ``dataset-<slice>.csv`` in the MicroOpt format."""
+        for slice_name, frame in samples.groupby("slice"):
+            write_qos_csv(frame, self.run.path / f"dataset-{slice_name}.csv")
+
+    def retrain(self, round_index: int, slice_name: str, samples: pd.DataFrame) -> SliceRound:
         """Train the slice model on everything measured so far and checkpoint it."""
         training = self.spec.training
-        samples = self.run.read_samples()
         samples = samples[samples["slice"] == slice_name].copy()
         samples["block"] = samples["round"] * 1_000_000 + samples["point"]
         frame = drop_settling(samples, training.settle_s) if training.settle_s else samples

@@ -31,11 +31,6 @@ class TrafficDistribution:
             raise InputError("traffic distribution: probabilities must be >= 0 and sum to 1")
 
     @property
-    def peak(self) -> float:
-        """The largest users/s value with non-zero probability."""
-        return float(self.support[self.probabilities > 0].max())
-
-    @property
     def mean(self) -> float:
         return float(self.support @ self.probabilities)
 

@@ -145,7 +145,8 @@ SPEC_CASES = [
                  ["slices[0].bounds.gpu: unknown key (allowed keys: bandwidth_mbps, cpu_millicores)"],
                  id="unknown-nested"),
     pytest.param(setting("slices.0.traffic.1.sigma", 1),
-                 ["slices[0].traffic[1].sigma: unknown key (allowed keys: high, kind, low, mean, points, std, whole_users)"],
+                 ["slices[0].traffic[1].sigma: unknown key "
+                  "(allowed keys: high, kind, low, mean, points, std, whole_users)"],
                  id="unknown-in-traffic"),
     pytest.param(setting("testbed.replay.path", "x.csv"),
                  ["testbed.replay.path: unknown key (allowed keys: dataset, model, settle_s, source)"],

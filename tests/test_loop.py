@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from collectors.dataset import load_qos_csv
 from collectors.runstore import RunStore
 from controller.cli import main
 from controller.loop import achieved_degradation
@@ -77,8 +78,26 @@ def test_closed_loop_writes_a_complete_run(tmp_path: Path, microopt_csv: Path,
     for name in ("report.md", "report.html", "plots/qos-surface-embb.png", "plots/allocations.png",
                  "plots/degradation.png", "models/round-2/embb/model.pt", "models/round-2/embb/metrics.json"):
         assert (run.path / name).stat().st_size > 0, name
+    exported = load_qos_csv(run.path / "dataset-embb.csv")
+    assert len(exported) == len(samples)
+
     report = (run.path / "report.md").read_text()
     assert "![degradation](plots/degradation.png)" in report
+
+
+def test_a_loop_dataset_trains_through_the_same_cli(tmp_path: Path, microopt_csv: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    assert main(["--quiet", "--runs-dir", str(runs), "loop", "run",
+                 str(small_spec(tmp_path, microopt_csv, rounds=1))]) == 0
+    dataset = RunStore(runs).list()[0].path / "dataset-embb.csv"
+    capsys.readouterr()
+    assert main(["--quiet", "model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"),
+                 "--epochs", "50", "--settle-s", "0"]) == 0
+    assert main(["model", "eval", "--model", str(tmp_path / "model"), "--data", str(dataset), "--json",
+                 "--settle-s", "0"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["n"] == 2 * 3 * 3 * 20 and metrics["mae"] > 0
 
 
 def test_achieved_degradation_weights_seconds_by_users() -> None:

@@ -19,7 +19,7 @@ def test_degradation_weights_are_users_times_probability() -> None:
 
 def test_constant_traffic_is_one_point() -> None:
     distribution = constant(3)
-    assert distribution.peak == 3 and distribution.mean == 3
+    assert distribution.mean == 3
     assert (distribution.sample(5, np.random.default_rng(0)) == 3).all()
 
 

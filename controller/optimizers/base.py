@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,6 @@ class Solution:
     feasible: bool
     seconds: float
     iterations: int = 0
-    trajectory: list[tuple[float, float]] = field(default_factory=list)
-    """(seconds since start, best feasible normalized cost) each time the best improved."""
 
     def per_slice(self, problem: Problem) -> list[dict[str, Any]]:
         """One record per slice: name, allocation, normalized allocation and expected degradation."""
@@ -55,7 +53,6 @@ class BestTracker:
         self.best: tuple[torch.Tensor, torch.Tensor] | None = None
         self.least_violation = float("inf")
         self.fallback: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.trajectory: list[tuple[float, float]] = []
 
     @torch.no_grad()
     def update(self, allocation: torch.Tensor, degradation: torch.Tensor) -> None:
@@ -67,7 +64,6 @@ class BestTracker:
             if cost[index].item() < self.best_cost:
                 self.best_cost = cost[index].item()
                 self.best = (allocation[index].detach().clone(), degradation[index].detach().clone())
-                self.trajectory.append((time.perf_counter() - self.started, self.best_cost))
         elif self.best is None:
             violation = self.tensors.violation(degradation, allocation)
             index = int(violation.argmin())
@@ -89,5 +85,4 @@ class BestTracker:
             feasible=self.best is not None,
             seconds=time.perf_counter() - self.started,
             iterations=iterations,
-            trajectory=self.trajectory,
         )
