@@ -21,8 +21,8 @@ def mean_qos_surface(model: SliceModel, cpu: np.ndarray, bandwidth: np.ndarray,
                      users: Sequence[float] = (1, 2, 3, 4, 5)) -> np.ndarray:
     """Predicted mean QoS averaged over ``users``, shape (len(cpu), len(bandwidth))."""
     grid = np.stack(np.meshgrid(users, bandwidth, cpu, indexing="ij"), -1).astype(np.float32)
-    mean, _ = model(torch.as_tensor(grid))
-    return mean.mean(0).numpy().T
+    mean, _ = model(torch.as_tensor(grid, device=next(model.parameters()).device))
+    return mean.mean(0).cpu().numpy().T
 
 
 def plot_qos_surface(model: SliceModel, path: Path, title: str,
@@ -87,13 +87,14 @@ def plot_training_history(history: Sequence[dict[str, float]], path: Path, title
 
 def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) -> None:
     slices = list(dict.fromkeys(frame["slice"]))
-    levels = list(dict.fromkeys(frame["traffic"]))
+    levels = sorted(frame["level"].unique())
+    labels = frame.drop_duplicates("level").set_index("level").loc[levels, "traffic"]
     width = 0.8 / len(slices)
     for offset, name in enumerate(slices):
-        rows = frame[frame["slice"] == name].set_index("traffic").reindex(levels)
+        rows = frame[frame["slice"] == name].set_index("level").reindex(levels)
         positions = np.arange(len(levels)) + offset * width - 0.4 + width / 2
         axes.bar(positions, rows[column], width, label=name)
-    axes.set_xticks(np.arange(len(levels)), levels, fontsize=8, rotation=15)
+    axes.set_xticks(np.arange(len(levels)), list(labels), fontsize=8, rotation=15)
     axes.set_ylabel(label)
     if len(slices) > 1:
         axes.legend()

@@ -53,16 +53,17 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class Split:
-    """A seeded random row split of the training data, recorded so it can be reproduced."""
+    """A train/validation split of the training rows, recorded so it can be reproduced."""
 
-    seed: int
+    strategy: str
+    seed: int | None
     validation_fraction: float
     train_rows: np.ndarray
     validation_rows: np.ndarray
 
     def describe(self) -> dict[str, Any]:
         return {
-            "strategy": "seeded random permutation of rows",
+            "strategy": self.strategy,
             "seed": self.seed,
             "validation_fraction": self.validation_fraction,
             "n_train": int(self.train_rows.size),
@@ -88,7 +89,7 @@ class TrainingResult:
             "train": self.train_metrics.as_dict(),
             "validation": self.validation_metrics.as_dict() if self.validation_metrics else None,
             "split": self.split.describe(),
-            "training": {**asdict(self.config), "seconds": round(self.seconds, 3)},
+            "training": {**asdict(self.config), "model": asdict(self.model.config), "seconds": round(self.seconds, 3)},
             "target_scale": {"low": self.model.scale.low, "high": self.model.scale.high},
         }
 
@@ -97,9 +98,24 @@ def split_rows(n_rows: int, validation_fraction: float, seed: int) -> Split:
     """Seeded random split of ``n_rows`` rows into train and validation."""
     order = np.random.default_rng(seed).permutation(n_rows)
     n_validation = round(n_rows * validation_fraction)
-    if n_rows - n_validation < 2:
-        raise InputError(f"too few rows to train on: {n_rows} rows with validation fraction {validation_fraction}")
-    return Split(seed, validation_fraction, np.sort(order[n_validation:]), np.sort(order[:n_validation]))
+    return _checked(Split("seeded random permutation of rows", seed, validation_fraction,
+                          np.sort(order[n_validation:]), np.sort(order[:n_validation])))
+
+
+def split_by_flag(holdout: np.ndarray, validation_fraction: float) -> Split:
+    """Split by a per-row holdout flag fixed when each sample was collected: a sample stays on its side
+    as data accumulates, so later rounds never validate on rows earlier rounds trained on."""
+    holdout = np.asarray(holdout, dtype=bool)
+    return _checked(Split("holdout flag drawn per sample when it was collected", None, validation_fraction,
+                          np.flatnonzero(~holdout), np.flatnonzero(holdout)))
+
+
+def _checked(split: Split) -> Split:
+    if split.train_rows.size < 2:
+        total = split.train_rows.size + split.validation_rows.size
+        raise InputError(f"too few rows to train on: {total} rows with validation fraction "
+                         f"{split.validation_fraction}")
+    return split
 
 
 def train(
@@ -108,13 +124,16 @@ def train(
     device: torch.device | str = "cpu",
     warm_start: SliceModel | None = None,
     progress: ProgressCallback | None = None,
+    holdout: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train a slice model on ``frame`` (MicroOpt columns), optionally continuing from ``warm_start``.
 
-    A warm start keeps the architecture and QoS normalization of the model it continues from.
+    A warm start keeps the architecture and QoS normalization of the model it continues from. The
+    validation rows are those flagged in ``holdout`` if given, else a seeded random share of rows.
     """
     torch.manual_seed(config.seed)
-    split = split_rows(len(frame), config.validation_fraction, config.seed)
+    split = (split_by_flag(holdout, config.validation_fraction) if holdout is not None
+             else split_rows(len(frame), config.validation_fraction, config.seed))
     train_frame = frame.iloc[split.train_rows]
     if warm_start is not None:
         model = copy.deepcopy(warm_start)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -155,8 +157,8 @@ def check_optimize_args(args: argparse.Namespace) -> None:
     if not 0 < args.beta < 1:
         raise InputError(f"--beta must be in (0, 1), got {args.beta:g}")
     for option, (low, high) in (("--cpu-bounds", args.cpu_bounds), ("--bw-bounds", args.bw_bounds)):
-        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-            raise InputError(f"{option} must be finite with 0 <= MIN <= MAX, got {low:g} {high:g}")
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+            raise InputError(f"{option} must be finite with 0 < MIN <= MAX, got {low:g} {high:g}")
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -188,9 +190,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def parse_traffic(text: str) -> Any:
-    """A traffic profile from a YAML file path or inline YAML."""
-    path = Path(text)
-    source = path.read_text(encoding="utf-8") if path.is_file() else text
+    """A traffic profile from inline YAML (a ``{...}`` mapping) or a YAML file."""
+    if text.lstrip().startswith("{") or "\n" in text:
+        source = text
+    else:
+        try:
+            source = Path(text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--traffic: {text}: not a readable YAML file nor an inline mapping "
+                             f"'{{kind: ..., ...}}' ({type(exc).__name__})") from None
     try:
         document = yaml.safe_load(source)
         return TypeAdapter(TrafficSpec).validate_python(document)
@@ -204,15 +212,19 @@ def parse_traffic(text: str) -> Any:
 
 def cmd_loop_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    inputs = LoopInputs.load(spec)
     backend = args.testbed or spec.testbed.backend
+    try:
+        inputs = LoopInputs.load(spec)
+        testbed = open_testbed(spec, backend)
+    except InputError as exc:
+        raise InputError(f"{args.spec}: {exc}") from None
     store = RunStore(args.runs_dir)
     device = pick_device(args.device)
-    with open_testbed(spec, backend) as testbed:
+    with testbed, terminate_as_interrupt():
         run = store.create(spec.name, spec_document(spec), kind="loop")
-        run.update_metadata(testbed=backend, spec_file=str(args.spec))
         console.print(f"run [bold]{run.id}[/] in {run.path}")
         try:
+            run.update_metadata(testbed=backend, spec_file=str(args.spec))
             with progress_bar(args.quiet) as progress:
                 loop = ClosedLoop(spec, inputs, testbed, run, progress, device)
                 results = loop.execute()
@@ -231,6 +243,20 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt for the block, so a killed run is recorded as interrupted."""
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _print_table(title: str, rows: Sequence[dict[str, Any]]) -> None:
     table = Table(title=title)
     for column in rows[0]:
@@ -247,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SlicebedError as exc:
         print(f"slicebed: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a path that cannot be written or read: --out, --runs-dir, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"slicebed: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("slicebed: interrupted", file=sys.stderr)

@@ -59,8 +59,9 @@ class LoopInputs:
         """Read them all (raising :class:`InputError` on a bad one) before any run directory exists."""
         return cls(
             models={s.name: load_model(s.model) if s.model is not None else None for s in spec.slices},
-            extra_data=(load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s)
-                        if spec.training.datasets else None),
+            extra_data=_with_holdout(load_qos_csvs(spec.training.datasets, settle_s=spec.training.settle_s),
+                                     spec.training.validation_fraction, np.random.default_rng(spec.seed))
+            if spec.training.datasets else None,
         )
 
 
@@ -112,6 +113,7 @@ class ClosedLoop:
             samples = self.testbed.collect(sweep.dwell_s)
             samples["round"] = round_index
             samples["point"] = index
+            samples["holdout"] = self.rng.random(len(samples)) < self.spec.training.validation_fraction
             self.run.append_samples(samples)
             self.progress.advance(task)
         self.run.log_event("sweep_finished", round=round_index, points=len(points))
@@ -144,7 +146,8 @@ class ClosedLoop:
         def show(epoch: int, _total: int, _loss: float) -> None:
             self.progress.update(task, completed=epoch)
 
-        result: TrainingResult = train(frame, config, device=self.device, warm_start=warm, progress=show)
+        result: TrainingResult = train(frame, config, device=self.device, warm_start=warm, progress=show,
+                                       holdout=frame["holdout"].to_numpy())
         self.models[slice_name] = result.model
         directory = self.run.models_dir / f"round-{round_index}" / slice_name
         save_training(result, directory, extra={"round": round_index, "slice": slice_name})
@@ -184,6 +187,9 @@ class ClosedLoop:
             s.name: np.maximum(1, np.rint(s.traffic[level].series(window, self.rng))).astype(int)
             for s in self.spec.slices
         }
+        if not solution.feasible:
+            self.run.log_event("infeasible_allocation_applied", round=round_index, level=level,
+                               note="no allocation met every constraint; applying the least-violating one")
         for index, slice_spec in enumerate(self.spec.slices):
             allocation = Allocation(*solution.allocation[index])
             allocation.check_within(slice_spec.bounds.lower, slice_spec.bounds.upper, slice_spec.name)
@@ -226,6 +232,11 @@ class ClosedLoop:
         self.run.log_event("level_validated", round=round_index, level=level,
                            achieved={row["slice"]: round(row["achieved_degradation"], 4) for row in rows})
         return table
+
+
+def _with_holdout(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    """``frame`` with a ``holdout`` column: each row is a validation row with probability ``fraction``."""
+    return frame.assign(holdout=rng.random(len(frame)) < fraction)
 
 
 def achieved_degradation(samples: pd.DataFrame, q_thresh: float) -> float:

@@ -41,8 +41,8 @@ class SliceProblem:
         if self.q_thresh <= 0:
             raise InputError(f"slice {self.name}: q_thresh must be > 0 Mbps, got {self.q_thresh}")
         for resource, low, high in zip(RESOURCES, self.lower, self.upper, strict=True):
-            if not 0 <= low <= high:
-                raise InputError(f"slice {self.name}: {resource} bounds must satisfy 0 <= min <= max, "
+            if not 0 < low <= high:
+                raise InputError(f"slice {self.name}: {resource} bounds must satisfy 0 < min <= max, "
                                  f"got [{low}, {high}]")
 
 

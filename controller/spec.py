@@ -128,15 +128,15 @@ TRAFFIC_KINDS: dict[str, type[BaseModel]] = {
 TrafficSpec = Annotated[ConstantTraffic | TruncatedNormalTraffic | TraceTraffic, Field(discriminator="kind")]
 
 
-def _range(low: float, high: float) -> Any:
-    return Field(ge=low, le=high)
+def _range(high: float) -> Any:
+    return Field(gt=0, le=high)
 
 
 class Bounds(StrictModel):
     """Allowed allocation per resource, as [min, max]."""
 
-    cpu_millicores: tuple[Annotated[float, _range(0, 1e6)], Annotated[float, _range(0, 1e6)]] = (500.0, 4500.0)
-    bandwidth_mbps: tuple[Annotated[float, _range(0, 1e5)], Annotated[float, _range(0, 1e5)]] = (5.0, 50.0)
+    cpu_millicores: tuple[Annotated[float, _range(1e6)], Annotated[float, _range(1e6)]] = (500.0, 4500.0)
+    bandwidth_mbps: tuple[Annotated[float, _range(1e5)], Annotated[float, _range(1e5)]] = (5.0, 50.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:
@@ -199,11 +199,12 @@ class SweepSpec(StrictModel):
 class TrainingSpec(StrictModel):
     """Retraining of the slice model after each sweep."""
 
-    epochs: int = Field(300, ge=1, le=100_000)
+    epochs: int = Field(3000, ge=1, le=100_000, description="the paper's 3,000 by default")
     batch_size: int = Field(4096, ge=2, le=1_000_000)
     validation_fraction: float = Field(0.2, ge=0, lt=1)
     warm_start: bool = True
-    settle_s: float = Field(0.0, ge=0, le=3600, description="drop this many seconds after each grid change")
+    settle_s: float = Field(DEFAULT_SETTLE_S, ge=0, le=3600,
+                            description="drop this many seconds after each grid change (sweeps and datasets)")
     width: int = Field(16, ge=1, le=4096)
     depth: int = Field(3, ge=1, le=64)
     head_width: int = Field(16, ge=1, le=4096)
@@ -270,6 +271,13 @@ class ExperimentSpec(StrictModel):
                                  f"of the slices' minimum allocations ({needed:g})")
         return self
 
+    @model_validator(mode="after")
+    def _settling_leaves_samples(self) -> ExperimentSpec:
+        if self.training.settle_s >= self.sweep.dwell_s:
+            raise ValueError(f"training.settle_s ({self.training.settle_s:g}) must be below sweep.dwell_s "
+                             f"({self.sweep.dwell_s}), or every sweep sample is dropped")
+        return self
+
     @field_validator("slices")
     @classmethod
     def _unique_names(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
@@ -295,7 +303,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a mapping of keys at the top level, got {type(document).__name__}")
     try:
-        spec = ExperimentSpec.model_validate(document, context={"base": path.parent})
+        spec = ExperimentSpec.model_validate(document)
     except ValidationError as exc:
         raise InputError(describe_validation_error(path, exc)) from None
     spec = resolve_paths(spec, path.parent)

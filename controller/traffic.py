@@ -63,6 +63,9 @@ def truncated_normal(mean: float, std: float, low: float, high: float, points: i
         raise InputError(f"truncated normal: std must be > 0, got {std}")
     if whole_users:
         support = np.arange(max(1, np.ceil(low - 0.5)), np.floor(high + 0.5) + 1)
+        if support.size == 0:
+            raise InputError(f"truncated normal: no whole number of users in [{low}, {high}]; "
+                             "widen the interval or set whole_users: false")
         edges = np.clip(np.append(support - 0.5, support[-1] + 0.5), low, high)
     else:
         edges = np.linspace(low, high, points + 1)

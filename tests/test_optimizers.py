@@ -85,3 +85,11 @@ def test_binding_cpu_capacity_makes_slices_trade_cpu_for_bandwidth(model: SliceM
     assert answer.allocation[:, 0].sum() < alone[:, 0].sum()  # the capacity really bound
     assert answer.allocation[:, 1].sum() > alone[:, 1].sum()  # and CPU was traded for bandwidth
     assert (answer.expected_degradation <= 0.2).all()
+
+
+def test_answers_stay_inside_bounds_that_float32_cannot_represent(model: SliceModel) -> None:
+    lower, upper = (500.3, 5.1), (4000.7, 40.3)
+    problem = Problem((SliceProblem("s", model, constant(1), 3, 0.3, lower=lower, upper=upper),))
+    for answer in (solve_microopt(problem), solve_grid(problem)):
+        assert (answer.allocation[0] >= np.asarray(lower)).all()
+        assert (answer.allocation[0] <= np.asarray(upper)).all()

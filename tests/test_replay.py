@@ -167,3 +167,11 @@ def test_model_source_draws_around_the_model_mean(trained_model_dir: Path) -> No
     assert (samples >= 0).all()
     assert abs(samples.mean() - mean) < tolerance(samples)
     assert samples.std() == pytest.approx(std, rel=0.1)
+
+
+def test_user_counts_outside_the_dataset_are_refused(testbed: ReplayTestbed) -> None:
+    """The twin does not invent QoS for 8 users from a dataset of 1-5 users."""
+    testbed.apply("embb", Allocation(2000, 20))
+    testbed.set_traffic("embb", 8)
+    with pytest.raises(InputError, match="no samples with 8 users"):
+        testbed.collect(5)

@@ -46,8 +46,11 @@ class Solution:
 class BestTracker:
     """Keeps the cheapest strictly feasible allocation seen, and the least-violating one as a fallback."""
 
-    def __init__(self, tensors: ProblemTensors) -> None:
+    def __init__(self, tensors: ProblemTensors, problem: Problem) -> None:
         self.tensors = tensors
+        # float32 tensors may round a bound outwards: answers are clipped to the exact bounds
+        self.lower = np.array([s.lower for s in problem.slices], dtype=np.float64)
+        self.upper = np.array([s.upper for s in problem.slices], dtype=np.float64)
         self.started = time.perf_counter()
         self.best_cost = float("inf")
         self.best: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -79,7 +82,7 @@ class BestTracker:
         allocation, degradation = chosen
         return Solution(
             method=method,
-            allocation=allocation.cpu().double().numpy(),
+            allocation=np.clip(allocation.cpu().double().numpy(), self.lower, self.upper),
             expected_degradation=degradation.cpu().double().numpy(),
             normalized=float(self.tensors.cost(allocation).item()),
             feasible=self.best is not None,

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.optimizers.base import Solution
-from controller.problem import Problem, ProblemTensors
+from controller.problem import Problem, ProblemTensors, SliceProblem
 
 
 class GridSettings(BaseModel):
@@ -39,7 +39,6 @@ def solve_grid(problem: Problem, settings: GridSettings | None = None, device: t
     """Cheapest feasible grid allocation of each slice (least violating one when none is feasible)."""
     settings = settings or GridSettings()
     started = time.perf_counter()
-    tensors = ProblemTensors.build(problem, device)
     n_slices = len(problem.slices)
     eta = np.asarray(problem.eta)
     allocation = np.zeros((n_slices, 2))
@@ -49,7 +48,7 @@ def solve_grid(problem: Problem, settings: GridSettings | None = None, device: t
         cpu = axis(slice_problem.lower[0], slice_problem.upper[0], settings.cpu_step)
         bandwidth = axis(slice_problem.lower[1], slice_problem.upper[1], settings.bandwidth_step)
         points = np.stack(np.meshgrid(cpu, bandwidth, indexing="ij"), -1).reshape(-1, 2)
-        slice_degradation = _degradation_of_slice(tensors, index, points, settings.batch, device)
+        slice_degradation = _degradation_of_slice(slice_problem, points, settings.batch, device)
         meets = slice_degradation <= slice_problem.beta_thresh
         if meets.any():
             best = int(np.argmin(np.where(meets, points @ eta, np.inf)))
@@ -70,13 +69,12 @@ def solve_grid(problem: Problem, settings: GridSettings | None = None, device: t
     )
 
 
-def _degradation_of_slice(tensors: ProblemTensors, index: int, points: np.ndarray, batch: int,
+def _degradation_of_slice(slice_problem: SliceProblem, points: np.ndarray, batch: int,
                           device: torch.device | str) -> np.ndarray:
-    """Exact expected degradation of slice ``index`` at each (cpu, bw) point; other slices at their lower bound."""
+    """Exact expected degradation of one slice at each (cpu, bw) point."""
+    tensors = ProblemTensors.build(Problem((slice_problem,)), device)
     results = []
     for start in range(0, len(points), batch):
         chunk = torch.as_tensor(points[start : start + batch], dtype=torch.float32, device=device)
-        allocation = tensors.lower.expand(chunk.shape[0], -1, -1).clone()
-        allocation[:, index, :] = chunk
-        results.append(tensors.expected_degradation(allocation)[:, index].cpu().numpy())
+        results.append(tensors.expected_degradation(chunk[:, None, :])[:, 0].cpu().numpy())
     return np.concatenate(results).astype(np.float64)

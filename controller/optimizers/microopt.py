@@ -77,7 +77,7 @@ def solve_microopt(problem: Problem, settings: MicroOptSettings | None = None,
     """Solve ``problem`` with Algorithm 1; returns the best strictly feasible allocation found."""
     settings = settings or MicroOptSettings()
     tensors = ProblemTensors.build(problem, device)
-    tracker = BestTracker(tensors)
+    tracker = BestTracker(tensors, problem)
     starts = _initialize(tensors, tracker, settings)
     iterations = _primal_dual(tensors, tracker, starts, settings)
     _refine(tensors, tracker, starts, settings)

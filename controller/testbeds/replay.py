@@ -57,7 +57,10 @@ class DatasetQosSource:
         self.users = np.unique(self.points[:, 0])
 
     def draw(self, users: int, allocation: Allocation, count: int, rng: np.random.Generator) -> np.ndarray:
-        user_key = float(self.users[np.abs(self.users - users).argmin()])
+        if users not in self.users:
+            raise InputError(f"replay dataset has no samples with {users} users (it has "
+                             f"{', '.join(f'{value:g}' for value in self.users)}); the twin does not extrapolate")
+        user_key = float(users)
         corners, weights = self._corners(user_key, allocation)
         levels = rng.random(count)
         quantiles = [np.quantile(self.samples[corner], levels, method="inverted_cdf") for corner in corners]
