@@ -187,11 +187,16 @@ def train(
 
 
 def save_training(result: TrainingResult, directory: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Write ``model.pt``, ``metrics.json`` and ``split.json`` (the validation row numbers) to ``directory``."""
+    """Write ``model.pt``, ``metrics.json`` and ``split.json`` to ``directory``.
+
+    ``split.json`` lists the validation rows: positions in the training frame, i.e. the data files in
+    order after the settling filter, both of which ``extra`` should name (the CLI records them).
+    """
     directory = Path(directory)
     save_model(result.model, directory, extra)
     write_json_atomic(directory / "metrics.json", result.metrics_document())
     write_json_atomic(directory / "split.json", {
         **result.split.describe(),
+        "data": extra or {},
         "validation_rows": result.split.validation_rows.tolist(),
     })

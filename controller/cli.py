@@ -130,7 +130,7 @@ def cmd_model_train(args: argparse.Namespace) -> int:
         result = train(frame, config, device=pick_device(args.device),
                        progress=lambda epoch, _total, _loss: progress.update(task, completed=epoch))
     save_training(result, args.out, extra={
-        "data": [str(path) for path in args.data], "settle_s": args.settle_s,
+        "files": [str(path) for path in args.data], "settle_s": args.settle_s,
     })
     document = result.metrics_document()
     print(json.dumps({"model": str(args.out / "model.pt"), "train": document["train"],
