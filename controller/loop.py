@@ -127,7 +127,7 @@ class ClosedLoop:
         """Train the slice model on everything measured so far and checkpoint it."""
         training = self.spec.training
         samples = samples[samples["slice"] == slice_name].copy()
-        samples["block"] = samples["round"] * 1_000_000 + samples["point"]
+        samples["block"] = samples.groupby(["round", "point"]).ngroup()  # one block per held sweep point
         frame = drop_settling(samples, training.settle_s) if training.settle_s else samples
         if self.extra_data is not None:
             frame = pd.concat([self.extra_data, frame], ignore_index=True)
