@@ -26,12 +26,17 @@ bench: setup
 
 setup: $(STAMP)
 
-# python3-venv is a separate package on Debian and Ubuntu; install it only when venv cannot be made.
+# Debian packages: python3-venv (separate on Debian/Ubuntu) and what the local testbed runs (Open vSwitch
+# userspace, Prometheus, node exporter, iptables for the NFQUEUE delayer, ethtool, sshd) or builds against.
+APT_PACKAGES := python3-venv python3-pip python3-dev build-essential libnetfilter-queue-dev iproute2 iptables \
+	ethtool openvswitch-switch prometheus prometheus-node-exporter openssh-server procps
 system-deps:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 	  { echo "slicebed needs Python >= 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
-	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv python3-pip; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	    grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; fi
 
 $(STAMP): pyproject.toml
 	$(MAKE) system-deps
