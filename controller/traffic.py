@@ -86,3 +86,18 @@ def trace(values: np.ndarray) -> TrafficDistribution:
         raise InputError("traffic trace: every users/s value must be finite and > 0")
     support, counts = np.unique(values, return_counts=True)
     return TrafficDistribution(support, counts / counts.sum())
+
+
+def dynamic_traffic(sigma_mean: float, sigma_max: float, centres: tuple[float, ...] = (1, 2, 3, 4, 5),
+                    low: float = 1.0, high: float = 5.0,
+                    points: int = 21) -> list[tuple[float, float, TrafficDistribution]]:
+    """MicroOpt's dataset slice traffic distributions (Sec. VI-A3): (centre, std, distribution) triples.
+
+    A truncated normal on [``low``, ``high``] users/s centred at each of ``centres`` with std
+    ``sigma_mean`` and with std ``sigma_max`` (ten distributions by default): the mean and the maximum
+    spread of real cell traffic (see ``collectors.milan.traffic_variation``).
+    """
+    if not 0 < sigma_mean <= sigma_max:
+        raise InputError(f"dynamic traffic: need 0 < sigma_mean <= sigma_max, got {sigma_mean}, {sigma_max}")
+    return [(float(centre), float(std), truncated_normal(centre, std, low, high, points))
+            for std in (sigma_mean, sigma_max) for centre in centres]

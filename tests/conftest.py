@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from prometheus_process import Exporter, PrometheusProcess
 
 from analysis.slice_model import save_model
 from analysis.training import TrainingConfig, train
@@ -32,3 +34,16 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Pa
     directory = tmp_path_factory.mktemp("model")
     save_model(result.model, directory)
     return directory
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[PrometheusProcess]:
+    """A real Prometheus on a free loopback port scraping a test exporter every second (stopped by PID)."""
+    exporter = Exporter()
+    server = PrometheusProcess(tmp_path, exporter)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        exporter.close()

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from collectors.errors import SlicebedError
 from collectors.provenance import slicebed_version
-from controller.cli import loop, model, optimize
+from controller.cli import campaign, loop, model, optimize, provision, reproduce, runs, testbed
 from controller.cli.common import EXIT_BAD_INPUT, OneLineErrorParser
 
-COMMAND_GROUPS = (model, optimize, loop)
+COMMAND_GROUPS = (model, optimize, loop, campaign, runs, reproduce, provision, testbed)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ class Solution:
     feasible: bool
     seconds: float
     iterations: int = 0
+    history: tuple[tuple[float, float], ...] = ()
+    """(seconds since the start, best feasible cost) each time the best feasible allocation improved."""
 
     def per_slice(self, problem: Problem) -> list[dict[str, Any]]:
         """One record per slice: name, allocation, normalized allocation and expected degradation."""
@@ -56,6 +58,7 @@ class BestTracker:
         self.best: tuple[torch.Tensor, torch.Tensor] | None = None
         self.least_violation = float("inf")
         self.fallback: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.history: list[tuple[float, float]] = []
 
     @torch.no_grad()
     def update(self, allocation: torch.Tensor, degradation: torch.Tensor) -> None:
@@ -67,6 +70,7 @@ class BestTracker:
             if cost[index].item() < self.best_cost:
                 self.best_cost = cost[index].item()
                 self.best = (allocation[index].detach().clone(), degradation[index].detach().clone())
+                self.history.append((time.perf_counter() - self.started, self.best_cost))
         elif self.best is None:
             violation = self.tensors.violation(degradation, allocation)
             index = int(violation.argmin())
@@ -88,4 +92,29 @@ class BestTracker:
             feasible=self.best is not None,
             seconds=time.perf_counter() - self.started,
             iterations=iterations,
+            history=tuple(self.history),
         )
+
+
+@torch.no_grad()
+def evaluate_allocation(problem: Problem, allocation: np.ndarray, method: str, started: float,
+                        device: torch.device | str = "cpu", iterations: int = 0,
+                        history: tuple[tuple[float, float], ...] = ()) -> Solution:
+    """A Solution for ``allocation`` (S, K) judged on ``problem`` itself: exact degradation and feasibility.
+
+    Methods that optimize a different problem (the traffic peak, a scalar QoS) are scored with this, so
+    every method is measured on the same problem. ``started`` is the ``time.perf_counter()`` of the solve.
+    """
+    tensors = ProblemTensors.build(problem, device)
+    candidate = torch.as_tensor(np.asarray(allocation, dtype=np.float32), device=device)
+    degradation = tensors.expected_degradation(candidate)
+    return Solution(
+        method=method,
+        allocation=np.asarray(allocation, dtype=np.float64),
+        expected_degradation=degradation.cpu().double().numpy(),
+        normalized=float(tensors.cost(candidate).item()),
+        feasible=bool(tensors.feasible(degradation, candidate).item()),
+        seconds=time.perf_counter() - started,
+        iterations=iterations,
+        history=history,
+    )

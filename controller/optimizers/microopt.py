@@ -16,12 +16,14 @@ cheapest strictly feasible allocation evaluated.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.optimizers.base import BestTracker, Solution
+from controller.optimizers.base import BestTracker, Solution, evaluate_allocation
+from controller.optimizers.scalar_qos import scalar_tensors
 from controller.problem import Problem, ProblemTensors
 
 
@@ -50,6 +52,9 @@ class MicroOptSettings(BaseModel):
     refine_shrink: float = Field(0.5, gt=0, lt=1, description="box factor when a slice's best stays at the centre")
     refine_grow: float = Field(2.0, ge=1, description="box factor along a resource a move reached the edge of")
     price_steps: int = Field(16, ge=0, description="capacity-price doublings and bisections when R binds")
+    sigma_multiplier: float | None = Field(
+        None, ge=0, description="ablation (Sec. VI-C): optimize the scalar QoS mu - k sigma with this k "
+        "(0: MicroOpt-0sigma, 2: MicroOpt-2sigma); None: the QoS distribution (MicroOpt)")
     seed: int = 0
 
 
@@ -76,12 +81,20 @@ def solve_microopt(problem: Problem, settings: MicroOptSettings | None = None,
                    device: torch.device | str = "cpu") -> Solution:
     """Solve ``problem`` with Algorithm 1; returns the best strictly feasible allocation found."""
     settings = settings or MicroOptSettings()
+    started = time.perf_counter()
     tensors = ProblemTensors.build(problem, device)
+    if settings.sigma_multiplier is not None:
+        tensors = scalar_tensors(tensors, settings.sigma_multiplier)
     tracker = BestTracker(tensors, problem)
     starts = _initialize(tensors, tracker, settings)
     iterations = _primal_dual(tensors, tracker, starts, settings)
     _refine(tensors, tracker, starts, settings)
-    return tracker.solution("microopt", iterations)
+    solution = tracker.solution("microopt", iterations)
+    if settings.sigma_multiplier is None:
+        return solution
+    # the ablation optimized a scalar QoS: judge its answer on the real QoS distribution
+    return evaluate_allocation(problem, solution.allocation, f"microopt-{settings.sigma_multiplier:g}sigma",
+                               started, device, iterations, solution.history)
 
 
 @torch.no_grad()

@@ -5,8 +5,11 @@ from __future__ import annotations
 from analysis.slice_model import load_model
 from collectors.dataset import load_qos_csv
 from collectors.errors import InputError
+from controller.actuators.base import Bounds
 from controller.spec import ExperimentSpec
 from controller.testbeds.base import Testbed
+from controller.testbeds.lab import open_lab_testbed
+from controller.testbeds.local import open_local_testbed
 from controller.testbeds.replay import DatasetQosSource, ModelQosSource, QosSource, ReplayTestbed
 
 BACKENDS = ("replay", "local", "lab")
@@ -28,6 +31,12 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
             assert replay.dataset is not None
             source = DatasetQosSource(load_qos_csv(replay.dataset, settle_s=replay.settle_s))
         return ReplayTestbed(source, slices, seed=spec.seed)
+    if backend == "local":
+        return open_local_testbed(spec.testbed.inventory, {
+            s.name: (Bounds(*s.bounds.cpu_millicores), Bounds(*s.bounds.bandwidth_mbps)) for s in spec.slices})
+    if backend == "lab":
+        return open_lab_testbed(spec.testbed.inventory, {
+            s.name: (Bounds(*s.bounds.cpu_millicores), Bounds(*s.bounds.bandwidth_mbps)) for s in spec.slices})
     if backend in BACKENDS:
         raise InputError(f"the {backend!r} testbed backend is not part of this slicebed version yet; "
                          "use --testbed replay")

@@ -1,0 +1,112 @@
+"""Transport bandwidth of a slice in Open vSwitch: an OpenFlow 1.3 meter, or a linux-htb queue (labs).
+
+Both work in the userspace (netdev) datapath. Each reads the rate back from where it takes effect:
+the meter from the switch (``dump-meters``), the queue from the kernel's htb class on the port.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from controller.actuators.base import ActuatorError, BandwidthActuator, Bounds
+from controller.actuators.runner import CommandRunner
+
+_METER_RATE = re.compile(r"\brate=(\d+)")
+_TC_RATE = re.compile(r"\bceil (\d+(?:\.\d+)?)([KMG]?)bit\b")
+_UNITS = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
+
+
+class OvsMeterActuator(BandwidthActuator):
+    """The drop-band rate of OpenFlow 1.3 meter ``meter_id`` on the flows of one slice (burst: rate / 10).
+
+    ``switch`` is what ovs-ofctl connects to: a bridge name, or ``unix:RUNDIR/BRIDGE.mgmt`` for a switch
+    whose sockets are outside the default run directory (the local testbed's own ovs-vswitchd).
+    """
+
+    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Bounds) -> None:
+        if meter_id < 1:
+            raise ValueError(f"meter ids start at 1, got {meter_id}")
+        self.runner = runner
+        self.switch = switch
+        self.meter_id = meter_id
+        self.bounds = bounds
+
+    def _ofctl(self, *args: str) -> str:
+        return self.runner.check(["ovs-ofctl", "-O", "OpenFlow13", *args])
+
+    def set_bandwidth(self, mbps: float) -> float:
+        self.bounds.check(f"meter {self.meter_id} on {self.switch}: bandwidth_mbps", mbps)
+        kbps = round(mbps * 1000)
+        # burst = rate/10 kbit: without it the userspace meter lets bursts of ~1 s through (10 Mbit/s -> 14.5 over 2 s)
+        spec = f"meter={self.meter_id},kbps,burst,band=type=drop,rate={kbps},burst_size={max(1, kbps // 10)}"
+        command = "mod-meter" if self._configured_kbps() is not None else "add-meter"
+        self._ofctl(command, self.switch, spec)
+        effective = self.read_bandwidth()
+        if round(effective * 1000) != kbps:
+            raise ActuatorError(f"meter {self.meter_id} on {self.switch}: set {kbps} kbps, the switch reports "
+                                f"{effective * 1000:g} kbps")
+        return effective
+
+    def read_bandwidth(self) -> float:
+        kbps = self._configured_kbps()
+        if kbps is None:
+            raise ActuatorError(f"meter {self.meter_id} does not exist on {self.switch}")
+        return kbps / 1000
+
+    def _configured_kbps(self) -> int | None:
+        output = self._ofctl("dump-meters", self.switch, f"meter={self.meter_id}")
+        match = _METER_RATE.search(output)
+        return int(match.group(1)) if match else None
+
+
+class OvsQueueActuator(BandwidthActuator):
+    """The ``max-rate`` of the linux-htb queue of one slice on an OvS port.
+
+    The queue is found in OVSDB: the port's QoS row, then the queue whose ``external_ids:slicebed-slice``
+    names the slice (so labs need not agree on queue numbers). ``vsctl`` is the ovs-vsctl command line,
+    e.g. ``["ovs-vsctl", "--db=unix:/run/x/db.sock"]``. The rate is read back from the kernel's htb class
+    on the port (class ``1:<queue id + 1>``, as OvS numbers them).
+    """
+
+    def __init__(self, runner: CommandRunner, vsctl: Sequence[str], port: str, slice_name: str,
+                 bounds: Bounds) -> None:
+        self.runner = runner
+        self.vsctl = list(vsctl)
+        self.port = port
+        self.slice_name = slice_name
+        self.bounds = bounds
+        self.queue_id, self.queue_uuid = self._discover()
+
+    def _get(self, *args: str) -> str:
+        return self.runner.check([*self.vsctl, "get", *args]).strip()
+
+    def _discover(self) -> tuple[int, str]:
+        qos = self._get("port", self.port, "qos")
+        if qos in ("[]", ""):
+            raise ActuatorError(f"OvS port {self.port} has no QoS; create a linux-htb QoS with one queue per slice")
+        queues = dict(item.split("=") for item in self._get("qos", qos, "queues").strip("{}").split(", ") if item)
+        for queue_id, uuid in queues.items():
+            owner = self.runner.run([*self.vsctl, "--if-exists", "get", "queue", uuid, "external_ids:slicebed-slice"])
+            if owner.stdout.strip().strip('"') == self.slice_name:
+                return int(queue_id), uuid
+        raise ActuatorError(f"OvS port {self.port}: no queue has external_ids:slicebed-slice={self.slice_name} "
+                            f"(queues {', '.join(sorted(queues)) or 'none'}); tag the slice's queue")
+
+    def set_bandwidth(self, mbps: float) -> float:
+        self.bounds.check(f"queue {self.queue_id} on {self.port}: bandwidth_mbps", mbps)
+        self.runner.check([*self.vsctl, "set", "queue", self.queue_uuid, f"other_config:max-rate={round(mbps * 1e6)}"])
+        effective = self.read_bandwidth()
+        if abs(effective - mbps) > max(0.01 * mbps, 0.01):
+            raise ActuatorError(f"queue {self.queue_id} on {self.port}: set {mbps:g} Mbps, the kernel's htb class "
+                                f"reports {effective:g} Mbps")
+        return effective
+
+    def read_bandwidth(self) -> float:
+        """The ceil of the queue's htb class in Mbps (tc rounds to its display units)."""
+        classid = f"1:{self.queue_id + 1:x}"
+        output = self.runner.check(["tc", "class", "show", "dev", self.port, "classid", classid])
+        match = _TC_RATE.search(output)
+        if not match:
+            raise ActuatorError(f"{self.port}: no htb class {classid} in the kernel; is the QoS type linux-htb?")
+        return float(match.group(1)) * _UNITS[match.group(2)]

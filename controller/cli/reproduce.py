@@ -1,0 +1,97 @@
+"""``slicebed reproduce microopt``: the MicroOpt paper's comparison of allocation methods on one model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from analysis.slice_model import load_model, pick_device
+from collectors.errors import InputError
+from collectors.milan import traffic_variation
+from collectors.runstore import RunStore
+from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
+from controller.reproduce.cases import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MEAN, ReproduceConfig, build_cases
+from controller.reproduce.outputs import write_outputs
+from controller.reproduce.runner import run_reproduction
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``reproduce microopt``."""
+    reproduce = commands.add_parser("reproduce", help="rerun a paper's experiments").add_subparsers(
+        dest="paper", required=True)
+    microopt = reproduce.add_parser("microopt", help="MicroOpt vs Atlas(+), CaDRL(+), Peak-alloc and ablations: "
+                                    "Table I and Figs. 6-10")
+    microopt.add_argument("--model", required=True, type=Path, help="trained slice model directory")
+    microopt.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs root)")
+    microopt.add_argument("--json", action="store_true", help="print the per-method summary as one JSON object")
+    microopt.add_argument("--quick", action="store_true", help="CI-sized run: smaller grid and budgets")
+    microopt.add_argument("--milan", nargs="+", type=Path, metavar="FILE",
+                          help="Telecom Italia sms-call-internet-mi-*.txt files: derive the traffic spreads")
+    microopt.add_argument("--milan-square", type=int, help="cell (square_id) to use; default the busiest")
+    microopt.add_argument("--sigma-mean", type=float, help=f"traffic std sigma_mean, users/s "
+                          f"(default {DEFAULT_SIGMA_MEAN} unless --milan)")
+    microopt.add_argument("--sigma-max", type=float, help=f"traffic std sigma_max, users/s "
+                          f"(default {DEFAULT_SIGMA_MAX} unless --milan)")
+    microopt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_device(microopt)
+    microopt.set_defaults(handler=cmd_reproduce_microopt)
+
+
+def config_from_args(args: argparse.Namespace) -> ReproduceConfig:
+    """The run's configuration; bad numbers or files raise InputError naming the option."""
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.milan and (args.sigma_mean is not None or args.sigma_max is not None):
+        raise InputError("--milan derives sigma_mean and sigma_max; drop --sigma-mean/--sigma-max or --milan")
+    fields: dict[str, object] = {}
+    if args.milan:
+        variation = traffic_variation(args.milan, args.milan_square)
+        fields = {"sigma_mean": variation.sigma_mean, "sigma_max": variation.sigma_max,
+                  "sigma_source": f"Milan CDR square {variation.square_id}, {variation.hours} hours "
+                                  f"in {len(args.milan)} file(s)"}
+    elif args.sigma_mean is not None or args.sigma_max is not None:
+        mean = args.sigma_mean if args.sigma_mean is not None else DEFAULT_SIGMA_MEAN
+        maximum = args.sigma_max if args.sigma_max is not None else DEFAULT_SIGMA_MAX
+        if not (math.isfinite(mean) and math.isfinite(maximum) and 0 < mean <= maximum):
+            raise InputError(f"--sigma-mean/--sigma-max must satisfy 0 < sigma_mean <= sigma_max, "
+                             f"got {mean:g} and {maximum:g}")
+        fields = {"sigma_mean": mean, "sigma_max": maximum, "sigma_source": "given on the command line"}
+    return ReproduceConfig.quick(**fields) if args.quick else ReproduceConfig(**fields)
+
+
+def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    device = pick_device(args.device)
+    model = load_model(args.model, device)
+    torch.set_num_threads(args.threads)
+    cases = build_cases(config)
+    store = RunStore(args.out if args.out is not None else args.runs_dir)
+    with terminate_as_interrupt():
+        run = store.create("reproduce-microopt", {"model": str(args.model.resolve()), "quick": args.quick,
+                                                  "threads": args.threads, **config.model_dump(mode="json")},
+                           kind="reproduce")
+        console.print(f"run [bold]{run.id}[/] in {run.path}")
+        try:
+            with progress_bar(args.quiet) as progress:
+                task = progress.add_task("reproduce microopt", total=sum(len(case.methods) for case in cases))
+                result = run_reproduction(model, config, device,
+                                          lambda label: progress.update(task, advance=1, description=label))
+            summary = write_outputs(run, config, result)
+        except KeyboardInterrupt:
+            run.finish("interrupted")
+            raise
+        except BaseException as exc:
+            run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        run.finish("completed", seconds=result.seconds)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_table("per method (all cases)", [{"method": method, **values}
+                                               for method, values in summary["methods"].items()])
+        console.print(f"report: {run.path / 'report.md'}")
+    return 0

@@ -1,0 +1,97 @@
+"""``slicebed testbed up|down|status|check``: the local testbed, deployed with Ansible (ansible-runner)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from collectors.runstore import RunStore
+from controller.cli.common import console, print_table, progress_bar
+from controller.deploy.ansible_driver import PlaybookResult
+from controller.deploy.check import check_testbed
+from controller.deploy.inventory import DEFAULT_INVENTORY
+from controller.deploy.local_testbed import LocalTestbed, status_json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``testbed up``, ``down``, ``status`` and ``check``."""
+    testbed = commands.add_parser("testbed", help="deploy the local testbed").add_subparsers(dest="action",
+                                                                                           required=True)
+    up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
+    up.add_argument("--check", action="store_true", help="Ansible check mode: print what would change, change nothing")
+    up.add_argument("--no-dataplane", action="store_true",
+                    help="build transport, delay stage and monitoring only, without the data-plane programs")
+    up.set_defaults(handler=cmd_up)
+    down = testbed.add_parser("down", help="stop every process and remove every object the testbed created")
+    down.set_defaults(handler=cmd_down)
+    status = testbed.add_parser("status", help="what runs now (JSON)")
+    status.set_defaults(handler=cmd_status)
+    check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration")
+    check.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    check.set_defaults(handler=cmd_check)
+    for parser in (up, down, status, check):
+        parser.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY,
+                            help=f"Ansible inventory of the testbed (default {DEFAULT_INVENTORY})")
+
+
+def _run_playbook(args: argparse.Namespace, action: str) -> int:
+    testbed = LocalTestbed.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
+    if action == "up":
+        testbed.preflight()  # before the run directory: bad input leaves nothing behind
+    run = RunStore(args.runs_dir).create(f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}",
+                                         {"inventory": str(args.inventory.resolve()), "check": bool(
+                                             getattr(args, "check", False))}, kind="testbed")
+    with progress_bar(args.quiet) as progress:
+        task = progress.add_task(f"testbed {action}", total=None)
+
+        def on_task(name: str) -> None:
+            progress.update(task, advance=1, description=f"testbed {action}: {name[:60]}")
+
+        try:
+            if action == "up":
+                result = testbed.up(run.path / "ansible", check=args.check, on_task=on_task, preflight_done=True)
+            else:
+                result = testbed.down(run.path / "ansible", on_task=on_task)
+        except BaseException as exc:
+            run.finish("failed", error=str(exc))
+            raise
+    run.finish("completed", recap=result.recap, seconds=result.seconds)
+    _report(result, action, run.path, getattr(args, "check", False))
+    return 0
+
+
+def _report(result: PlaybookResult, action: str, run_path: Path, check: bool) -> None:
+    if check:
+        for change in result.changes:
+            console.print(f"would change: {change}")
+    summary = {"action": action, "check": check, "seconds": round(result.seconds, 1),
+               "ok": result.total("ok"), "changed": result.total("changed"), "failed": result.total("failures"),
+               "artifacts": str(result.artifacts), "run": str(run_path)}
+    print(json.dumps(summary))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return _run_playbook(args, "up")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return _run_playbook(args, "down")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(status_json(LocalTestbed.open(args.inventory)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    testbed = LocalTestbed.open(args.inventory)
+    with console.status("measuring bandwidth, delay and CPU limits"):
+        measurements = check_testbed(testbed)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in measurements], indent=2))
+    else:
+        print_table("configured vs measured", [
+            {"kind": m.kind, "subject": m.subject, "configured": m.configured, "measured": m.measured, "unit": m.unit,
+             "within tolerance": "yes" if m.within_tolerance else "NO"} for m in measurements])
+    return 0 if all(m.within_tolerance for m in measurements) else 1

@@ -1,0 +1,68 @@
+"""Wire formats of the emulated eMBB data plane.
+
+- App header (app server -> UPF, inside every later layer): user id, sequence number, send time.
+- GTP-U (UPF -> RAN, 3GPP TS 29.281): version 1, PT=1, message type 255 (G-PDU), length, TEID = user id + 1.
+- Radio header (RAN -> UE): user id, PDCP COUNT and the app's send time in clear (the emulated MAC/PHY
+  delivers to the right UE; the time lets the UE measure one-way delay), followed by the ciphered PDU.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+APP = struct.Struct("!HId")  # user, sequence, send time (time.time())
+GTPU = struct.Struct("!BBHI")  # flags, message type, length, TEID
+RADIO = struct.Struct("!HId")  # user, PDCP COUNT, app send time
+GTPU_FLAGS = 0x30  # version 1, protocol type GTP
+GTPU_GPDU = 0xFF
+
+
+class PacketError(ValueError):
+    """A packet too short or with an unexpected header."""
+
+
+@dataclass(frozen=True)
+class AppHeader:
+    user: int
+    sequence: int
+    sent: float
+
+
+def app_packet(user: int, sequence: int, sent: float, size: int) -> bytes:
+    """An application datagram of ``size`` bytes (at least the header) for ``user``."""
+    header = APP.pack(user, sequence & 0xFFFFFFFF, sent)
+    return header + bytes(max(0, size - APP.size))
+
+
+def parse_app(data: bytes) -> AppHeader:
+    if len(data) < APP.size:
+        raise PacketError(f"application datagram of {len(data)} bytes is shorter than its header")
+    return AppHeader(*APP.unpack_from(data))
+
+
+def gtpu_encapsulate(teid: int, payload: bytes) -> bytes:
+    """A GTP-U G-PDU carrying ``payload`` on tunnel ``teid``."""
+    return GTPU.pack(GTPU_FLAGS, GTPU_GPDU, len(payload), teid) + payload
+
+
+def gtpu_decapsulate(data: bytes) -> tuple[int, bytes]:
+    """(TEID, inner payload) of a G-PDU."""
+    if len(data) < GTPU.size:
+        raise PacketError(f"GTP-U packet of {len(data)} bytes is shorter than its header")
+    flags, kind, length, teid = GTPU.unpack_from(data)
+    if flags & 0xE0 != 0x20 or kind != GTPU_GPDU or length != len(data) - GTPU.size:
+        raise PacketError(f"not a GTP-U v1 G-PDU (flags {flags:#x}, type {kind}, length {length})")
+    return teid, data[GTPU.size:]
+
+
+def radio_frame(user: int, count: int, sent: float, ciphered: bytes) -> bytes:
+    return RADIO.pack(user, count & 0xFFFFFFFF, sent) + ciphered
+
+
+def parse_radio(data: bytes) -> tuple[int, int, float, bytes]:
+    """(user, PDCP COUNT, app send time, ciphered PDU) of a radio frame."""
+    if len(data) < RADIO.size:
+        raise PacketError(f"radio frame of {len(data)} bytes is shorter than its header")
+    user, count, sent = RADIO.unpack_from(data)
+    return user, count, sent, data[RADIO.size:]

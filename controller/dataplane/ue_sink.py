@@ -1,0 +1,133 @@
+"""UE sinks (ue namespace): receive the slice's radio frames and measure per-user throughput and one-way delay.
+
+Every ``--window-s`` the per-user throughput and mean delay of the window just ended are published as
+gauges; cumulative byte and packet counters and ``GET /stats`` give the raw measurements.
+
+    python -m controller.dataplane.ue_sink --slice embb --mgmt 10.99.0.5:9464 --listen 10.101.7.2:6000
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from controller.dataplane import cipher, packets
+from controller.dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
+
+THROUGHPUT = Gauge("slicebed_user_throughput_bps", "Per-user downlink throughput over the last window",
+                   ["slice", "user"])
+DELAY = Gauge("slicebed_user_delay_seconds", "Per-user mean one-way delay over the last window", ["slice", "user"])
+RECEIVED = Counter("slicebed_user_received_bytes", "Per-user payload bytes received", ["slice", "user"])
+VERIFIED = Counter("slicebed_ue_deciphered_packets", "Packets deciphered and checked by the UE", ["slice", "result"])
+FORGET_WINDOWS = 3  # a user silent this many windows has left: its series are removed
+
+
+@dataclass
+class UserWindow:
+    """What one user received in the current window and in total."""
+
+    bytes: int = 0
+    packets: int = 0
+    delay_sum: float = 0.0
+    total_bytes: int = 0
+    total_packets: int = 0
+    silent_windows: int = 0
+
+
+@dataclass
+class SinkState:
+    """Per-user windows, shared by the receive loop and the window ticker."""
+
+    slice_name: str
+    users: dict[int, UserWindow] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_window: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def record(self, user: int, size: int, delay: float) -> None:
+        with self.lock:
+            window = self.users.get(user) or self.users.setdefault(user, UserWindow())
+            window.bytes += size
+            window.packets += 1
+            window.delay_sum += delay
+            window.total_bytes += size
+            window.total_packets += 1
+        RECEIVED.labels(self.slice_name, str(user)).inc(size)
+
+    def close_window(self, seconds: float) -> None:
+        """Publish the window that just ended and start a new one."""
+        published: dict[str, dict[str, float]] = {}
+        with self.lock:
+            for user, window in list(self.users.items()):
+                label = str(user)
+                window.silent_windows = 0 if window.packets else window.silent_windows + 1
+                if window.silent_windows >= FORGET_WINDOWS:
+                    del self.users[user]
+                    for metric in (THROUGHPUT, DELAY, RECEIVED):
+                        metric.remove(self.slice_name, label)
+                    continue
+                throughput = window.bytes * 8 / seconds
+                THROUGHPUT.labels(self.slice_name, label).set(throughput)
+                if window.packets:
+                    DELAY.labels(self.slice_name, label).set(window.delay_sum / window.packets)
+                published[label] = {"throughput_bps": throughput, "packets": window.packets}
+                window.bytes = window.packets = 0
+                window.delay_sum = 0.0
+            self.last_window = published
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"time": time.time(), "slice": self.slice_name, "last_window": self.last_window,
+                    "users": {str(user): {"bytes": w.total_bytes, "packets": w.total_packets}
+                              for user, w in self.users.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--listen", type=address, required=True, help="HOST:PORT the radio frames arrive on")
+    parser.add_argument("--window-s", type=float, default=1.0, help="measurement window (s)")
+    parser.add_argument("--verify-every", type=int, default=0,
+                        help="decipher and check every Nth packet (0: never; deciphering costs as much as ciphering)")
+    parser.add_argument("--work-factor", type=int, default=8, help="the RAN's work factor (for --verify-every)")
+    parser.add_argument("--key", type=bytes.fromhex, help="master key as hex (default: the slice's test key)")
+    args = parser.parse_args(argv)
+    stop = stop_event()
+    state = SinkState(args.slice)
+    master = args.key or cipher.test_master_key(args.slice)
+    sock = udp_socket(args.listen, 1 << 20, "radio")
+    server = ControlServer(args.mgmt, {"stats": lambda _body: state.stats()}).start()
+
+    def tick() -> None:
+        next_close = time.monotonic() + args.window_s
+        while not stop.wait(max(0.0, next_close - time.monotonic())):
+            state.close_window(args.window_s)
+            next_close += args.window_s
+
+    threading.Thread(target=tick, name="window", daemon=True).start()
+    received = 0
+    try:
+        while not stop.is_set():
+            if not select.select([sock], [], [], 0.2)[0]:
+                continue
+            data = sock.recv(65535)
+            now = time.time()
+            try:
+                user, count, sent, ciphered = packets.parse_radio(data)
+            except packets.PacketError:
+                continue
+            state.record(user, len(ciphered), now - sent)
+            received += 1
+            if args.verify_every and received % args.verify_every == 0:
+                plain = cipher.cipher(cipher.ue_key(master, user), count, 1, ciphered, args.work_factor)
+                ok = len(plain) >= packets.APP.size and packets.parse_app(plain).user == user
+                VERIFIED.labels(args.slice, "ok" if ok else "mismatch").inc()
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

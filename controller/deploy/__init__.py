@@ -1,0 +1,1 @@
+"""Deploying testbeds with Ansible: the inventory model, preflight checks, the ansible-runner driver, state."""

@@ -1,0 +1,239 @@
+"""The local testbed's inventory (``inventory/local.yml``): an Ansible YAML inventory validated by pydantic.
+
+Every mistake (unknown or missing hosts, bad addresses, duplicated ids, unknown keys) is one
+:class:`~collectors.errors.InputError` line naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collectors.errors import InputError
+
+TIERS = ("edge", "regional", "central")
+ENDPOINTS = ("app", "ue")
+LOCAL_HOSTS = (*TIERS, *ENDPOINTS)
+DEFAULT_INVENTORY = Path("inventory/local.yml")
+STATE_ROOT = Path("/run/slicebed")
+MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Route(Strict):
+    to: str
+    via: ipaddress.IPv4Address
+
+    @field_validator("to")
+    @classmethod
+    def destination(cls, value: str) -> str:
+        if value != "default":
+            ipaddress.IPv4Network(value)
+        return value
+
+
+class HostVars(Strict):
+    """Per-host variables of a namespace node."""
+
+    node_id: int = Field(ge=1, le=250)
+    mgmt_address: ipaddress.IPv4Address
+    transport_address: ipaddress.IPv4Address | None = None
+    transport_mac: str | None = Field(default=None, pattern=MAC_PATTERN)
+    cpu_millicores: int | None = Field(default=None, ge=10, le=256000)
+    routes: list[Route] = []
+    ansible_connection: str | None = None
+    ansible_python_interpreter: str | None = None
+    netns_name: str | None = None
+
+
+class SliceVars(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    dscp: int = Field(ge=0, le=63)
+    bandwidth_mbps: float = Field(gt=0, le=10000)
+
+
+class Latency(Strict):
+    a: Literal["edge", "regional", "central"]
+    b: Literal["edge", "regional", "central"]
+    delay_ms: float = Field(ge=0, le=1000)
+    jitter_ms: float = Field(default=0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def distinct(self) -> Latency:
+        if self.a == self.b:
+            raise ValueError(f"a latency entry joins {self.a} to itself; name two different tiers")
+        if self.jitter_ms > self.delay_ms:
+            raise ValueError(f"jitter_ms {self.jitter_ms:g} exceeds delay_ms {self.delay_ms:g}; lower it")
+        return self
+
+
+class Link(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9]{0,14}$")
+    a: str
+    a_address: ipaddress.IPv4Address
+    b: str
+    b_address: ipaddress.IPv4Address
+    prefixlen: int = Field(ge=8, le=30)
+
+
+class GlobalVars(Strict):
+    """The inventory's ``all.vars``."""
+
+    testbed_mode: Literal["local"] = "local"
+    testbed_prefix: str = Field(default="sb-", pattern=r"^[a-z][a-z0-9]{0,6}-$")
+    mgmt_subnet: ipaddress.IPv4Network
+    mgmt_gateway: ipaddress.IPv4Address
+    transport_subnet: ipaddress.IPv4Network
+    slices: list[SliceVars] = Field(min_length=1)
+    latency: list[Latency] = []
+    links: list[Link] = []
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    node_exporter_port: int = Field(default=9100, ge=1, le=65535)
+    scrape_interval_s: float = Field(default=1, gt=0, le=60)
+    exporter_port: int = Field(default=9464, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def consistent(self) -> GlobalVars:
+        if self.mgmt_gateway not in self.mgmt_subnet:
+            raise ValueError(f"mgmt_gateway {self.mgmt_gateway} is outside mgmt_subnet {self.mgmt_subnet}")
+        if self.mgmt_subnet.overlaps(self.transport_subnet):
+            raise ValueError("mgmt_subnet and transport_subnet overlap; give them disjoint ranges")
+        if len({self.prometheus_port, self.node_exporter_port}) < 2:
+            raise ValueError("prometheus_port and node_exporter_port are the same port; pick two")
+        if len({s.name for s in self.slices}) < len(self.slices) or len({s.dscp for s in self.slices}) < len(
+                self.slices):
+            raise ValueError("slices repeat a name or a dscp value; each slice needs its own")
+        return self
+
+
+@dataclass(frozen=True)
+class LocalInventory:
+    """A validated local-testbed inventory and the names derived from it."""
+
+    path: Path
+    document: dict[str, Any]
+    settings: GlobalVars
+    hosts: dict[str, HostVars]
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.testbed_prefix
+
+    @property
+    def state_dir(self) -> Path:
+        return STATE_ROOT / self.prefix.rstrip("-")
+
+    def netns(self, host: str) -> str:
+        return f"{self.prefix}{host}"
+
+    @property
+    def switch_netns(self) -> str:
+        return f"{self.prefix}sw"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.switch_netns, *(self.netns(host) for host in self.hosts)]
+
+    @property
+    def root_links(self) -> list[str]:
+        return [f"{self.prefix}mgmt", *(f"{self.prefix}m{h.node_id}" for h in self.hosts.values())]
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}tr"
+
+    def cgroup_name(self, host: str) -> str:
+        return f"{self.prefix}{host}"
+
+
+def _hosts_of(group: dict[str, Any], where: str, found: dict[str, tuple[str, Any]]) -> None:
+    """Collect ``hosts`` of ``group`` and its children (recursively) into ``found`` (name -> (group path, vars))."""
+    if not isinstance(group, dict):
+        raise InputError(f"{where}: expected a mapping with hosts/children/vars")
+    for name, host_vars in (group.get("hosts") or {}).items():
+        found[str(name)] = (where, host_vars or {})
+    for child_name, child in (group.get("children") or {}).items():
+        _hosts_of(child or {}, f"{where}.children.{child_name}", found)
+
+
+def _one_line(error: ValidationError, where: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}{'.' + location if location else ''}: {message}"
+
+
+def load_inventory(path: str | Path) -> LocalInventory:
+    """Read and validate a local-testbed inventory; raise InputError (one line) on any mistake."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such inventory file; pass --inventory inventory/local.yml or a copy") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("all"), dict):
+        raise InputError(f"{path}: an Ansible YAML inventory starts with `all:` (with vars and children)")
+    top = document["all"]
+    try:
+        settings = GlobalVars.model_validate(top.get("vars") or {})
+    except ValidationError as exc:
+        raise InputError(f"{path}: {_one_line(exc, 'all.vars')}") from None
+    found: dict[str, tuple[str, Any]] = {}
+    _hosts_of(top, "all", found)
+    unknown = sorted(set(found) - set(LOCAL_HOSTS))
+    if unknown:
+        raise InputError(f"{path}: unknown host {unknown[0]!r}; the local testbed's hosts are "
+                         f"{', '.join(LOCAL_HOSTS)}")
+    missing = [host for host in LOCAL_HOSTS if host not in found]
+    if missing:
+        raise InputError(f"{path}: host {missing[0]!r} is missing; the local testbed needs {', '.join(LOCAL_HOSTS)}")
+    hosts: dict[str, HostVars] = {}
+    for name, (where, host_vars) in found.items():
+        try:
+            hosts[name] = HostVars.model_validate(host_vars)
+        except ValidationError as exc:
+            raise InputError(f"{path}: {_one_line(exc, f'{where}.hosts.{name}')}") from None
+    _check_topology(path, settings, hosts)
+    return LocalInventory(path=path, document=document, settings=settings, hosts=hosts)
+
+
+def _check_topology(path: Path, settings: GlobalVars, hosts: dict[str, HostVars]) -> None:
+    """Cross-host rules: unique ids and addresses, addresses in their subnets, tiers on the transport."""
+    seen_ids: dict[int, str] = {}
+    for name, host in hosts.items():
+        where = f"{path}: host {name}"
+        if host.node_id in seen_ids:
+            raise InputError(f"{where}: node_id {host.node_id} is also {seen_ids[host.node_id]}'s; make it unique")
+        seen_ids[host.node_id] = name
+        if host.mgmt_address not in settings.mgmt_subnet:
+            raise InputError(f"{where}: mgmt_address {host.mgmt_address} is outside mgmt_subnet {settings.mgmt_subnet}")
+        if name in TIERS:
+            if host.transport_address is None or host.transport_mac is None:
+                raise InputError(f"{where}: a tier needs transport_address and transport_mac")
+            if host.transport_address not in settings.transport_subnet:
+                raise InputError(f"{where}: transport_address {host.transport_address} is outside transport_subnet "
+                                 f"{settings.transport_subnet}")
+        elif host.transport_address is not None:
+            raise InputError(f"{where}: only tiers ({', '.join(TIERS)}) sit on the transport; drop transport_address")
+    for kind in ("mgmt_address", "transport_address", "transport_mac"):
+        values = [getattr(h, kind) for h in hosts.values() if getattr(h, kind) is not None]
+        if len(set(values)) < len(values):
+            raise InputError(f"{path}: two hosts share a {kind}; give each its own")
+    if any(h.mgmt_address == settings.mgmt_gateway for h in hosts.values()):
+        raise InputError(f"{path}: a host uses mgmt_gateway {settings.mgmt_gateway} as its mgmt_address")
+    for link in settings.links:
+        for side in (link.a, link.b):
+            if side not in hosts:
+                raise InputError(f"{path}: all.vars.links {link.name}: unknown host {side!r}; use one of "
+                                 f"{', '.join(LOCAL_HOSTS)}")

@@ -1,0 +1,121 @@
+"""Bring the local testbed up and down with Ansible, and report its status and leftovers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collectors.errors import SlicebedError
+from controller.deploy.ansible_driver import PlaybookResult, run_playbook
+from controller.deploy.inventory import LocalInventory, load_inventory
+from controller.deploy.preflight import KernelFeatures, preflight, require_root
+from controller.deploy.state import StateDir, pid_alive
+
+UP_PLAYBOOK = "testbed-up.yml"
+DOWN_PLAYBOOK = "testbed-down.yml"
+
+
+class DeployError(SlicebedError):
+    """A playbook failed; the message names the task, the host and the cause."""
+
+
+@dataclass
+class LocalTestbed:
+    """One local testbed, named by its inventory's prefix."""
+
+    inventory: LocalInventory
+    dataplane: bool = True  # False: transport, delay and monitoring only (no data-plane programs)
+
+    @classmethod
+    def open(cls, inventory_path: str | Path, dataplane: bool = True) -> LocalTestbed:
+        return cls(load_inventory(inventory_path), dataplane)
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.inventory.state_dir)
+
+    def extravars(self) -> dict[str, Any]:
+        return {"testbed_state_dir": str(self.inventory.state_dir), "testbed_dataplane": self.dataplane}
+
+    def preflight(self) -> KernelFeatures:
+        """Root, tools, kernel features, free ports and subnet; one InputError line on the first problem."""
+        return preflight(self.inventory, self.state)
+
+    def up(self, artifacts_dir: Path, check: bool = False, on_task: Callable[[str], None] | None = None,
+           remove_on_failure: bool = True, preflight_done: bool = False,
+           overrides: dict[str, Any] | None = None) -> PlaybookResult:
+        """Run the up playbook (after preflight). On failure everything built so far is removed, then DeployError.
+
+        ``overrides`` are extra Ansible variables (role defaults such as ``monitoring_prometheus_binary``).
+        """
+        if not preflight_done:
+            self.preflight()
+        if not check:
+            self.state.record_inventory(self.inventory.path)
+        extravars = {**self.extravars(), **(overrides or {})}
+        result = run_playbook(UP_PLAYBOOK, self.inventory.path, extravars, artifacts_dir, check, on_task)
+        if not result.succeeded:
+            if remove_on_failure and not check:
+                self.down(artifacts_dir / "cleanup", on_task)
+            removed = "; the half-built testbed was removed" if remove_on_failure and not check else ""
+            raise DeployError(f"testbed up failed at {result.first_failure()}{removed} "
+                              f"(Ansible log: {result.artifacts / 'stdout'})")
+        return result
+
+    def down(self, artifacts_dir: Path, on_task: Callable[[str], None] | None = None) -> PlaybookResult:
+        """Stop every recorded process and remove every object the topology names, then the state directory."""
+        require_root()
+        recorded = self.state.recorded_inventory
+        inventory = load_inventory(recorded) if recorded.exists() else self.inventory
+        inventory_file = recorded if recorded.exists() else self.inventory.path
+        extravars = {"testbed_state_dir": str(inventory.state_dir)}
+        if recorded.exists():  # keep a copy: the playbook deletes the state directory
+            artifacts_dir.mkdir(parents=True, exist_ok=True)
+            inventory_file = artifacts_dir / "inventory.yml"
+            inventory_file.write_bytes(recorded.read_bytes())
+        result = run_playbook(DOWN_PLAYBOOK, inventory_file, extravars, artifacts_dir, False, on_task)
+        if not result.succeeded:
+            raise DeployError(f"testbed down failed at {result.first_failure()} "
+                              f"(Ansible log: {result.artifacts / 'stdout'})")
+        return result
+
+    def leftovers(self) -> list[str]:
+        """Anything of this testbed still present: namespaces, root links, cgroups, processes, state dir."""
+        found = [f"namespace {n}" for n in self.inventory.namespaces if Path("/run/netns", n).exists()]
+        found += [f"link {n}" for n in self.inventory.root_links if Path("/sys/class/net", n).exists()]
+        for host in self.inventory.hosts:
+            name = self.inventory.cgroup_name(host)
+            found += [f"cgroup {d}" for d in (Path("/sys/fs/cgroup/cpu", name), Path("/sys/fs/cgroup/cpuacct", name),
+                                              Path("/sys/fs/cgroup", name)) if d.is_dir()]
+        found += [f"process {name} ({pid})" for name, pid in self.state.pids().items() if pid and pid_alive(pid)]
+        if self.state.path.exists():
+            found.append(f"state directory {self.state.path}")
+        return found
+
+    def status(self) -> dict[str, Any]:
+        """What runs now: namespaces, processes, the OvS bridge and Prometheus readiness."""
+        namespaces = {n: Path("/run/netns", n).exists() for n in self.inventory.namespaces}
+        processes = {name: bool(pid and pid_alive(pid)) for name, pid in self.state.pids().items()}
+        socket = self.state.path / "ovs" / "db.sock"
+        bridge = socket.exists() and subprocess.run(
+            ["ovs-vsctl", f"--db=unix:{socket}", "--timeout=3", "br-exists", self.inventory.bridge],
+            capture_output=True, check=False).returncode == 0
+        prometheus = f"http://127.0.0.1:{self.inventory.settings.prometheus_port}"
+        try:
+            with urllib.request.urlopen(f"{prometheus}/-/ready", timeout=2) as response:
+                ready = response.status == 200
+        except OSError:
+            ready = False
+        running = all(namespaces.values()) and bridge and ready and all(processes.values())
+        return {"prefix": self.inventory.prefix, "state_dir": str(self.state.path), "up": running,
+                "namespaces": namespaces, "processes": processes, "ovs_bridge": bridge,
+                "prometheus": {"url": prometheus, "ready": ready}}
+
+
+def status_json(testbed: LocalTestbed) -> str:
+    return json.dumps(testbed.status(), indent=2, sort_keys=True)

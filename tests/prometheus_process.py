@@ -1,0 +1,99 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) and a prometheus_client exporter for tests.
+
+Both bind to free 127.0.0.1 ports; Prometheus scrapes the exporter every second and keeps its data in a
+temporary directory. Prometheus is started and stopped by PID, never by name, and can be stopped and
+restarted on the same port and storage (to test outages).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Exporter:
+    """A prometheus_client HTTP exporter with one gauge, ``slicebed_test_value``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.gauge = Gauge("slicebed_test_value", "a value the test sets", ["slice"], registry=self.registry)
+        self.port = free_port()
+        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PrometheusProcess:
+    """One Prometheus process scraping ``exporter`` every second, on a free port with its own storage."""
+
+    def __init__(self, directory: Path, exporter: Exporter) -> None:
+        self.directory = directory
+        self.exporter = exporter
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = directory / "prometheus.yml"
+        self.config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: slicebed-test\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{exporter.port}']\n", encoding="utf-8")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start Prometheus and wait until it is ready (a few tenths of a second)."""
+        log = (self.directory / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={self.config}", f"--storage.tsdb.path={self.directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.directory}")
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"prometheus on {self.url} did not become ready in 20 s")
+
+    def stop(self) -> None:
+        """Stop Prometheus by its PID (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def wait_for_samples(self, query: str, count: int, timeout_s: float = 30) -> None:
+        """Block until ``count_over_time(query[1h])`` reaches ``count`` (scrapes have happened)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = requests.get(f"{self.url}/api/v1/query", params={"query": f"count_over_time({query}[1h])"},
+                                  timeout=2).json()["data"]["result"]
+            if answer and float(answer[0]["value"][1]) >= count:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"prometheus on {self.url} has not scraped {count} samples of {query} in {timeout_s} s")

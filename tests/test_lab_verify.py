@@ -1,0 +1,265 @@
+"""Offline verification of the real-lab deployment (.ci/verify-lab, `make verify-lab`).
+
+Real tools throughout: ansible-lint, ansible-playbook (syntax check, role argument validation against
+meta/argument_specs.yml, the roles' inventory checks), `kubectl kustomize` and kubernetes-validate with
+the Kubernetes 1.29 schema. Nothing reaches a lab host. The negative tests break a copy of the manifests
+or of the inventory and expect the check to fail with a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIFY = ROOT / ".ci" / "verify-lab"
+INVENTORY = ROOT / "inventory" / "lab.example.yml"
+LAB_ROLES = ("kubernetes", "open5gs", "srsran", "oai", "onos")
+
+
+def verify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run .ci/verify-lab with this interpreter (the project's virtualenv)."""
+    return subprocess.run([sys.executable, str(VERIFY), *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, check=False, timeout=600)
+
+
+def manifests_copy(tmp_path: Path, component: str) -> Path:
+    """A scratch copy of one component's manifests (manifests/<component>) to break."""
+    copy = tmp_path / component
+    shutil.copytree(ROOT / "manifests" / component, copy)
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found (the test is out of date)"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.slow
+def test_every_kustomization_renders_and_validates_strictly_against_1_29() -> None:
+    result = verify("--step", "manifests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = re.search(r"(\d+) kustomizations \((\d+) deployable\), (\d+) objects checked against Kubernetes 1\.29\.0",
+                       result.stdout)
+    assert counts, result.stdout
+    kustomizations, deployable, objects = map(int, counts.groups())
+    assert kustomizations == len(list((ROOT / "manifests").rglob("kustomization.yaml")))
+    assert deployable == 5  # the Open5GS core, two Open5GS slice overlays, one srsRAN and one OAI overlay
+    assert objects >= 60
+    # CRD kinds are listed as skipped, never silently passed
+    assert "skipped ServiceMonitor/open5gs-core (monitoring.coreos.com/v1)" in result.stdout
+    assert "skipped NetworkAttachmentDefinition/slicebed-n3 (k8s.cni.cncf.io/v1)" in result.stdout
+
+
+@pytest.mark.slow
+def test_unknown_field_fails_strict_validation(tmp_path: Path) -> None:
+    manifests = manifests_copy(tmp_path, "srsran")
+    edit(manifests / "base" / "gnb.yaml", "  replicas: 1\n", "  replicas: 1\n  replica: 1\n")
+    result = verify("--step", "manifests", "--manifests-dir", str(manifests))
+    assert result.returncode == 1
+    assert "Deployment/embb-srsran-gnb" in result.stderr and "replica" in result.stderr
+
+
+@pytest.mark.slow
+def test_wrong_type_fails_validation(tmp_path: Path) -> None:
+    manifests = manifests_copy(tmp_path, "open5gs")
+    edit(manifests / "nf" / "service.yaml", "port: 7777,", "port: seven,")
+    result = verify("--step", "manifests", "--manifests-dir", str(manifests))
+    assert result.returncode == 1
+    assert "Service/open5gs-amf" in result.stderr and "seven" in result.stderr
+
+
+@pytest.mark.slow
+def test_misspelled_kind_is_an_error_not_a_skipped_crd(tmp_path: Path) -> None:
+    manifests = manifests_copy(tmp_path, "open5gs")
+    edit(manifests / "core" / "namespace.yaml", "kind: Namespace", "kind: Namespaces")
+    result = verify("--step", "manifests", "--manifests-dir", str(manifests))
+    assert result.returncode == 1
+    assert "no v1 Namespaces in the Kubernetes 1.29.0 schema" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("file", "old", "new", "message"), [
+    ("oai/base/gnb.yaml", "oai-gnb:2024.w30", "oai-gnb:latest", "is not pinned to a version"),
+    ("oai/base/gnb.yaml", "oai-gnb:2024.w30", "oai-gnb", "is not pinned to a version"),
+    ("srsran/base/ue.yaml", "      nodeSelector:\n        slicebed.io/tier: edge\n", "",
+     "nodeSelector slicebed.io/tier"),
+    ("srsran/base/gnb.yaml", "{resourceName: cpu, restartPolicy: NotRequired}",
+     "{resourceName: cpu, restartPolicy: RestartContainer}", "resizePolicy cpu NotRequired"),
+])
+def test_project_rules_for_workloads(tmp_path: Path, file: str, old: str, new: str, message: str) -> None:
+    component, _, rest = file.partition("/")
+    manifests = manifests_copy(tmp_path, component)
+    edit(manifests / rest, old, new)
+    result = verify("--step", "manifests", "--manifests-dir", str(manifests))
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_missing_kubectl_is_reported_clearly(tmp_path: Path) -> None:
+    assert shutil.which("kubectl", path=str(Path(sys.executable).parent)) is None, "kubectl in the venv: test moot"
+    env = {**os.environ, "PATH": str(tmp_path)}
+    result = verify("--step", "manifests", env=env)
+    assert result.returncode == 1
+    assert "verify-lab: error: kubectl not found on PATH" in result.stderr
+
+
+@pytest.mark.slow
+def test_every_playbook_passes_the_syntax_check() -> None:
+    result = verify("--step", "syntax")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "syntax: ok" in result.stdout
+
+
+@pytest.mark.slow
+def test_lab_roles_accept_the_example_inventory() -> None:
+    """Ansible validates each role's arguments against meta/argument_specs.yml, then runs its inventory checks."""
+    result = verify("--step", "arguments")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("old", "new", "message"), [
+    # a value outside the argument spec's choices
+    ("upf_tier: regional\n        upf_n3_ip: 10.60.0.10", "upf_tier: moon\n        upf_n3_ip: 10.60.0.10",
+     "value of upf_tier must be one of: edge, regional, central, got: moon"),
+    # an inventory that no longer matches the slice's Open5GS overlay (smf.yaml says sd 000002)
+    ('sd: "000002"', 'sd: "000003"', "slice urllc: needs a DNS-label name"),
+    # an inventory that no longer matches the srsRAN overlay's N3 address
+    ("gnb_n3_ip: 10.60.0.110", "gnb_n3_ip: 10.60.0.120", "slice embb:"),
+    # a slice without an overlay
+    ("- name: urllc", "- name: mmtc", "overlays/mmtc"),
+    # two control planes
+    ("    kube_control_plane:                 # the kubeadm control plane (one host)\n      hosts:\n",
+     "    kube_control_plane:                 # the kubeadm control plane (one host)\n      hosts:\n"
+     "        edge-1:\n", "exactly one host in group kube_control_plane"),
+])
+def test_inventory_errors_are_caught_offline(tmp_path: Path, old: str, new: str, message: str) -> None:
+    inventory = tmp_path / "lab.yml"
+    inventory.write_text(INVENTORY.read_text())
+    edit(inventory, old, new)
+    result = verify("--step", "arguments", "--inventory", str(inventory))
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_lab_inventory_holds_no_secrets() -> None:
+    """Credentials are references to environment variables: no keys, passwords or tokens in the file."""
+    text = INVENTORY.read_text()
+    assert not re.search(r"\b[0-9A-Fa-f]{32}\b", text), "a 32-hex-digit key (SIM K/OPc) is written in the inventory"
+    variables = yaml.safe_load(text)["all"]["vars"]
+    assert not {key for key in variables if re.search(r"pass|secret|token", key) and not key.endswith("_env")}
+    for key in ("subscriber_k_env", "subscriber_opc_env", "onos_user_env", "onos_password_env"):
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]+", variables[key]), f"{key} must name an environment variable"
+    assert "lookup('ansible.builtin.env', 'SLICEBED_LAB_SSH_KEY'" in variables["ansible_ssh_private_key_file"]
+
+
+@pytest.mark.slow
+def test_lab_roles_pass_ansible_lint_production_profile() -> None:
+    paths = [f"playbooks/roles/{role}" for role in LAB_ROLES]
+    result = verify("--step", "lint", "--lint-paths", *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lint: ok" in result.stdout
+
+
+@pytest.mark.parametrize("role", LAB_ROLES)
+def test_role_layout(role: str) -> None:
+    """Every lab role has defaults, handlers, meta (with main, checks and uninstall entry points), tasks."""
+    directory = ROOT / "playbooks" / "roles" / role
+    for part in ("defaults/main.yml", "handlers/main.yml", "meta/main.yml", "meta/argument_specs.yml",
+                 "tasks/main.yml", "tasks/install.yml", "tasks/uninstall.yml", "tasks/checks.yml"):
+        assert (directory / part).is_file(), f"{role}: missing {part}"
+    specs = yaml.safe_load((directory / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    assert {"main", "checks", "uninstall"} <= set(specs)
+    defaults = yaml.safe_load((directory / "defaults" / "main.yml").read_text())
+    assert set(defaults) == set(specs["main"]["options"]), f"{role}: defaults and argument spec differ"
+
+
+@pytest.mark.slow
+def test_kubeadm_configuration_enables_in_place_resize_and_systemd_cgroups(tmp_path: Path) -> None:
+    """The kubernetes role's kubeadm template, rendered by Ansible's template module with the role defaults."""
+    role = ROOT / "playbooks" / "roles" / "kubernetes"
+    play = tmp_path / "render.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "Render the kubeadm configuration", "hosts": "localhost", "connection": "local",
+        "gather_facts": False, "vars_files": [str(role / "defaults" / "main.yml")],
+        "vars": {"underlay_cidr": "10.20.0.0/24", "kubernetes_node_ip": "10.20.0.31", "kubernetes_tier": "central",
+                 "ansible_python_interpreter": sys.executable},
+        "tasks": [{"name": "Render", "ansible.builtin.template": {
+            "src": str(role / "templates" / "kubeadm-init.yaml.j2"), "dest": str(tmp_path / "kubeadm.yaml"),
+            "mode": "0600"}}],
+    }]))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(play)], capture_output=True, text=True,
+                            env=env, check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all((tmp_path / "kubeadm.yaml").read_text())}
+    assert set(documents) == {"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"}
+    init, cluster, kubelet = (documents[k] for k in ("InitConfiguration", "ClusterConfiguration",
+                                                     "KubeletConfiguration"))
+    assert init["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "10.20.0.31",
+                                                            "node-labels": "slicebed.io/tier=central"}
+    assert cluster["kubernetesVersion"].startswith("v1.29.")
+    for component in ("apiServer", "controllerManager", "scheduler"):
+        assert cluster[component]["extraArgs"]["feature-gates"] == "InPlacePodVerticalScaling=true"
+    assert kubelet["cgroupDriver"] == "systemd"
+    assert kubelet["featureGates"] == {"InPlacePodVerticalScaling": True}
+
+
+def run_onos_flows(tmp_path: Path, url: str, queue_ids: list[int]) -> subprocess.CompletedProcess[str]:
+    """The onos role's steering-flow tasks (tasks/flows.yml), run by Ansible on this host against ``url``."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "children": {"sdn_controller": {"hosts": {"localhost": None}}, "tiers": {"hosts": {"localhost": None}}}}}))
+    play = tmp_path / "flows.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "Steering flows", "hosts": "localhost", "gather_facts": False,
+        "vars": {"slices": [{"name": "embb", "gnb_n3_ip": "10.60.0.110"},
+                            {"name": "urllc", "gnb_n3_ip": "10.60.0.111"}],
+                 "underlay_cidr": "127.0.0.0/8", "testbed_prefix": "sb-", "onos_ready_timeout_s": 5},
+        "tasks": [
+            {"name": "What the switch tasks and facts would have found",
+             "ansible.builtin.set_fact": {"onos_has_downlink_port": True, "onos_queue_ids": queue_ids,
+                                          "onos_host": "localhost", "onos_url": f"{url}/onos/v1",
+                                          "onos_user": "slicebed", "onos_password": "not-a-real-secret"}},
+            {"name": "Steering flows", "ansible.builtin.include_role": {"name": "onos", "tasks_from": "flows"}},
+        ]}]))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles")}
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(play)], capture_output=True, text=True,
+                          env=env, check=False, timeout=300)
+
+
+@pytest.mark.slow
+def test_onos_role_installs_one_steering_flow_per_slice_once_against_fake_onos(tmp_path: Path) -> None:
+    from fakes.onos import FakeOnos
+
+    device = "of:0000000000000002"
+    onos = FakeOnos({device: {"1": "sb-vx-central", "2": "sb-vx-edge"}}, user="slicebed",
+                    password="not-a-real-secret").start()
+    try:
+        first = run_onos_flows(tmp_path, onos.url, [1, 2])
+        assert first.returncode == 0, first.stdout + first.stderr
+        flows = list(onos.flows[device].values())
+        assert sorted((f["selector"]["criteria"][1]["ip"], f["treatment"]["instructions"][0]["queueId"],
+                       f["treatment"]["instructions"][1]["port"], f["appId"], f["priority"]) for f in flows) == [
+            ("10.60.0.110/32", 1, "2", "org.slicebed.steering", 40000),
+            ("10.60.0.111/32", 2, "2", "org.slicebed.steering", 40000)]
+        second = run_onos_flows(tmp_path, onos.url, [1, 2])
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout
+        assert len(onos.flows[device]) == 2
+        missing_queue = run_onos_flows(tmp_path, onos.url, [1])
+        assert missing_queue.returncode != 0
+        assert "with QoS queues 1..2 must exist" in missing_queue.stdout
+    finally:
+        onos.stop()

@@ -1,0 +1,170 @@
+"""End to end on the local testbed: `slicebed testbed up`, real traffic, a short closed loop, `down`.
+
+Asserts the outcomes the local testbed exists for: throughput follows the OvS meter's cap, a lower CPU
+quota lowers the RAN emulator's throughput, what Prometheus reports matches what the UE sinks counted,
+and `down` leaves nothing behind. The testbed gets its own prefix, management subnet and ports (copied
+from inventory/local.yml), so it never collides with another testbed on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from collectors.errors import InputError
+from collectors.prometheus import PrometheusReader
+from controller.actuators.base import Bounds
+from controller.deploy.local_testbed import LocalTestbed as Deployment
+from controller.testbeds.base import Allocation
+from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
+
+REPO = Path(__file__).resolve().parents[1]
+SLICEBED = [str(Path(sys.executable).parent / "slicebed")]
+PREFIX = "sbe2e-"
+SUBNET = "10.93.0"
+
+
+def _inventory(directory: Path) -> Path:
+    """inventory/local.yml with this test's prefix, management subnet and loopback ports."""
+    document = yaml.safe_load((REPO / "inventory" / "local.yml").read_text())
+    variables = document["all"]["vars"]
+    variables.update(testbed_prefix=PREFIX, mgmt_subnet=f"{SUBNET}.0/24", mgmt_gateway=f"{SUBNET}.254",
+                     prometheus_port=19390, node_exporter_port=19391)
+
+    def renumber(group: dict) -> None:
+        for host in (group.get("hosts") or {}).values():
+            host["mgmt_address"] = f"{SUBNET}.{host['mgmt_address'].rsplit('.', 1)[1]}"
+        for child in (group.get("children") or {}).values():
+            renumber(child)
+
+    renumber(document["all"])
+    path = directory / "inventory.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _slicebed(*args: str, runs: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "SLICEBED_RUNS": str(runs), "OMP_NUM_THREADS": "1",
+                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([*SLICEBED, "--quiet", *args], capture_output=True, text=True, timeout=timeout_s,
+                          env=environment, cwd=REPO, check=False)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """An up testbed (inventory path, runs directory); brought down, and checked empty, at the end."""
+    directory = tmp_path_factory.mktemp("e2e")
+    inventory, runs = _inventory(directory), directory / "runs"
+    up = _slicebed("testbed", "up", "--inventory", str(inventory), runs=runs)
+    try:
+        assert up.returncode == 0, up.stderr
+        yield inventory, runs
+    finally:
+        down = _slicebed("testbed", "down", "--inventory", str(inventory), runs=runs)
+        assert down.returncode == 0, down.stderr
+        assert Deployment.open(inventory).leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def testbed(deployed: tuple[Path, Path]) -> Iterator[LocalTestbed]:
+    with open_local_testbed(deployed[0], {"embb": (Bounds(500, 4000), Bounds(5, 40))}) as backend:
+        yield backend
+
+
+def _settled_total(testbed: LocalTestbed, users: int, allocation: Allocation, seconds: int = 8) -> pd.DataFrame:
+    testbed.apply("embb", allocation)
+    testbed.set_traffic("embb", users)
+    return testbed.collect(seconds).iloc[3:]  # the first seconds still carry the previous point
+
+
+@pytest.mark.slow
+def test_throughput_follows_the_bandwidth_cap(testbed: LocalTestbed) -> None:
+    for cap in (5.0, 10.0):
+        samples = _settled_total(testbed, 3, Allocation(4000, cap))  # 36 Mbps offered
+        assert samples["total_bandwidth_usage"].mean() == pytest.approx(0.95 * cap, rel=0.1)
+        assert (samples["bw"] == cap).all()
+
+
+@pytest.mark.slow
+def test_a_lower_cpu_quota_lowers_ran_throughput(testbed: LocalTestbed) -> None:
+    high = _settled_total(testbed, 2, Allocation(4000, 40))["qos"].mean()
+    low = _settled_total(testbed, 2, Allocation(500, 40))["qos"].mean()
+    assert low < 0.5 * high, (low, high)
+    cgroup = testbed.cpu["embb"]
+    assert cgroup.read_cpu() == 500
+
+
+@pytest.mark.slow
+def test_exported_metrics_match_what_the_sinks_measured(testbed: LocalTestbed) -> None:
+    testbed.apply("embb", Allocation(2000, 15))
+    testbed.set_traffic("embb", 2)
+    time.sleep(3)
+    sink = program_url(testbed.inventory, "ue", "embb")
+
+    def sink_bytes() -> int:
+        return sum(user["bytes"] for user in requests.get(f"{sink}/stats", timeout=5).json()["users"].values())
+
+    before, started = sink_bytes(), time.monotonic()
+    samples = testbed.collect(10)
+    sink_mbps = (sink_bytes() - before) * 8 / (time.monotonic() - started) / 1e6
+    assert samples["total_bandwidth_usage"].mean() == pytest.approx(sink_mbps, rel=0.1)
+    assert (samples["n_users"] == 2).all()
+    with PrometheusReader(f"http://127.0.0.1:{testbed.inventory.settings.prometheus_port}") as reader:
+        allocation = reader.instant("slicebed_allocation_bandwidth_mbps")
+        cpu = reader.instant("slicebed_allocation_cpu_millicores")
+    assert allocation["value"].tolist() == [15.0] and cpu["value"].tolist() == [2000.0]
+
+
+@pytest.mark.slow
+def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deployed: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    inventory, runs = deployed
+    spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
+    spec["testbed"]["inventory"] = str(inventory)
+    spec["slices"][0]["traffic"] = [{"kind": "constant", "users": 2}]
+    spec["sweep"].update(users=[1, 3], cpu_millicores=[500, 4000], bandwidth_mbps=[5, 40], dwell_s=6)
+    spec["training"].update(epochs=200, settle_s=2)
+    spec["validation"]["window_s"] = 8
+    path = tmp_path / "e2e-loop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    loop = _slicebed("loop", "run", str(path), "--testbed", "local", runs=runs)
+    assert loop.returncode == 0, loop.stderr
+    run = next(p for p in runs.iterdir() if "e2e-loop" in p.name)
+    dataset = run / "dataset-embb.csv"
+    frame = pd.read_csv(dataset)
+    assert list(frame.columns) == ["time", "total_bandwidth_usage", "cpu", "bw", "n_users", "qos"]
+    assert set(frame["n_users"]) == {1.0, 3.0} and set(frame["bw"]) == {5.0, 40.0}
+    trained = _slicebed("model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"), "--epochs", "50",
+                        "--settle-s", "2", runs=runs)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["train"]
+
+
+def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path)
+    with pytest.raises(LocalTestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
+        open_local_testbed(inventory, {"embb": (Bounds(500, 4000), Bounds(5, 40))})
+    with pytest.raises(InputError, match="slice\\(s\\) urllc are not deployed"):
+        open_local_testbed(inventory, {"urllc": (Bounds(500, 4000), Bounds(5, 40))})
+
+
+@pytest.mark.slow
+def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: Path) -> None:
+    spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
+    spec["testbed"]["inventory"] = str(_inventory(tmp_path))
+    path = tmp_path / "down.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = _slicebed("loop", "run", str(path), "--testbed", "local", runs=tmp_path / "runs")
+    assert result.returncode == 2
+    assert result.stderr.startswith("slicebed: error: the local testbed is not up") and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run

@@ -1,0 +1,257 @@
+"""The local testbed's deployment: inventory validation, preflight, and real up / second up / check / down.
+
+The integration tests build real namespaces, Open vSwitch, NFQUEUE delayers, cgroups and Prometheus with their
+own prefix (``sbt<random>-``), management subnet and ports, so they never collide with another testbed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collectors.errors import InputError
+from controller.cli import main
+from controller.dataplane.delayer import Delayer
+from controller.deploy.check import check_testbed
+from controller.deploy.inventory import load_inventory
+from controller.deploy.local_testbed import DeployError, LocalTestbed
+from controller.deploy.preflight import require_free_ports, require_root, require_tools
+from controller.deploy.state import StateDir
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_INVENTORY = REPO / "inventory" / "local.yml"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the local testbed needs root (CI runs as root)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _hosts(document: dict) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+
+    def walk(group: dict) -> None:
+        found.update(group.get("hosts") or {})
+        for child in (group.get("children") or {}).values():
+            walk(child)
+
+    walk(document["all"])
+    return found
+
+
+def write_inventory(directory: Path, edit=None, **overrides) -> Path:
+    """inventory/local.yml with a unique prefix, management subnet and ports (plus ``overrides``, then ``edit``)."""
+    document = yaml.safe_load(LOCAL_INVENTORY.read_text())
+    third = random.Random(secrets.token_bytes(8)).randrange(1, 254)
+    variables = document["all"]["vars"]
+    variables.update({"testbed_prefix": f"sbt{secrets.token_hex(2)}-", "mgmt_subnet": f"10.234.{third}.0/24",
+                      "mgmt_gateway": f"10.234.{third}.254", "prometheus_port": free_port(),
+                      "node_exporter_port": free_port(), **overrides})
+    for host in _hosts(document).values():
+        host["mgmt_address"] = host["mgmt_address"].replace("10.99.0.", f"10.234.{third}.")
+    if edit is not None:
+        edit(document)
+    path = directory / "inventory.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+# ---- inventory validation (fast) ----
+
+def test_shipped_inventory_is_valid() -> None:
+    inventory = load_inventory(LOCAL_INVENTORY)
+    assert set(inventory.hosts) == {"edge", "regional", "central", "app", "ue"}
+    assert inventory.prefix == "sb-" and inventory.state_dir == Path("/run/slicebed/sb")
+    assert inventory.namespaces[0] == "sb-sw" and inventory.bridge == "sb-tr"
+
+
+def _add_host(document: dict) -> None:
+    document["all"]["children"]["nodes"]["children"]["endpoints"]["hosts"]["camera"] = {
+        "node_id": 9, "mgmt_address": "10.99.0.9"}
+
+
+def _drop_ue(document: dict) -> None:
+    del document["all"]["children"]["nodes"]["children"]["endpoints"]["hosts"]["ue"]
+
+
+def _bad_ip(document: dict) -> None:
+    _hosts(document)["edge"]["mgmt_address"] = "10.99.0.300"
+
+
+def _duplicate_id(document: dict) -> None:
+    _hosts(document)["ue"]["node_id"] = 1
+
+
+def _unknown_key(document: dict) -> None:
+    document["all"]["vars"]["bandwith_mbps"] = 10
+
+
+def _jitter(document: dict) -> None:
+    document["all"]["vars"]["latency"][0]["jitter_ms"] = 50
+
+
+def _tier_without_transport(document: dict) -> None:
+    del _hosts(document)["regional"]["transport_address"]
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (_add_host, "unknown host 'camera'"),
+    (_drop_ue, "host 'ue' is missing"),
+    (_bad_ip, "mgmt_address"),
+    (_duplicate_id, "node_id 1 is also"),
+    (_unknown_key, "bandwith_mbps"),
+    (_jitter, "jitter_ms 50 exceeds delay_ms"),
+    (_tier_without_transport, "a tier needs transport_address"),
+])
+def test_bad_inventory_is_one_line(tmp_path: Path, edit, expected: str) -> None:
+    path = write_inventory(tmp_path, edit)
+    with pytest.raises(InputError) as caught:
+        load_inventory(path)
+    assert expected in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_prefix_and_malformed_yaml(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="testbed_prefix"):
+        load_inventory(write_inventory(tmp_path, testbed_prefix="waytoolongprefix-"))
+    broken = tmp_path / "broken.yml"
+    broken.write_text("all: {vars: [\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_inventory(broken)
+
+
+def test_cli_bad_inventory_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_inventory(tmp_path, _add_host)
+    assert main(["testbed", "status", "--inventory", str(path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("slicebed: error:") and "camera" in error and "\n" not in error
+
+
+# ---- preflight (fast) ----
+
+def test_preflight_rejects_non_root() -> None:
+    with pytest.raises(InputError, match=r"need root.*sudo"):
+        require_root(euid=1000)
+    require_root(euid=0)
+
+
+def test_preflight_names_the_missing_package() -> None:
+    with pytest.raises(InputError, match=r"ovs-vswitchd is not installed.*openvswitch-switch"):
+        require_tools(which=lambda tool: None if tool == "ovs-vswitchd" else f"/usr/bin/{tool}")
+
+
+def test_preflight_rejects_a_taken_port(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        inventory = load_inventory(write_inventory(tmp_path, prometheus_port=taken))
+        with pytest.raises(InputError, match=f"prometheus_port {taken} is already taken"):
+            require_free_ports(inventory, StateDir(tmp_path / "state"))
+
+
+# ---- the delayer's release schedule (fake packets stand in for NFQUEUE packets) ----
+
+class FakePacket:
+    def __init__(self, released: list[int], number: int) -> None:
+        self.released, self.number = released, number
+
+    def accept(self) -> None:
+        self.released.append(self.number)
+
+
+def test_delayer_releases_fake_packets_after_the_delay_in_order() -> None:
+    released: list[int] = []
+    delayer = Delayer(delay_s=0.05, jitter_s=0.04, rng=random.Random(1))
+    for number in range(50):
+        delayer.hold(FakePacket(released, number))
+    times = [release for release, _ in delayer.held]
+    assert times == sorted(times)  # never reordered
+    first = times[0]
+    delayer.release_due(first - 1e-6)
+    assert released == []
+    delayer.release_due(times[-1])
+    assert released == list(range(50))
+
+
+# ---- real deployment (slow, root) ----
+
+def _ip_names(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def assert_nothing_left(testbed: LocalTestbed, pids: dict[str, int | None]) -> None:
+    prefix = testbed.inventory.prefix
+    assert testbed.leftovers() == []
+    assert prefix not in _ip_names("ip", "netns", "list")
+    assert prefix not in _ip_names("ip", "-br", "link")
+    for pid in pids.values():
+        assert pid is None or not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    for hierarchy in ("cpu", "cpuacct", ""):
+        assert not Path("/sys/fs/cgroup", hierarchy, f"{prefix}edge").exists()
+
+
+@pytest.mark.slow
+@needs_root
+def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> None:
+    def half_a_core(document: dict) -> None:  # a limit below the machine's 2 CPUs, so that it binds
+        _hosts(document)["edge"]["cpu_millicores"] = 500
+
+    testbed = LocalTestbed.open(write_inventory(tmp_path, half_a_core), dataplane=False)
+    try:
+        dry = testbed.up(tmp_path / "check", check=True)
+        assert dry.succeeded and any("namespace" in change for change in dry.changes)
+        assert testbed.leftovers() == []  # check mode changed nothing
+
+        first = testbed.up(tmp_path / "up1")
+        assert first.succeeded and first.total("changed") > 0
+        second = testbed.up(tmp_path / "up2")
+        assert second.succeeded and second.total("changed") == 0, second.changes
+
+        status = testbed.status()
+        assert status["up"] and status["ovs_bridge"] and status["prometheus"]["ready"]
+        assert {"ovs-vswitchd", "prometheus", "node-exporter", "delayer-edge-from-regional"} <= set(status["processes"])
+
+        measurements = {m.kind: m for m in check_testbed(testbed)}
+        for kind in ("bandwidth", "delay", "cpu"):
+            assert measurements[kind].within_tolerance, measurements[kind]
+    finally:
+        pids = testbed.state.pids()
+        testbed.down(tmp_path / "down")
+    assert_nothing_left(testbed, pids)
+
+
+@pytest.mark.slow
+@needs_root
+def test_down_after_a_half_finished_up_and_automatic_cleanup(tmp_path: Path) -> None:
+    testbed = LocalTestbed.open(write_inventory(tmp_path), dataplane=False)
+    broken_prometheus = {"monitoring_prometheus_binary": "/bin/false"}
+    with pytest.raises(DeployError, match=r"Run Prometheus.*exited with status 1"):
+        testbed.up(tmp_path / "half", remove_on_failure=False, overrides=broken_prometheus)
+    pids = testbed.state.pids()
+    assert testbed.leftovers() and pids.get("ovs-vswitchd")  # it died halfway: namespaces and OvS exist
+    testbed.down(tmp_path / "down")
+    assert_nothing_left(testbed, pids)
+
+    with pytest.raises(DeployError, match="half-built testbed was removed"):
+        testbed.up(tmp_path / "auto", overrides={"ovs_transport_schema": "/nonexistent.ovsschema"})
+    assert testbed.leftovers() == []
+
+
+def test_playbooks_pass_ansible_syntax_check(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check", "-i", str(LOCAL_INVENTORY),
+         "-e", f"testbed_state_dir={tmp_path}", "testbed-up.yml", "testbed-down.yml"],
+        cwd=REPO / "playbooks", env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "playbooks" / "ansible.cfg")},
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
