@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SPEC ?= experiments/demo-replay.yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench setup system-deps clean
+.PHONY: demo test lint bench verify-lab setup system-deps clean
 
 demo: setup
 	$(BIN)/slicebed loop run $(SPEC)
@@ -17,7 +17,11 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check collectors analysis controller tests benchmarks
+	$(BIN)/ruff check collectors analysis controller tests benchmarks .ci/verify-lab
+
+# Offline verification of the lab deployment: ansible-lint, syntax-check, role arguments, manifests vs Kubernetes 1.29.
+verify-lab: setup
+	$(BIN)/python .ci/verify-lab
 
 bench: setup
 	$(BIN)/python benchmarks/bench_training.py

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.deploy.local_testbed import LocalTestbed
+from controller.deploy.local_deployment import LocalDeployment
 
 INVENTORY = Path(__file__).resolve().parents[1] / "inventory" / "local.yml"
 TARGETS = {"up_s": 60.0, "second_up_s": 20.0, "down_s": 15.0}
@@ -47,7 +47,7 @@ def bench_inventory(directory: Path) -> Path:
 
 
 def one_round(directory: Path, dataplane: bool) -> dict[str, float]:
-    testbed = LocalTestbed.open(bench_inventory(directory), dataplane=dataplane)
+    testbed = LocalDeployment.open(bench_inventory(directory), dataplane=dataplane)
     figures: dict[str, float] = {}
     try:
         started = time.monotonic()

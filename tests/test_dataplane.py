@@ -265,8 +265,8 @@ def test_ran_throughput_is_cpu_bound_under_the_cgroup_quota(tmp_path: Path,
         high_mbps, high_share = _measure(chain, 5)
         dropped = _metric(chain.ran, "slicebed_ran_packets_total")['{event="dropped",slice="embb"}']
     assert low_share <= 100 * 1.1 and high_share <= 400 * 1.1  # the quota holds
-    assert high_share > 2.5 * low_share
-    assert high_mbps > 2.5 * low_mbps, (low_mbps, high_mbps)
+    assert high_share > 2 * low_share  # four times the quota; other processes may take part of the machine
+    assert high_mbps > 2 * low_mbps, (low_mbps, high_mbps)
     assert dropped > 0  # the RAN, not the offered load, limited the throughput
 
 
@@ -286,9 +286,14 @@ def test_prometheus_meter_matches_what_the_sink_measured(tmp_path: Path) -> None
             with PrometheusReader(server.url) as reader:
                 measured = PrometheusQosMeter(reader).measure(8)
             sink_mbps = (chain.sink_bytes() - sink_before) * 8 / (time.monotonic() - started) / 1e6
+            chain.set_users(0)
+            time.sleep(5)  # the sink forgets users silent for 3 windows: no throughput series is left
+            with PrometheusReader(server.url) as reader:
+                idle = PrometheusQosMeter(reader).measure(3)
         finally:
             server.stop()
     assert len(measured) >= 7 and set(measured["slice"]) == {"embb"}
     assert (measured["n_users"] == 2).all()
     assert measured["total_bandwidth_usage"].mean() == pytest.approx(sink_mbps, rel=0.1)
     assert sink_mbps == pytest.approx(6.0, rel=0.25)
+    assert len(idle) >= 2 and (idle["n_users"] == 0).all() and (idle["total_bandwidth_usage"] == 0).all()

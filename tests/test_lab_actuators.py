@@ -473,3 +473,27 @@ def test_lab_backend_configuration_errors_are_one_line(tmp_path: Path) -> None:
         open_lab_testbed(inventory, bounds)
     with pytest.raises(InputError, match=r"needs 'testbed\.inventory: FILE'"):
         open_lab_testbed(None, bounds)
+
+
+def test_lab_backend_fake_kubernetes_resize_and_plain_ovs_queue(
+        fake_kubernetes: tuple[FakeKubernetes, Path], ovs_queues: tuple[LocalRunner, list[str], str],
+        tmp_path: Path) -> None:
+    """The other actuator choices: CPU by pod resize (API server fake), bandwidth by the OvS queue alone."""
+    server, kubeconfig = fake_kubernetes
+    switch_runner, vsctl, port = ovs_queues
+    template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    template["all"]["vars"]["lab_backend"] = {
+        "cpu": "pod_resize", "bandwidth": "ovs_queue", "prometheus_url": "http://127.0.0.1:1",
+        "kubernetes": {"kubeconfig": str(kubeconfig), "namespace": "slices", "selector": "app=gnb,slice={slice}",
+                       "container": "gnb"},
+        "ovs": {"tier": "regional", "port": port, "vsctl": vsctl}}
+    inventory = tmp_path / "lab.yml"
+    inventory.write_text(yaml.safe_dump(template))
+    with open_lab_testbed(inventory, {"embb": (Bounds(500, 4000), Bounds(5, 50))},
+                          runner_for=lambda _host: switch_runner) as lab:
+        assert isinstance(lab.cpu["embb"], PodResizeCpuActuator)
+        assert isinstance(lab.bandwidth["embb"], OvsQueueActuator)
+        applied = lab.apply("embb", Allocation(cpu_millicores=3000, bandwidth_mbps=8))
+        assert applied.cpu_millicores == 3000 and applied.bandwidth_mbps == pytest.approx(8, rel=0.01)
+    pod = server.pods[("slices", "gnb-embb-7d9f")]
+    assert pod["status"]["containerStatuses"][0]["resources"]["limits"]["cpu"] == "3000m"

@@ -24,7 +24,7 @@ import yaml
 from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Bounds
-from controller.deploy.local_testbed import LocalTestbed as Deployment
+from controller.deploy.local_deployment import LocalDeployment
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
 
@@ -72,7 +72,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     finally:
         down = _slicebed("testbed", "down", "--inventory", str(inventory), runs=runs)
         assert down.returncode == 0, down.stderr
-        assert Deployment.open(inventory).leftovers() == []
+        assert LocalDeployment.open(inventory).leftovers() == []
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deploye
                                                                         tmp_path: Path) -> None:
     inventory, runs = deployed
     spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
-    spec["testbed"]["inventory"] = str(inventory)
+    spec["name"], spec["testbed"]["inventory"] = "e2e-loop", str(inventory)
     spec["slices"][0]["traffic"] = [{"kind": "constant", "users": 2}]
     spec["sweep"].update(users=[1, 3], cpu_millicores=[500, 4000], bandwidth_mbps=[5, 40], dwell_s=6)
     spec["training"].update(epochs=200, settle_s=2)

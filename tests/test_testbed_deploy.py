@@ -22,7 +22,7 @@ from controller.cli import main
 from controller.dataplane.delayer import Delayer
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import load_inventory
-from controller.deploy.local_testbed import DeployError, LocalTestbed
+from controller.deploy.local_deployment import DeployError, LocalDeployment
 from controller.deploy.preflight import require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
 
@@ -190,7 +190,7 @@ def _ip_names(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
-def assert_nothing_left(testbed: LocalTestbed, pids: dict[str, int | None]) -> None:
+def assert_nothing_left(testbed: LocalDeployment, pids: dict[str, int | None]) -> None:
     prefix = testbed.inventory.prefix
     assert testbed.leftovers() == []
     assert prefix not in _ip_names("ip", "netns", "list")
@@ -207,7 +207,7 @@ def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> No
     def half_a_core(document: dict) -> None:  # a limit below the machine's 2 CPUs, so that it binds
         _hosts(document)["edge"]["cpu_millicores"] = 500
 
-    testbed = LocalTestbed.open(write_inventory(tmp_path, half_a_core), dataplane=False)
+    testbed = LocalDeployment.open(write_inventory(tmp_path, half_a_core), dataplane=False)
     try:
         dry = testbed.up(tmp_path / "check", check=True)
         assert dry.succeeded and any("namespace" in change for change in dry.changes)
@@ -234,7 +234,7 @@ def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> No
 @pytest.mark.slow
 @needs_root
 def test_down_after_a_half_finished_up_and_automatic_cleanup(tmp_path: Path) -> None:
-    testbed = LocalTestbed.open(write_inventory(tmp_path), dataplane=False)
+    testbed = LocalDeployment.open(write_inventory(tmp_path), dataplane=False)
     broken_prometheus = {"monitoring_prometheus_binary": "/bin/false"}
     with pytest.raises(DeployError, match=r"Run Prometheus.*exited with status 1"):
         testbed.up(tmp_path / "half", remove_on_failure=False, overrides=broken_prometheus)

@@ -11,7 +11,7 @@ from controller.cli.common import console, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import DEFAULT_INVENTORY
-from controller.deploy.local_testbed import LocalTestbed, status_json
+from controller.deploy.local_deployment import LocalDeployment, status_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_playbook(args: argparse.Namespace, action: str) -> int:
-    testbed = LocalTestbed.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
+    testbed = LocalDeployment.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
     if action == "up":
         testbed.preflight()  # before the run directory: bad input leaves nothing behind
     run = RunStore(args.runs_dir).create(f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}",
@@ -64,7 +64,7 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
 def _report(result: PlaybookResult, action: str, run_path: Path, check: bool) -> None:
     if check:
         for change in result.changes:
-            console.print(f"would change: {change}")
+            console.print(f"would change: {change}", soft_wrap=True, markup=False)
     summary = {"action": action, "check": check, "seconds": round(result.seconds, 1),
                "ok": result.total("ok"), "changed": result.total("changed"), "failed": result.total("failures"),
                "artifacts": str(result.artifacts), "run": str(run_path)}
@@ -80,12 +80,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(status_json(LocalTestbed.open(args.inventory)))
+    print(status_json(LocalDeployment.open(args.inventory)))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    testbed = LocalTestbed.open(args.inventory)
+    testbed = LocalDeployment.open(args.inventory)
     with console.status("measuring bandwidth, delay and CPU limits"):
         measurements = check_testbed(testbed)
     if args.json:

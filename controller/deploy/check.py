@@ -25,7 +25,7 @@ from pathlib import Path
 
 from collectors.errors import SlicebedError
 from controller.deploy.inventory import LocalInventory
-from controller.deploy.local_testbed import LocalTestbed
+from controller.deploy.local_deployment import LocalDeployment
 
 BANDWIDTH_TOLERANCE = 0.10
 DELAY_TOLERANCE_MS, DELAY_TOLERANCE = 2.0, 0.10
@@ -214,7 +214,7 @@ def measure_cpu(inventory: LocalInventory, window_s: float = 3.0, warmup_s: floa
     return results
 
 
-def check_testbed(testbed: LocalTestbed) -> list[Measurement]:
+def check_testbed(testbed: LocalDeployment) -> list[Measurement]:
     """Every measurement, in the order bandwidth, delay, CPU."""
     if not testbed.status()["up"]:
         raise CheckError(f"testbed {testbed.inventory.prefix} is not (fully) up; run `slicebed testbed up` first")

@@ -9,9 +9,12 @@ slice model. The SLA (q_thresh, beta_thresh) is fixed per policy: a new SLA need
 
 IPO maximizes the PPO clipped surrogate of the reward plus a logarithmic barrier
 (1/t) log(beta_thresh - J_C) per training traffic distribution, J_C being the importance-weighted
-estimate of the policy's expected cost in that state; below a margin the barrier continues linearly
-so infeasible states are pushed back. The states of one step are independent, so the baseline of
-the advantages is the mean reward of the actions sampled in the same state.
+estimate of the policy's expected cost in that state; below a margin the barrier continues linearly.
+In a state where the sampled actions break the constraint on average, the policy only minimizes the
+cost surrogate until it is feasible again (the barrier is undefined there); each batch's gradient
+steps stop early once the policy has moved past ``target_kl`` (PPO's usual guard). The states of one
+step are independent, so the baseline of the advantages is the mean reward of the actions sampled in
+the same state.
 
 CaDRL trains one policy per SLA to generalize over random traffic distributions (constant and
 truncated normal on [1, 5] users/s) and reuses it for every problem with that SLA (cached in the
@@ -52,9 +55,13 @@ class CaDRLSettings(BaseModel):
     barrier_t: float = Field(20.0, gt=0, description="IPO barrier parameter t (larger: closer to the boundary)")
     barrier_margin: float = Field(0.1, gt=0, lt=1, description="share of beta_thresh below which the barrier "
                                   "continues linearly")
-    lr: float = Field(3e-3, gt=0, description="Adam step of the policy")
+    target_kl: float = Field(0.02, gt=0, description="stop a batch's gradient steps past this approximate KL")
+    lr: float = Field(3e-3, gt=0, description="first Adam step of the policy, annealed linearly to 0")
+    max_grad_norm: float = Field(0.5, gt=0, description="gradient-norm clip of each step")
     hidden: int = Field(64, ge=1)
-    initial_log_std: float = Field(-1.5, description="log std of the Gaussian policy at the start (unit scale)")
+    initial_log_std: float = Field(-1.5, description="log std of the Gaussian policy at the start and its "
+                                   "maximum (unit scale): exploration may only narrow, so the policy cannot "
+                                   "turn into a spread of clipped actions that its mean does not represent")
     max_std: float = Field(2.0, gt=0, description="largest traffic std of the training distributions, users/s")
     seed: int = 0
 
@@ -112,27 +119,43 @@ def train_policy(template: SliceProblem, eta: tuple[float, float], traffics: lis
                                   torch.nn.Linear(settings.hidden, settings.hidden), torch.nn.Tanh(),
                                   torch.nn.Linear(settings.hidden, 2))
     log_std = torch.nn.Parameter(torch.full((2,), settings.initial_log_std))
-    optimizer = torch.optim.Adam([*network.parameters(), log_std], lr=settings.lr)
+    parameters = [*network.parameters(), log_std]
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    # PPO's usual schedule: the step anneals linearly to zero, so late updates cannot undo the policy
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: 1 - done / settings.iterations)
     beta = float(template.beta_thresh)
+
+    def current() -> torch.distributions.Normal:
+        """The policy's action distribution in every state (unit scale), std capped at its initial value."""
+        return torch.distributions.Normal(torch.sigmoid(network(states)),
+                                          log_std.clamp(max=settings.initial_log_std).exp())
+
     for _ in range(settings.iterations):
         with torch.no_grad():
-            policy = torch.distributions.Normal(torch.sigmoid(network(states)), log_std.exp())
+            policy = current()
             actions = policy.sample((max(2, settings.batch // len(traffics)),))  # (A, N, 2)
             old_log_prob = policy.log_prob(actions).sum(-1)
             reward, cost = _step(environment, actions.clamp(0.0, 1.0))
         advantage = reward - reward.mean(0)
         cost_advantage = cost - cost.mean(0)
+        infeasible = cost.mean(0) >= beta  # (N,) states where the policy breaks the constraint: recover first
         for _ in range(settings.epochs):
-            policy = torch.distributions.Normal(torch.sigmoid(network(states)), log_std.exp())
-            ratio = (policy.log_prob(actions).sum(-1) - old_log_prob).exp()
+            policy = current()
+            log_prob = policy.log_prob(actions).sum(-1)
+            ratio = (log_prob - old_log_prob).exp()
             clipped = ratio.clamp(1 - settings.clip, 1 + settings.clip)
             reward_objective = torch.minimum(ratio * advantage, clipped * advantage).mean(0)  # (N,)
-            expected_cost = cost.mean(0) + torch.maximum(ratio * cost_advantage, clipped * cost_advantage).mean(0)
-            objective = reward_objective + _barrier(beta - expected_cost, beta * settings.barrier_margin,
-                                                    settings.barrier_t)
+            cost_surrogate = torch.maximum(ratio * cost_advantage, clipped * cost_advantage).mean(0)
+            barrier = _barrier(beta - cost.mean(0) - cost_surrogate, beta * settings.barrier_margin,
+                               settings.barrier_t)
+            objective = torch.where(infeasible, -cost_surrogate, reward_objective + barrier)
             optimizer.zero_grad(set_to_none=True)
             (-objective.mean()).backward()
+            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
             optimizer.step()
+            if (old_log_prob - log_prob).mean().item() > settings.target_kl:
+                break  # PPO's early stop: the policy moved far enough from the one that sampled the batch
+        schedule.step()
     return TrainedPolicy(network.eval(), time.perf_counter() - started)
 
 

@@ -78,13 +78,14 @@ class PrometheusQosMeter:
         time.sleep(max(0.0, (last - datetime.now(UTC)).total_seconds() + self.settle_s))
         throughput = self.reader.range(self.THROUGHPUT, first, last, 1.0)
         users = self.reader.range(self.USERS, first, last, 1.0)
-        if throughput.empty or users.empty:
-            raise LocalTestbedUnavailable(f"Prometheus at {self.reader.url} has no slicebed_user_throughput_bps or "
-                                     "slicebed_active_users samples; check its scrape targets "
-                                     "(`slicebed testbed status`)")
-        merged = throughput.rename(columns={"value": "total_bandwidth_usage"})[["time", "slice",
-                                                                                "total_bandwidth_usage"]].merge(
-            users.rename(columns={"value": "n_users"})[["time", "slice", "n_users"]], on=["time", "slice"])
+        if users.empty:
+            raise LocalTestbedUnavailable(f"Prometheus at {self.reader.url} has no slicebed_active_users samples; "
+                                          "check its scrape targets (`slicebed testbed status`)")
+        if throughput.empty:  # no user received anything (none active, or all starved): zero, not missing
+            throughput = users.assign(value=0.0)
+        merged = users.rename(columns={"value": "n_users"})[["time", "slice", "n_users"]].merge(
+            throughput.rename(columns={"value": "total_bandwidth_usage"})[["time", "slice", "total_bandwidth_usage"]],
+            on=["time", "slice"], how="left").fillna({"total_bandwidth_usage": 0.0})
         return merged[list(MEASURED_COLUMNS)]
 
     def close(self) -> None:

@@ -25,14 +25,14 @@ class DeployError(SlicebedError):
 
 
 @dataclass
-class LocalTestbed:
+class LocalDeployment:
     """One local testbed, named by its inventory's prefix."""
 
     inventory: LocalInventory
     dataplane: bool = True  # False: transport, delay and monitoring only (no data-plane programs)
 
     @classmethod
-    def open(cls, inventory_path: str | Path, dataplane: bool = True) -> LocalTestbed:
+    def open(cls, inventory_path: str | Path, dataplane: bool = True) -> LocalDeployment:
         return cls(load_inventory(inventory_path), dataplane)
 
     @property
@@ -117,5 +117,5 @@ class LocalTestbed:
                 "prometheus": {"url": prometheus, "ready": ready}}
 
 
-def status_json(testbed: LocalTestbed) -> str:
+def status_json(testbed: LocalDeployment) -> str:
     return json.dumps(testbed.status(), indent=2, sort_keys=True)
