@@ -87,7 +87,7 @@ class Run:
     def metadata(self) -> dict[str, Any]:
         try:
             return json.loads((self.path / METADATA).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{self.path}: not a readable slicebed run ({type(exc).__name__})") from None
 
     def update_metadata(self, **fields: Any) -> None:

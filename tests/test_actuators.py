@@ -126,12 +126,17 @@ def switch(tmp_path: Path) -> Iterator[Switch]:
             sh(*vsctl, "add-port", bridge, port)
         yield Switch(rundir, bridge, namespaces, ports)
     finally:
+        if pids:  # the netdev bridge's own interface outlives ovs-vswitchd unless the bridge is deleted first
+            subprocess.run(["ovs-vsctl", f"--db=unix:{rundir}/db.sock", "--timeout=10", "--if-exists", "del-br",
+                            bridge], capture_output=True, check=False)
         for namespace in namespaces:  # deleting a namespace deletes its veth ends and their peers
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
         for pid_file in reversed(pids):
             if pid_file.exists():
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
         time.sleep(0.3)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        assert not Path("/sys/class/net", bridge).exists()
 
 
 def test_meter_is_created_changed_read_back_and_bounds_checked(switch: Switch) -> None:

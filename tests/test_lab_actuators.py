@@ -319,7 +319,7 @@ def test_onos_fake_steers_into_discovered_queue(fake_onos: FakeOnos,
                                                  ovs_queues: tuple[LocalRunner, list[str], str]) -> None:
     runner, vsctl, port = ovs_queues
     queue = OvsQueueActuator(runner, vsctl, port, "embb", Bounds(5, 50))
-    steering = Steering(ue_subnet="10.45.0.0/24", port_name=port, queue_id=queue.queue_id)
+    steering = Steering(destination="10.60.0.110/32", port_name=port, queue_id=queue.queue_id)
     actuator = OnosQueueSteeringActuator(onos_client(fake_onos), steering, queue)
     assert (actuator.device_id, actuator.output_port) == (DEVICE, "2")
     assert actuator.set_bandwidth(30) == pytest.approx(30, rel=0.01)
@@ -327,7 +327,7 @@ def test_onos_fake_steers_into_discovered_queue(fake_onos: FakeOnos,
     assert len(flows) == 1
     (flow,) = flows.values()
     assert flow["treatment"]["instructions"] == [{"type": "QUEUE", "queueId": 1}, {"type": "OUTPUT", "port": "2"}]
-    assert {"type": "IPV4_DST", "ip": "10.45.0.0/24"} in flow["selector"]["criteria"]
+    assert {"type": "IPV4_DST", "ip": "10.60.0.110/32"} in flow["selector"]["criteria"]
     assert flow["appId"] == "org.slicebed.steering"
     assert actuator.read_bandwidth() == pytest.approx(30, rel=0.01)
     assert actuator.set_bandwidth(12) == pytest.approx(12, rel=0.01)
@@ -337,7 +337,7 @@ def test_onos_fake_steers_into_discovered_queue(fake_onos: FakeOnos,
     assert len(fake_onos.flows[DEVICE]) == 1
     actuator.remove()
     assert fake_onos.flows[DEVICE] == {}
-    with pytest.raises(ActuatorError, match=r"no steering flow for 10\.45\.0\.0/24"):
+    with pytest.raises(ActuatorError, match=r"no steering flow for 10\.60\.0\.110/32"):
         actuator.read_bandwidth()
     with pytest.raises(InputError, match="outside the allowed"):
         actuator.set_bandwidth(80)
@@ -350,7 +350,7 @@ def test_onos_fake_errors_are_one_line_and_secret_free(fake_onos: FakeOnos, monk
     with pytest.raises(ActuatorError, match="no available device has a port named 'nowhere'"):
         client.find_port("nowhere")
     with pytest.raises(ActuatorError, match="HTTP 400: port 9 does not exist") as bad_flow:
-        client.add_flow(DEVICE, steering_flow(Steering("10.45.0.0/24", "lp-q0", 1), "9"))
+        client.add_flow(DEVICE, steering_flow(Steering("10.60.0.110/32", "lp-q0", 1), "9"))
     monkeypatch.setenv("LP_ONOS_PASSWORD", ONOS_PASSWORD + "-old")
     with pytest.raises(ActuatorError, match="refused the credentials") as refused:
         onos_client(fake_onos).devices()
@@ -437,7 +437,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
             (flow,) = fake_onos.flows[DEVICE].values()
             queue_id = OvsQueueActuator(switch_runner, vsctl, port, "embb", Bounds(5, 50)).queue_id
             assert {"type": "QUEUE", "queueId": queue_id} in flow["treatment"]["instructions"]
-            assert {"type": "IPV4_DST", "ip": template["all"]["vars"]["slices"][0]["ue_subnet"]} in \
+            assert {"type": "IPV4_DST", "ip": template["all"]["vars"]["slices"][0]["gnb_n3_ip"] + "/32"} in \
                 flow["selector"]["criteria"]
             lab.set_traffic("embb", 3)
             assert active_users(app_server) == 3

@@ -31,14 +31,15 @@ from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, ope
 REPO = Path(__file__).resolve().parents[1]
 SLICEBED = [str(Path(sys.executable).parent / "slicebed")]
 PREFIX = "sbe2e-"
+NEVER_UP = "sbnone-"  # a prefix no test brings up
 SUBNET = "10.93.0"
 
 
-def _inventory(directory: Path) -> Path:
+def _inventory(directory: Path, prefix: str = PREFIX) -> Path:
     """inventory/local.yml with this test's prefix, management subnet and loopback ports."""
     document = yaml.safe_load((REPO / "inventory" / "local.yml").read_text())
     variables = document["all"]["vars"]
-    variables.update(testbed_prefix=PREFIX, mgmt_subnet=f"{SUBNET}.0/24", mgmt_gateway=f"{SUBNET}.254",
+    variables.update(testbed_prefix=prefix, mgmt_subnet=f"{SUBNET}.0/24", mgmt_gateway=f"{SUBNET}.254",
                      prometheus_port=19390, node_exporter_port=19391)
 
     def renumber(group: dict) -> None:
@@ -151,7 +152,7 @@ def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deploye
 
 
 def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path)
+    inventory = _inventory(tmp_path, NEVER_UP)
     with pytest.raises(LocalTestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
         open_local_testbed(inventory, {"embb": (Bounds(500, 4000), Bounds(5, 40))})
     with pytest.raises(InputError, match="slice\\(s\\) urllc are not deployed"):
@@ -161,7 +162,7 @@ def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: P
 @pytest.mark.slow
 def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: Path) -> None:
     spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
-    spec["testbed"]["inventory"] = str(_inventory(tmp_path))
+    spec["testbed"]["inventory"] = str(_inventory(tmp_path, NEVER_UP))
     path = tmp_path / "down.yaml"
     path.write_text(yaml.safe_dump(spec))
     result = _slicebed("loop", "run", str(path), "--testbed", "local", runs=tmp_path / "runs")

@@ -109,18 +109,19 @@ def _message(answer: requests.Response) -> str:
 class Steering:
     """Which traffic goes into which queue, leaving by which switch port."""
 
-    ue_subnet: str
+    destination: str
+    """IPv4 prefix of the slice's downlink on the transport: its gNB's N3 address (GTP-U outer header), /32."""
     port_name: str
     queue_id: int
     priority: int = 40000
 
 
 def steering_flow(steering: Steering, output_port: str) -> dict[str, Any]:
-    """The ONOS flow rule (FlowRule JSON) that puts ``steering.ue_subnet``'s traffic into its queue."""
+    """The ONOS flow rule (FlowRule JSON) that puts traffic to ``steering.destination`` into its queue."""
     return {
         "priority": steering.priority, "isPermanent": True, "timeout": 0,
         "selector": {"criteria": [{"type": "ETH_TYPE", "ethType": "0x0800"},
-                                  {"type": "IPV4_DST", "ip": steering.ue_subnet}]},
+                                  {"type": "IPV4_DST", "ip": steering.destination}]},
         "treatment": {"instructions": [{"type": "QUEUE", "queueId": steering.queue_id},
                                        {"type": "OUTPUT", "port": output_port}]},
     }
@@ -155,7 +156,7 @@ class OnosQueueSteeringActuator(BandwidthActuator):
             self.flow_id = None
 
     def set_bandwidth(self, mbps: float) -> float:
-        self.bounds.check(f"slice subnet {self.steering.ue_subnet}: bandwidth_mbps", mbps)
+        self.bounds.check(f"slice subnet {self.steering.destination}: bandwidth_mbps", mbps)
         self.install()
         return self.rate.set_bandwidth(mbps)
 
@@ -167,7 +168,7 @@ class OnosQueueSteeringActuator(BandwidthActuator):
         """Read the flow back from ONOS: present, installed, and with the treatment slicebed asked for."""
         flow = self.client.flow(self.device_id, self.flow_id) if self.flow_id is not None else None
         if flow is None:
-            raise ActuatorError(f"ONOS: no steering flow for {self.steering.ue_subnet} on {self.device_id}; "
+            raise ActuatorError(f"ONOS: no steering flow for {self.steering.destination} on {self.device_id}; "
                                 "install() it first")
         if flow.get("state") not in INSTALLED_STATES:
             raise ActuatorError(f"ONOS: steering flow {self.flow_id} on {self.device_id} is {flow.get('state')}")

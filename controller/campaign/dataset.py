@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collectors.dataset import write_qos_csv
-from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
 from collectors.runstore import Run
 from controller.campaign.journal import journaled_parts
@@ -32,19 +31,11 @@ def journaled_table(run: Run, table: str = "samples") -> pd.DataFrame:
     return frame.sort_values(order, kind="stable", ignore_index=True)
 
 
-def run_metadata(run: Run) -> dict[str, Any]:
-    """``run.metadata()``, with undecodable bytes reported like any other unreadable metadata.json."""
-    try:
-        return run.metadata()
-    except UnicodeDecodeError:
-        raise InputError(f"{run.path}: not a readable slicebed run (metadata.json is not UTF-8)") from None
-
-
 def run_provenance(run: Run) -> dict[str, Any]:
     """The metadata written into exported files: run id, spec name, version, commit, host, times, status."""
     keys = ("run_id", "name", "kind", "status", "started", "finished", "slicebed_version", "git_commit", "host",
             "testbed")
-    metadata = run_metadata(run)
+    metadata = run.metadata()
     return {key: metadata.get(key) for key in keys}
 
 

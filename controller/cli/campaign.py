@@ -15,7 +15,7 @@ import yaml
 
 from collectors.errors import InputError
 from collectors.runstore import Run, RunStore, utc_now
-from controller.campaign.dataset import export_dataset, run_metadata
+from controller.campaign.dataset import export_dataset
 from controller.campaign.runner import (
     CampaignRunner,
     CampaignStopped,
@@ -84,7 +84,7 @@ def cmd_campaign_run(args: argparse.Namespace) -> int:
 def cmd_campaign_resume(args: argparse.Namespace) -> int:
     check_pace(args.pace)
     run = RunStore(args.runs_dir).open(args.run)
-    metadata = run_metadata(run)
+    metadata = run.metadata()
     if metadata.get("kind") != KIND:
         raise InputError(f"{run.path}: a {metadata.get('kind')!r} run, not a campaign; only campaigns resume")
     spec = campaign_from_document(read_yaml(run.path / "spec.yaml"), run.path / "spec.yaml")

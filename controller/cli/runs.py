@@ -17,7 +17,6 @@ from controller.campaign.dataset import (
     export_prometheus,
     export_samples,
     journaled_table,
-    run_metadata,
     run_provenance,
 )
 from controller.campaign.journal import completed_points, incomplete_points
@@ -55,7 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def summary(run: Run) -> dict[str, Any]:
     """One row describing ``run`` (campaigns: points completed / total; unreadable runs say so)."""
     try:
-        metadata = run_metadata(run)
+        metadata = run.metadata()
     except InputError:
         metadata = {"run_id": run.id, "status": "unreadable metadata.json"}
     row = {key: metadata.get(key) for key in ("run_id", "kind", "name", "status", "started", "finished")}
@@ -78,7 +77,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     run = RunStore(args.runs_dir).open(args.run)
-    document: dict[str, Any] = {**run_metadata(run), "path": str(run.path)}
+    document: dict[str, Any] = {**run.metadata(), "path": str(run.path)}
     events = list(run.events())
     document["events"] = len(events)
     document["last_event"] = events[-1] if events else None

@@ -99,7 +99,7 @@ class LabInventory:
             where = ".".join(str(part) for part in first["loc"])
             raise InputError(f"{path}: all.vars.{SECTION}.{where}: {first['msg']}") from None
         self.slices = [entry["name"] for entry in self.variables.get("slices", [])]
-        self.ue_subnets = {entry["name"]: entry.get("ue_subnet") for entry in self.variables.get("slices", [])}
+        self.gnb_n3_ips = {entry["name"]: entry.get("gnb_n3_ip") for entry in self.variables.get("slices", [])}
         self.addresses: dict[str, str] = {}  # role groups list names only: the tier groups carry ansible_host
         for group in self.groups.values():
             for name, entry in ((group or {}).get("hosts") or {}).items():
@@ -250,9 +250,9 @@ def _bandwidth_actuator(inventory: LabInventory, slice_name: str, bounds: Bounds
     queue = OvsQueueActuator(runner_for(inventory.first_host(ovs.tier)), ovs.vsctl, ovs.port, slice_name, bounds)
     if onos is None:
         return queue
-    subnet = inventory.ue_subnets.get(slice_name)
-    if not subnet:
-        raise InputError(f"{inventory.path}: slice {slice_name} has no ue_subnet (ONOS steers by it)")
-    steering = OnosQueueSteeringActuator(onos, Steering(subnet, ovs.port, queue.queue_id), queue)
+    gnb_n3_ip = inventory.gnb_n3_ips.get(slice_name)
+    if not gnb_n3_ip:
+        raise InputError(f"{inventory.path}: slice {slice_name} has no gnb_n3_ip (ONOS steers its GTP-U by it)")
+    steering = OnosQueueSteeringActuator(onos, Steering(f"{gnb_n3_ip}/32", ovs.port, queue.queue_id), queue)
     steering.install()
     return steering
