@@ -26,7 +26,7 @@ from controller.campaign.journal import completed_points, incomplete_points
 from controller.campaign.plan import plan_points
 from controller.campaign.spec import load_campaign_spec
 from controller.deploy.inventory import load_inventory
-from controller.deploy.local_testbed import LocalTestbed as Deployment
+from controller.deploy.local_deployment import LocalDeployment as Deployment
 
 REPO = Path(__file__).resolve().parents[1]
 SLICEBED = str(Path(sys.executable).parent / "slicebed")

@@ -113,8 +113,9 @@ def start(module: AnsibleModule) -> None:
     if module.check_mode:
         module.exit_json(changed=True)
     if params["wait_for_port"] is not None and port_open(params["wait_for_host"], params["wait_for_port"]):
-        module.fail_json(msg=f"port {params['wait_for_port']} on {params['wait_for_host']} is already taken by another "
-                             f"program, so {os.path.basename(argv[0])} cannot listen there; free it or pick another port")
+        module.fail_json(msg=f"port {params['wait_for_port']} on {params['wait_for_host']} is already taken by "
+                             f"another program, so {os.path.basename(argv[0])} cannot listen there; "
+                             "free it or pick another port")
     os.makedirs(os.path.dirname(pidfile), exist_ok=True)
     log_path = params["log"] or os.devnull
     if params["log"]:
