@@ -5,13 +5,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SPEC ?= experiments/demo-replay.yaml
+SPEC ?= experiments/demo-local.yaml
+INVENTORY ?= inventory/local.yml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench verify-lab setup system-deps clean
+.PHONY: demo demo-replay test lint bench verify-lab setup system-deps clean
 
+# The main job: bring the local testbed up, run the closed loop on it, and always bring it down (keeping the
+# loop's exit status). The testbed needs root (network namespaces, Open vSwitch, cgroups).
 demo: setup
-	$(BIN)/slicebed loop run $(SPEC)
+	$(SUDO) $(BIN)/slicebed testbed up --inventory $(INVENTORY)
+	$(SUDO) $(BIN)/slicebed loop run $(SPEC) --testbed local; status=$$?; \
+	  $(SUDO) $(BIN)/slicebed testbed down --inventory $(INVENTORY); exit $$status
+
+# The same closed loop on the replay twin (no root, about 30 s).
+demo-replay: setup
+	$(BIN)/slicebed loop run experiments/demo-replay.yaml
 
 test: setup lint
 	$(BIN)/python -m pytest -q
@@ -27,6 +36,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_optimizer.py
 	$(BIN)/python benchmarks/bench_shared_capacity.py
+	$(BIN)/python benchmarks/bench_campaign.py
+	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
 setup: $(STAMP)
 

@@ -116,8 +116,8 @@ class LocalTestbed(Testbed):
         try:
             response = self.session.post(url, json=body, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise LocalTestbedUnavailable(f"{url} does not answer ({type(exc).__name__}); is the local testbed up? "
-                                     "(`slicebed testbed up --inventory inventory/local.yml`)") from None
+            raise LocalTestbedUnavailable(f"{url} does not answer ({type(exc).__name__}); is the {self.name} testbed "
+                                          f"up? (`slicebed testbed up --inventory {self.inventory.path}`)") from None
         if response.status_code != 200:
             raise LocalTestbedUnavailable(f"{url} refused {body}: HTTP {response.status_code} {response.text.strip()}")
         return response.json()
