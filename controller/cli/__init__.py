@@ -9,30 +9,57 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 
 from collectors.errors import SlicebedError
 from collectors.provenance import slicebed_version
-from controller.cli import campaign, loop, model, optimize, provision, reproduce, runs, testbed
 from controller.cli.common import EXIT_BAD_INPUT, OneLineErrorParser
 
-COMMAND_GROUPS = (model, optimize, loop, campaign, runs, reproduce, provision, testbed)
+COMMAND_GROUPS: dict[str, str] = {
+    "model": "train and evaluate slice models",
+    "optimize": "compute an allocation for one slice",
+    "loop": "closed-loop experiments",
+    "campaign": "dataset-collection campaigns",
+    "runs": "list, describe and export runs",
+    "reproduce": "rerun a paper's experiments",
+    "testbed": "deploy, inspect, measure and remove a testbed (local or lab inventory)",
+    "provision": "create lab VMs, networks and an inventory on OpenStack",
+}
+"""Command group -> one-line help. Group ``NAME`` lives in ``controller.cli.NAME`` with ``register(parser)``."""
+
+GLOBAL_OPTIONS_WITH_VALUE = ("--runs-dir",)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``slicebed`` parser with every command group registered."""
+def build_parser(group: str | None) -> argparse.ArgumentParser:
+    """The ``slicebed`` parser with the options of ``group`` only: the other groups are listed by name and
+    their modules are not imported, so each command imports only what it needs (torch is slow to import)."""
     parser = OneLineErrorParser(prog="slicebed", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"slicebed {slicebed_version()}")
     parser.add_argument("--runs-dir", help="runs root (default: $SLICEBED_RUNS or ./runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in COMMAND_GROUPS:
-        group.register(commands)
+    for name, summary in COMMAND_GROUPS.items():
+        group_parser = commands.add_parser(name, help=summary, description=summary)
+        if name == group:
+            import_module(f"controller.cli.{name}").register(group_parser)
     return parser
+
+
+def command_group(argv: Sequence[str]) -> str | None:
+    """The command group named in ``argv`` (the first word that is not a global option or its value)."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMAND_GROUPS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slicebed`` command."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_group(argv)).parse_args(argv)
     try:
         return args.handler(args)
     except SlicebedError as exc:

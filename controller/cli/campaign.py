@@ -36,9 +36,9 @@ EXIT_INCOMPLETE = 1
 SYSTEMD_DIR = Path("/etc/systemd/system")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``campaign run``, ``campaign resume`` and ``campaign schedule``."""
-    campaign = commands.add_parser("campaign", help="dataset-collection campaigns").add_subparsers(
+    campaign = parser.add_subparsers(
         dest="action", required=True)
     run = campaign.add_parser("run", help="run a campaign spec point by point (crash-safe)")
     run.add_argument("spec", type=Path, help="campaign spec (YAML)")

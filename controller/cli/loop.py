@@ -16,9 +16,9 @@ from controller.spec import load_spec, spec_document
 from controller.testbeds import BACKENDS, open_testbed
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``loop run``."""
-    loop = commands.add_parser("loop", help="closed-loop experiments").add_subparsers(dest="action", required=True)
+    loop = parser.add_subparsers(dest="action", required=True)
     loop_run = loop.add_parser("run", help="sweep, retrain, optimize, apply and validate")
     loop_run.add_argument("spec", type=Path, help="experiment spec (YAML)")
     loop_run.add_argument("--testbed", choices=BACKENDS, help="override the spec's testbed backend")

@@ -13,9 +13,9 @@ from collectors.dataset import load_qos_csv, load_qos_csvs
 from controller.cli.common import add_device, add_settle, print_table, progress_bar
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``model train`` and ``model eval``."""
-    model = commands.add_parser("model", help="train and evaluate slice models").add_subparsers(
+    model = parser.add_subparsers(
         dest="action", required=True)
     train_parser = model.add_parser("train", help="train a slice model on MicroOpt-format CSVs")
     train_parser.add_argument("--data", action="append", required=True, type=Path, help="CSV (repeatable)")

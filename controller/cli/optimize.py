@@ -20,9 +20,9 @@ from controller.spec import TrafficSpec
 from controller.traffic import constant
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``optimize``."""
-    optimize = commands.add_parser("optimize", help="compute an allocation for one slice")
+    optimize = parser
     optimize.add_argument("--model", required=True, type=Path)
     traffic = optimize.add_mutually_exclusive_group(required=True)
     traffic.add_argument("--users", type=float, help="constant traffic, users/s")

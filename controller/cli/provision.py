@@ -12,9 +12,8 @@ from controller.deploy.provision import Provisioner, connect, write_inventory, w
 from controller.deploy.topology import load_topology
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``provision``."""
-    parser = commands.add_parser("provision", help="create lab VMs, networks and an inventory on OpenStack")
     parser.add_argument("--cloud", required=True, help="cloud name in clouds.yaml")
     parser.add_argument("--topology", type=Path, required=True, help="topology file (YAML), e.g. "
                         "topologies/lab.example.yaml")

@@ -19,9 +19,9 @@ from controller.reproduce.outputs import write_outputs
 from controller.reproduce.runner import run_reproduction
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``reproduce microopt``."""
-    reproduce = commands.add_parser("reproduce", help="rerun a paper's experiments").add_subparsers(
+    reproduce = parser.add_subparsers(
         dest="paper", required=True)
     microopt = reproduce.add_parser("microopt", help="MicroOpt vs Atlas(+), CaDRL(+), Peak-alloc and ablations: "
                                     "Table I and Figs. 6-10")

@@ -25,9 +25,9 @@ from controller.cli.common import print_table
 FORMATS = {"parquet": ("parquet",), "csv": ("csv",), "both": ("parquet", "csv")}
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``runs list``, ``runs show`` and ``runs export``."""
-    runs = commands.add_parser("runs", help="list, describe and export runs").add_subparsers(
+    runs = parser.add_subparsers(
         dest="action", required=True)
     listing = runs.add_parser("list", help="every run under the runs root")
     listing.add_argument("--json", action="store_true", help="print one JSON array")

@@ -14,9 +14,9 @@ from controller.deploy.inventory import DEFAULT_INVENTORY
 from controller.deploy.local_deployment import LocalDeployment, status_json
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """Add ``testbed up``, ``down``, ``status`` and ``check``."""
-    testbed = commands.add_parser("testbed", help="deploy the local testbed").add_subparsers(dest="action",
+    testbed = parser.add_subparsers(dest="action",
                                                                                            required=True)
     up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
     up.add_argument("--check", action="store_true", help="Ansible check mode: print what would change, change nothing")
