@@ -1,4 +1,8 @@
-"""``slicebed testbed up|down|status|check``: the local testbed, deployed with Ansible (ansible-runner)."""
+"""``slicebed testbed up|down|status|check``: a testbed deployed with Ansible (ansible-runner).
+
+The inventory decides which: ``testbed_mode: local`` (the default; namespaces on this host) or ``lab`` (real nodes,
+``playbooks/site.yml``). ``status`` and ``check`` measure the local testbed.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,19 @@ import argparse
 import json
 from pathlib import Path
 
+from collectors.errors import InputError
 from collectors.runstore import RunStore
 from controller.cli.common import console, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import DEFAULT_INVENTORY
+from controller.deploy.lab_deployment import LabDeployment, inventory_mode
 from controller.deploy.local_deployment import LocalDeployment, status_json
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``testbed up``, ``down``, ``status`` and ``check``."""
-    testbed = parser.add_subparsers(dest="action",
-                                                                                           required=True)
+    testbed = parser.add_subparsers(dest="action", required=True)
     up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
     up.add_argument("--check", action="store_true", help="Ansible check mode: print what would change, change nothing")
     up.add_argument("--no-dataplane", action="store_true",
@@ -36,12 +41,18 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_playbook(args: argparse.Namespace, action: str) -> int:
-    testbed = LocalDeployment.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
-    if action == "up":
-        testbed.preflight()  # before the run directory: bad input leaves nothing behind
-    run = RunStore(args.runs_dir).create(f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}",
-                                         {"inventory": str(args.inventory.resolve()), "check": bool(
-                                             getattr(args, "check", False))}, kind="testbed")
+    testbed: LocalDeployment | LabDeployment
+    if inventory_mode(args.inventory) == "lab":
+        testbed = LabDeployment.open(args.inventory)
+        name = f"testbed-{action}-lab"
+    else:
+        testbed = LocalDeployment.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
+        if action == "up":
+            testbed.preflight()  # before the run directory: bad input leaves nothing behind
+        name = f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}"
+    check = bool(getattr(args, "check", False))
+    run = RunStore(args.runs_dir).create(name, {"inventory": str(args.inventory.resolve()), "check": check},
+                                         kind="testbed")
     with progress_bar(args.quiet) as progress:
         task = progress.add_task(f"testbed {action}", total=None)
 
@@ -49,16 +60,25 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
             progress.update(task, advance=1, description=f"testbed {action}: {name[:60]}")
 
         try:
-            if action == "up":
-                result = testbed.up(run.path / "ansible", check=args.check, on_task=on_task, preflight_done=True)
-            else:
+            if action == "down":
                 result = testbed.down(run.path / "ansible", on_task=on_task)
+            elif isinstance(testbed, LabDeployment):
+                result = testbed.up(run.path / "ansible", check=check, on_task=on_task)
+            else:
+                result = testbed.up(run.path / "ansible", check=check, on_task=on_task, preflight_done=True)
         except BaseException as exc:
             run.finish("failed", error=str(exc))
             raise
     run.finish("completed", recap=result.recap, seconds=result.seconds)
-    _report(result, action, run.path, getattr(args, "check", False))
+    _report(result, action, run.path, check)
     return 0
+
+
+def _local(args: argparse.Namespace) -> LocalDeployment:
+    if inventory_mode(args.inventory) == "lab":
+        raise InputError(f"{args.inventory}: `testbed {args.action}` measures the local testbed; on a lab use "
+                         "Prometheus and `ansible -i INVENTORY all -m ping`")
+    return LocalDeployment.open(args.inventory)
 
 
 def _report(result: PlaybookResult, action: str, run_path: Path, check: bool) -> None:
@@ -80,12 +100,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(status_json(LocalDeployment.open(args.inventory)))
+    print(status_json(_local(args)))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    testbed = LocalDeployment.open(args.inventory)
+    testbed = _local(args)
     with console.status("measuring bandwidth, delay and CPU limits"):
         measurements = check_testbed(testbed)
     if args.json:

@@ -84,8 +84,10 @@ class EventCollector:
 
 
 def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], artifacts_dir: Path,
-                 check: bool = False, on_task: Callable[[str], None] | None = None) -> PlaybookResult:
-    """Run ``playbooks/<playbook>`` on ``inventory``; artifacts (events, stdout) go under ``artifacts_dir``."""
+                 check: bool = False, on_task: Callable[[str], None] | None = None,
+                 tags: str | None = None) -> PlaybookResult:
+    """Run ``playbooks/<playbook>`` on ``inventory`` (only ``tags`` when given; in check mode with ``check``);
+    artifacts (events, stdout) go under ``artifacts_dir``."""
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     collector = EventCollector(on_task)
     venv_bin = str(Path(sys.executable).parent)
@@ -101,7 +103,7 @@ def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], arti
         playbook=playbook,
         inventory=str(inventory.resolve()),
         extravars=extravars,
-        cmdline="--check --diff" if check else None,
+        cmdline=" ".join([*(["--check", "--diff"] if check else []), *([f"--tags {tags}"] if tags else [])]) or None,
         envvars=environment,
         event_handler=collector,
         quiet=True,
