@@ -178,7 +178,7 @@ class ClosedLoop:
     def optimize(self, level: int) -> Solution:
         """Solve traffic level ``level`` with the spec's method."""
         method = self.spec.optimizer.method
-        return solve(self.problem(level), method, getattr(self.spec.optimizer, method), device=self.device)
+        return solve(self.problem(level), method, self.spec.optimizer.settings(), device=self.device)
 
     def validate(self, round_index: int, level: int, solution: Solution) -> pd.DataFrame:
         """Apply ``solution``, drive the level's traffic for the validation window, record degradation."""

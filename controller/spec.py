@@ -211,10 +211,18 @@ class TrainingSpec(StrictModel):
     datasets: list[Path] = Field(default_factory=list, description="extra MicroOpt CSVs trained on too")
 
 
+OptimizerMethod = Literal["microopt", "microopt-0sigma", "microopt-2sigma", "grid", "peak", "atlas", "atlas+",
+                          "cadrl", "cadrl+"]
+
+
 class OptimizerSpec(StrictModel):
-    method: Literal["microopt", "grid"] = "microopt"
+    method: OptimizerMethod = "microopt"
     microopt: MicroOptSettings = MicroOptSettings()
     grid: GridSettings = GridSettings()
+
+    def settings(self) -> MicroOptSettings | GridSettings | None:
+        """The settings this spec gives ``method`` (MicroOpt's and grid's); None: the method's defaults."""
+        return {"microopt": self.microopt, "grid": self.grid}.get(self.method)
 
 
 class ValidationSpec(StrictModel):

@@ -116,3 +116,18 @@ def test_runs_never_overwrite_each_other(tmp_path: Path, microopt_csv: Path,
     listed = RunStore(runs).list()
     assert len(listed) == 2 and listed[0].path != listed[1].path
     assert all(run.metadata()["status"] == "completed" for run in listed)
+
+
+def test_a_loop_runs_a_baseline_method_named_in_the_spec(tmp_path: Path, microopt_csv: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Any optimizer of `slicebed optimize --method` can close the loop; here Peak-alloc, one round."""
+    path = small_spec(tmp_path, microopt_csv, rounds=1)
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["optimizer"] = {"method": "peak"}
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    runs = tmp_path / "runs"
+    assert main(["--quiet", "--runs-dir", str(runs), "loop", "run", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    results = RunStore(runs).open(summary["run"]).read_samples("results")
+    assert set(results["method"]) == {"peak"}
+    assert results["cpu_millicores"].nunique() == 1  # Peak-alloc: one static allocation for every level
