@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,18 @@ class Run:
         """Record the end time and final status (completed, failed, interrupted)."""
         self.update_metadata(status=status, finished=utc_now(), **fields)
         self.log_event("run_finished", status=status)
+
+    @contextmanager
+    def finishing_on_error(self) -> Iterator[None]:
+        """If the block raises, record the run as ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (anything else)."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.finish("interrupted")
+            raise
+        except BaseException as exc:
+            self.finish("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
 
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event to events.jsonl and fsync it."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from local_testbed import SLICEBED, run_slicebed, write_local_inventory
 
 from collectors.runstore import RunStore
 from controller.campaign.dataset import journaled_table
@@ -28,8 +28,6 @@ from controller.campaign.spec import load_campaign_spec
 from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import LocalDeployment as Deployment
 
-REPO = Path(__file__).resolve().parents[1]
-SLICEBED = str(Path(sys.executable).parent / "slicebed")
 PREFIX = "sbcmp-"
 SUBNET = "10.94.0"
 
@@ -37,26 +35,11 @@ pytestmark = pytest.mark.slow
 
 
 def write_inventory(directory: Path) -> Path:
-    document = yaml.safe_load((REPO / "inventory" / "local.yml").read_text(encoding="utf-8"))
-    document["all"]["vars"].update(testbed_prefix=PREFIX, mgmt_subnet=f"{SUBNET}.0/24", mgmt_gateway=f"{SUBNET}.254",
-                                   prometheus_port=19490, node_exporter_port=19491)
-
-    def renumber(group: dict) -> None:
-        for host in (group.get("hosts") or {}).values():
-            host["mgmt_address"] = f"{SUBNET}.{host['mgmt_address'].rsplit('.', 1)[1]}"
-        for child in (group.get("children") or {}).values():
-            renumber(child)
-
-    renumber(document["all"])
-    path = directory / "inventory.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    return path
+    return write_local_inventory(directory, PREFIX, SUBNET, prometheus_port=19490)
 
 
 def slicebed(*args: str, runs: Path, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([SLICEBED, "--quiet", "--runs-dir", str(runs), *args], capture_output=True, text=True,
-                          timeout=timeout_s, env=environment, cwd=REPO, check=False)
+    return run_slicebed(*args, runs=runs, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="module")

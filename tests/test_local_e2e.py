@@ -9,9 +9,7 @@ from inventory/local.yml), so it never collides with another testbed on the mach
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from local_testbed import REPO, run_slicebed, write_local_inventory
 
 from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
@@ -28,37 +27,17 @@ from controller.deploy.local_deployment import LocalDeployment
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
 
-REPO = Path(__file__).resolve().parents[1]
-SLICEBED = [str(Path(sys.executable).parent / "slicebed")]
 PREFIX = "sbe2e-"
 NEVER_UP = "sbnone-"  # a prefix no test brings up
 SUBNET = "10.93.0"
 
 
 def _inventory(directory: Path, prefix: str = PREFIX) -> Path:
-    """inventory/local.yml with this test's prefix, management subnet and loopback ports."""
-    document = yaml.safe_load((REPO / "inventory" / "local.yml").read_text())
-    variables = document["all"]["vars"]
-    variables.update(testbed_prefix=prefix, mgmt_subnet=f"{SUBNET}.0/24", mgmt_gateway=f"{SUBNET}.254",
-                     prometheus_port=19390, node_exporter_port=19391)
-
-    def renumber(group: dict) -> None:
-        for host in (group.get("hosts") or {}).values():
-            host["mgmt_address"] = f"{SUBNET}.{host['mgmt_address'].rsplit('.', 1)[1]}"
-        for child in (group.get("children") or {}).values():
-            renumber(child)
-
-    renumber(document["all"])
-    path = directory / "inventory.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    return write_local_inventory(directory, prefix, SUBNET, prometheus_port=19390)
 
 
 def _slicebed(*args: str, runs: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "SLICEBED_RUNS": str(runs), "OMP_NUM_THREADS": "1",
-                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run([*SLICEBED, "--quiet", *args], capture_output=True, text=True, timeout=timeout_s,
-                          env=environment, cwd=REPO, check=False)
+    return run_slicebed(*args, runs=runs, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="module")

@@ -39,18 +39,12 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
     with testbed, terminate_as_interrupt():
         run = store.create(spec.name, spec_document(spec), kind="loop")
         console.print(f"run [bold]{run.id}[/] in {run.path}")
-        try:
+        with run.finishing_on_error():
             run.update_metadata(testbed=backend, spec_file=str(args.spec))
             with progress_bar(args.quiet) as progress:
                 loop = ClosedLoop(spec, inputs, testbed, run, progress, device)
                 results = loop.execute()
             markdown_path, html_path = write_loop_report(run, spec, results, loop.final_rounds, backend)
-        except KeyboardInterrupt:
-            run.finish("interrupted")
-            raise
-        except BaseException as exc:
-            run.finish("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
         run.finish("completed")
     print_table("closed-loop results", results[[
         "round", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "expected_degradation",

@@ -75,18 +75,12 @@ def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
                                                   "threads": args.threads, **config.model_dump(mode="json")},
                            kind="reproduce")
         console.print(f"run [bold]{run.id}[/] in {run.path}")
-        try:
+        with run.finishing_on_error():
             with progress_bar(args.quiet) as progress:
                 task = progress.add_task("reproduce microopt", total=sum(len(case.methods) for case in cases))
                 result = run_reproduction(model, config, device,
                                           lambda label: progress.update(task, advance=1, description=label))
             summary = write_outputs(run, config, result)
-        except KeyboardInterrupt:
-            run.finish("interrupted")
-            raise
-        except BaseException as exc:
-            run.finish("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
         run.finish("completed", seconds=result.seconds)
     if args.json:
         print(json.dumps(summary))

@@ -126,24 +126,8 @@ class LabTestbed(LocalTestbed):
         self.lab = inventory
         self.closers = closers or []
 
-    def _known(self, slice_name: str) -> None:
-        if slice_name not in self.cpu:
-            raise InputError(f"lab testbed: unknown slice {slice_name!r}; configured: {', '.join(self.cpu)}")
-
-    def apply(self, slice_name: str, allocation: Allocation) -> Allocation:
-        self._known(slice_name)
-        applied = Allocation(self.cpu[slice_name].set_cpu(allocation.cpu_millicores),
-                             self.bandwidth[slice_name].set_bandwidth(allocation.bandwidth_mbps))
-        self.allocations[slice_name] = applied
-        return applied
-
-    def set_traffic(self, slice_name: str, users: int) -> None:
-        self._known(slice_name)
-        if users < 0:
-            raise InputError(f"slice {slice_name}: users must be >= 0, got {users}")
-        if self.users.get(slice_name) != users:
-            self._post(f"{self.app_server_url(slice_name)}/control", {"users": users})
-            self.users[slice_name] = users
+    def publish_allocation(self, slice_name: str, applied: Allocation) -> None:
+        """Nothing to publish: labs run no slicebed allocation exporter (the run records what was applied)."""
 
     def app_server_url(self, slice_name: str) -> str:
         settings = self.lab.settings

@@ -110,7 +110,7 @@ class LocalTestbed(Testbed):
 
     def _known(self, slice_name: str) -> None:
         if slice_name not in self.cpu:
-            raise InputError(f"local testbed: unknown slice {slice_name!r}; deployed: {', '.join(self.cpu)}")
+            raise InputError(f"{self.name} testbed: unknown slice {slice_name!r}; deployed: {', '.join(self.cpu)}")
 
     def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -126,18 +126,26 @@ class LocalTestbed(Testbed):
         self._known(slice_name)
         applied = Allocation(self.cpu[slice_name].set_cpu(allocation.cpu_millicores),
                              self.bandwidth[slice_name].set_bandwidth(allocation.bandwidth_mbps))
+        self.publish_allocation(slice_name, applied)
+        self.allocations[slice_name] = applied
+        return applied
+
+    def publish_allocation(self, slice_name: str, applied: Allocation) -> None:
+        """Tell the slicebed exporter the allocation in effect (it publishes it to Prometheus)."""
         self._post(f"{exporter_url(self.inventory)}/allocation", {"slice": slice_name,
                                                                   "cpu_millicores": applied.cpu_millicores,
                                                                   "bandwidth_mbps": applied.bandwidth_mbps})
-        self.allocations[slice_name] = applied
-        return applied
+
+    def app_server_url(self, slice_name: str) -> str:
+        """Base URL of the slice's app server (its control endpoint drives the users)."""
+        return program_url(self.inventory, "app", slice_name)
 
     def set_traffic(self, slice_name: str, users: int) -> None:
         self._known(slice_name)
         if users < 0:
             raise InputError(f"slice {slice_name}: users must be >= 0, got {users}")
         if self.users.get(slice_name) != users:
-            self._post(f"{program_url(self.inventory, 'app', slice_name)}/control", {"users": users})
+            self._post(f"{self.app_server_url(slice_name)}/control", {"users": users})
             self.users[slice_name] = users
 
     def collect(self, seconds: int) -> pd.DataFrame:
