@@ -97,7 +97,10 @@ def cell_series(frame: pd.DataFrame, square_id: int | None = None) -> tuple[int,
     if cell.empty:
         raise InputError(f"Milan CDR files: square_id {square_id} does not occur; choose one that does")
     series = cell.groupby("time_interval")["internet"].sum()
-    series.index = pd.to_datetime(series.index.astype("int64"), unit="ms", utc=True)
+    try:
+        series.index = pd.to_datetime(series.index.astype("int64"), unit="ms", utc=True)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise InputError("Milan CDR files: a time_interval is not a plausible epoch time in milliseconds") from None
     return square_id, series.sort_index()
 
 

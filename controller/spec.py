@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors.dataset import DEFAULT_SETTLE_S
 from collectors.errors import InputError
+from collectors.yamlfile import read_yaml
 from controller import traffic
 from controller.optimizers.grid import GridSettings
 from controller.optimizers.microopt import MicroOptSettings
@@ -323,25 +323,6 @@ def load_spec(path: str | Path) -> ExperimentSpec:
                 except InputError as exc:
                     raise InputError(f"{path}: slices[{index}].traffic[{level}]: {exc}") from None
     return spec
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, turning every failure into an :class:`InputError` naming the file."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as UTF-8 text ({type(exc).__name__})") from None
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}: {where}YAML syntax error: {problem}") from None
 
 
 def describe_validation_error(path: Path, error: ValidationError) -> str:

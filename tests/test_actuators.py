@@ -167,7 +167,11 @@ def _iperf_mbps(switch: Switch, seconds: int, offered_mbps: int) -> float:
         report = json.loads(sh("ip", "netns", "exec", switch.namespaces[0], "iperf3", "-c", "10.250.0.2", "-p", "5299",
                                "-u", "-b", f"{offered_mbps}M", "-l", "1200", "-t", str(seconds), "-J"))
     finally:
-        server.wait(timeout=15)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     return report["end"]["sum"]["bits_per_second"] * (1 - report["end"]["sum"]["lost_percent"] / 100) / 1e6
 
 

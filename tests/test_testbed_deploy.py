@@ -126,7 +126,7 @@ def test_bad_prefix_and_malformed_yaml(tmp_path: Path) -> None:
         load_inventory(write_inventory(tmp_path, testbed_prefix="waytoolongprefix-"))
     broken = tmp_path / "broken.yml"
     broken.write_text("all: {vars: [\n")
-    with pytest.raises(InputError, match="not valid YAML"):
+    with pytest.raises(InputError, match="YAML syntax error"):
         load_inventory(broken)
 
 

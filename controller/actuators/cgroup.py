@@ -74,10 +74,6 @@ class CgroupCpuActuator(CpuActuator):
     def exists(self) -> bool:
         return self.runner.run(["test", "-d", self.path]).returncode == 0
 
-    def add_process(self, pid: int) -> None:
-        """Move process ``pid`` (and, from then on, its children) into the cgroup."""
-        self.runner.write_file(f"{self.path}/cgroup.procs", f"{pid}\n")
-
     def processes(self) -> list[int]:
         return [int(pid) for pid in self.runner.read_file(f"{self.path}/cgroup.procs").split()]
 

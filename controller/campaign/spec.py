@@ -25,7 +25,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from collectors.errors import InputError
-from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, read_yaml, resolve_paths
+from collectors.yamlfile import read_yaml
+from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, resolve_paths
 
 MAX_POINTS = 100_000
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

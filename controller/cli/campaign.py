@@ -15,6 +15,7 @@ import yaml
 
 from collectors.errors import InputError
 from collectors.runstore import Run, RunStore, utc_now
+from collectors.yamlfile import read_yaml
 from controller.campaign.dataset import export_dataset
 from controller.campaign.runner import (
     CampaignRunner,
@@ -27,7 +28,6 @@ from controller.campaign.runner import (
 from controller.campaign.schedule import cronjob_manifests, parse_every, systemd_units, unit_name
 from controller.campaign.spec import CampaignSpec, campaign_from_document, load_campaign_spec
 from controller.cli.common import console, progress_bar, terminate_as_interrupt
-from controller.spec import read_yaml
 from controller.testbeds import BACKENDS, open_testbed
 from controller.testbeds.base import Testbed
 

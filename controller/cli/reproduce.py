@@ -50,6 +50,9 @@ def config_from_args(args: argparse.Namespace) -> ReproduceConfig:
     fields: dict[str, object] = {}
     if args.milan:
         variation = traffic_variation(args.milan, args.milan_square)
+        if variation.sigma_mean <= 0:
+            raise InputError(f"--milan: square {variation.square_id} has the same traffic throughout every hour, so "
+                             "no spread can be derived; choose another cell with --milan-square")
         fields = {"sigma_mean": variation.sigma_mean, "sigma_max": variation.sigma_max,
                   "sigma_source": f"Milan CDR square {variation.square_id}, {variation.hours} hours "
                                   f"in {len(args.milan)} file(s)"}

@@ -59,16 +59,13 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
         def on_task(name: str) -> None:
             progress.update(task, advance=1, description=f"testbed {action}: {name[:60]}")
 
-        try:
+        with run.finishing_on_error():
             if action == "down":
                 result = testbed.down(run.path / "ansible", on_task=on_task)
             elif isinstance(testbed, LabDeployment):
                 result = testbed.up(run.path / "ansible", check=check, on_task=on_task)
             else:
                 result = testbed.up(run.path / "ansible", check=check, on_task=on_task, preflight_done=True)
-        except BaseException as exc:
-            run.finish("failed", error=str(exc))
-            raise
     run.finish("completed", recap=result.recap, seconds=result.seconds)
     _report(result, action, run.path, check)
     return 0

@@ -96,20 +96,24 @@ def measure_bandwidth(inventory: LocalInventory, window_s: float = 2.5, warmup_s
         meter = index + 1
         server = subprocess.Popen(_in_netns(inventory.netns("edge"), ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)]),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
-        seconds = str(math.ceil(warmup_s + window_s + 0.5))
-        client = subprocess.Popen(
-            _in_netns(inventory.netns("central"), ["iperf3", "-c", edge, "-p", str(IPERF_PORT), "-t", seconds,
-                                                  "-S", str(slice_vars.dscp << 2)]),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes = [server]
         try:
+            time.sleep(0.3)
+            seconds = str(math.ceil(warmup_s + window_s + 0.5))
+            client = subprocess.Popen(
+                _in_netns(inventory.netns("central"), ["iperf3", "-c", edge, "-p", str(IPERF_PORT), "-t", seconds,
+                                                      "-S", str(slice_vars.dscp << 2)]),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            processes.append(client)
             time.sleep(warmup_s)
             before, started = meter_passed_bytes(inventory, meter), time.monotonic()
             time.sleep(window_s)
             after, ended = meter_passed_bytes(inventory, meter), time.monotonic()
             output, _ = client.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise CheckError("iperf3 central -> edge did not finish within 30 s") from None
         finally:
-            for process in (client, server):
+            for process in processes:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
@@ -135,10 +139,12 @@ def measure_delay(inventory: LocalInventory, count: int = 40) -> list[Measuremen
                 sys.executable, "-m", "controller.deploy.probe", "rtt", "--host",
                 str(inventory.hosts[entry.b].transport_address), "--port", str(PROBE_PORT), "--count", str(count)]),
                 capture_output=True, text=True, check=False, timeout=60)
+            rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []
+        except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            raise CheckError(f"delay probe {entry.a} -> {entry.b} failed ({type(exc).__name__})") from None
         finally:
             server.kill()
             server.wait()
-        rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []
         if len(rtts) < count // 2:
             raise CheckError(f"delay probe {entry.a} -> {entry.b} lost {count - len(rtts)} of {count} probes")
         one_way_ms = statistics.fmean(rtts) * 1000 / 2
@@ -176,7 +182,10 @@ def _cgroup_files(name: str) -> CgroupFiles:
 def _usage_seconds(usage_file: Path) -> float:
     text = usage_file.read_text()
     if usage_file.name == "cpu.stat":
-        return int(re.search(r"usage_usec (\d+)", text).group(1)) / 1e6
+        usage = re.search(r"usage_usec (\d+)", text)
+        if usage is None:
+            raise CheckError(f"{usage_file} has no usage_usec line")
+        return int(usage.group(1)) / 1e6
     return int(text) / 1e9
 
 
@@ -188,11 +197,12 @@ def measure_cpu(inventory: LocalInventory, window_s: float = 3.0, warmup_s: floa
         files = _cgroup_files(inventory.cgroup_name(host))
         cores = files.cores
         machine = os.cpu_count() or 1
-        loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                 for _ in range(min(machine, math.ceil(min(cores, machine)) + 1))]
         # a high scheduling weight while measuring, so that the quota and not other load binds; restored after
         weight = files.weight_file.read_text().strip()
+        loops: list[subprocess.Popen[bytes]] = []
         try:
+            loops += [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(min(machine, math.ceil(min(cores, machine)) + 1))]
             files.weight_file.write_text(files.boosted_weight)
             for loop in loops:
                 for task_file in files.task_files:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors.errors import InputError
+from collectors.yamlfile import read_yaml
 
 TIERS = ("edge", "regional", "central")
 ENDPOINTS = ("app", "ue")
@@ -158,6 +158,8 @@ def _hosts_of(group: dict[str, Any], where: str, found: dict[str, tuple[str, Any
     """Collect ``hosts`` of ``group`` and its children (recursively) into ``found`` (name -> (group path, vars))."""
     if not isinstance(group, dict):
         raise InputError(f"{where}: expected a mapping with hosts/children/vars")
+    if not isinstance(group.get("hosts") or {}, dict) or not isinstance(group.get("children") or {}, dict):
+        raise InputError(f"{where}: hosts and children must be mappings (name: settings), not lists")
     for name, host_vars in (group.get("hosts") or {}).items():
         found[str(name)] = (where, host_vars or {})
     for child_name, child in (group.get("children") or {}).items():
@@ -174,14 +176,9 @@ def _one_line(error: ValidationError, where: str) -> str:
 def load_inventory(path: str | Path) -> LocalInventory:
     """Read and validate a local-testbed inventory; raise InputError (one line) on any mistake."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such inventory file; pass --inventory inventory/local.yml or a copy") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not path.exists():
+        raise InputError(f"{path}: no such inventory file; pass --inventory inventory/local.yml or a copy")
+    document = read_yaml(path)
     if not isinstance(document, dict) or not isinstance(document.get("all"), dict):
         raise InputError(f"{path}: an Ansible YAML inventory starts with `all:` (with vars and children)")
     top = document["all"]

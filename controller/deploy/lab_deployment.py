@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors.yamlfile import read_yaml
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.local_deployment import DeployError
-from controller.spec import read_yaml
 from controller.testbeds.lab import LabInventory
 
 SITE_PLAYBOOK = "site.yml"

@@ -38,9 +38,6 @@ class KernelFeatures:
     nfqueue: bool
     cgroup_cpu: str  # "v1", "v2" or "" (none)
 
-    def delay_backend(self) -> str:
-        return "tc-netem" if self.netem else ("nfqueue-delayer" if self.nfqueue else "none")
-
 
 def has_netem() -> bool:
     """Whether the kernel has sch_netem (module or built in)."""

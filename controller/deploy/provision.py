@@ -25,8 +25,8 @@ import openstack.exceptions
 import yaml
 
 from collectors.errors import InputError, SlicebedError
+from collectors.yamlfile import read_yaml
 from controller.deploy.topology import TIERS, Tier, Topology
-from controller.spec import read_yaml
 
 MIB_PER_GIB = 1024
 HOST_KEYS = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----\s*\n(.*?)-----END SSH HOST KEY KEYS-----", re.S)

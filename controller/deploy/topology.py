@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from collectors.errors import InputError
-from controller.spec import StrictModel, read_yaml
+from collectors.yamlfile import read_yaml
+from controller.spec import StrictModel
 
 TIERS = ("edge", "regional", "central")
 SLICEPILOT_SIZES = {"edge": (16, 16), "regional": (32, 32), "central": (64, 64)}

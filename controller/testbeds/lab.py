@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError
 
 from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
+from collectors.yamlfile import read_yaml
 from controller.actuators.base import ActuatorError, BandwidthActuator, Bounds, CpuActuator
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
@@ -26,7 +27,7 @@ from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Ste
 from controller.actuators.ovs import OvsQueueActuator
 from controller.actuators.runner import CommandRunner
 from controller.actuators.ssh import SshRunner, SshTarget
-from controller.spec import StrictModel, read_yaml
+from controller.spec import StrictModel
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, PrometheusQosMeter, QosMeter
 
@@ -98,7 +99,10 @@ class LabInventory:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
             raise InputError(f"{path}: all.vars.{SECTION}.{where}: {first['msg']}") from None
-        self.slices = [entry["name"] for entry in self.variables.get("slices", [])]
+        slices = self.variables.get("slices") or []
+        if not isinstance(slices, list) or not all(isinstance(entry, dict) and entry.get("name") for entry in slices):
+            raise InputError(f"{path}: all.vars.slices must be a list of mappings, each with a name")
+        self.slices = [str(entry["name"]) for entry in slices]
         self.gnb_n3_ips = {entry["name"]: entry.get("gnb_n3_ip") for entry in self.variables.get("slices", [])}
         self.addresses: dict[str, str] = {}  # role groups list names only: the tier groups carry ansible_host
         for group in self.groups.values():
@@ -218,10 +222,10 @@ def _cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Bounds, runn
     if settings.cpu == "pod_resize":
         kubernetes = settings.kubernetes
         return PodResizeCpuActuator(open_api(kubernetes.kubeconfig.expanduser(), kubernetes.context),
-                                    kubernetes.namespace, kubernetes.selector.format(slice=slice_name),
+                                    kubernetes.namespace, kubernetes.selector.replace("{slice}", slice_name),
                                     kubernetes.container, bounds)
-    actuator = CgroupCpuActuator(runner_for(inventory.first_host("edge")), settings.cgroup.format(slice=slice_name),
-                                 bounds)
+    cgroup = settings.cgroup.replace("{slice}", slice_name)
+    actuator = CgroupCpuActuator(runner_for(inventory.first_host("edge")), cgroup, bounds)
     if not actuator.exists():
         raise ActuatorError(f"{actuator.runner.node}: the gNB cgroup {actuator.path} does not exist; is the "
                             f"slice's gNB running (or all.vars.{SECTION}.cgroup wrong)?")

@@ -76,6 +76,19 @@ def runs_program(pid: int, program: str | None) -> bool:
     return any(os.path.basename(arg) == name for arg in argv[:2])
 
 
+def started_before(pid: int, pidfile: str) -> bool:
+    """Whether ``pid`` started no later than ``pidfile`` was written: a PID reused by a later process is not ours."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        written = os.stat(pidfile).st_mtime
+    except (OSError, IndexError, ValueError, StopIteration):
+        return False
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK") <= written + 1.0
+
+
 def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -157,7 +170,8 @@ def stop(module: AnsibleModule) -> None:
     else:
         pidfiles = [module.params["pidfile"]]
     pids = {pidfile: recorded_pid(pidfile) for pidfile in pidfiles}
-    alive = [pid for pid in pids.values() if pid is not None and runs_program(pid, None)]
+    alive = [pid for pidfile, pid in pids.items()
+             if pid is not None and runs_program(pid, None) and started_before(pid, pidfile)]
     existing = [pidfile for pidfile in pidfiles if os.path.exists(pidfile)]
     if module.check_mode:
         module.exit_json(changed=bool(alive or existing), stopped=alive)

@@ -1,0 +1,29 @@
+"""Read YAML files (specs, inventories, topologies) with one-line errors naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collectors.errors import InputError
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning every failure into an :class:`InputError` naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as UTF-8 text ({type(exc).__name__})") from None
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: {where}YAML syntax error: {problem}") from None
