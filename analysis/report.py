@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ def write_report(directory: Path, title: str, sections: Sequence[ReportSection])
         if section.table is not None and not section.table.empty:
             parts += [markdown_table(section.table), ""]
         for figure in section.figures:
-            relative = figure.relative_to(directory) if figure.is_absolute() else figure
+            relative = Path(os.path.relpath(figure.resolve(), directory.resolve()))
             parts += [f"![{figure.stem}]({relative.as_posix()})", ""]
     text = "\n".join(parts)
     markdown_path = directory / "report.md"
