@@ -16,11 +16,10 @@ from torch.nn import functional
 
 from analysis.slice_model import SIGMA_FLOOR, SliceModel
 from collectors.errors import InputError
+from controller.optimizer_settings import DEFAULT_ETA
 from controller.traffic import TrafficDistribution
 
 RESOURCES: tuple[str, str] = ("cpu_millicores", "bandwidth_mbps")
-DEFAULT_ETA: tuple[float, float] = (1 / 4500, 1 / 50)
-"""MicroOpt's normalization: 4,500 millicores and 50 Mbps are the eMBB slice's maximum allocations."""
 
 
 @dataclass(frozen=True)

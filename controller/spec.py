@@ -17,9 +17,7 @@ from collectors.dataset import DEFAULT_SETTLE_S
 from collectors.errors import InputError
 from collectors.yamlfile import read_yaml
 from controller import traffic
-from controller.optimizers.grid import GridSettings
-from controller.optimizers.microopt import MicroOptSettings
-from controller.problem import DEFAULT_ETA
+from controller.optimizer_settings import DEFAULT_ETA, GridSettings, MicroOptSettings
 
 SLICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 

@@ -11,20 +11,10 @@ import time
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from controller.optimizer_settings import GridSettings
 from controller.optimizers.base import Solution
 from controller.problem import Problem, ProblemTensors, SliceProblem
-
-
-class GridSettings(BaseModel):
-    """Grid resolution and evaluation batch size."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cpu_step: float = Field(5.0, gt=0, description="millicores between grid lines")
-    bandwidth_step: float = Field(0.05, gt=0, description="Mbps between grid lines")
-    batch: int = Field(65536, ge=1, description="grid points evaluated per model call")
 
 
 def axis(low: float, high: float, step: float) -> np.ndarray:

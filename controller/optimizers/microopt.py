@@ -20,42 +20,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from controller.optimizer_settings import MicroOptSettings
 from controller.optimizers.base import BestTracker, Solution, evaluate_allocation
 from controller.optimizers.scalar_qos import scalar_tensors
 from controller.problem import Problem, ProblemTensors
-
-
-class MicroOptSettings(BaseModel):
-    """Hyper-parameters of Algorithm 1 (names follow the paper where it names them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    random_samples: int = Field(256, ge=1, description="random allocations evaluated to pick the starts")
-    starts: int = Field(4, ge=1, description="gradient-descent starts run in parallel")
-    outer_iterations: int = Field(12, ge=1, description="tau_1,max")
-    inner_iterations: int = Field(5, ge=1, description="tau_2,max")
-    min_outer_iterations: int = Field(6, ge=1, description="outer iterations before the gap test may stop")
-    lr_allocation: float = Field(0.03, gt=0, description="alpha_1, first Adam step, allocations scaled to [0, 1]")
-    lr_decay: float = Field(0.7, gt=0, le=1, description="factor on alpha_1 after each outer iteration")
-    lr_qos_multiplier: float = Field(2.0, gt=0, description="alpha_2, dual step of lambda")
-    lr_capacity_multiplier: float = Field(2.0, gt=0, description="alpha_3, dual step of mu (prices excess / R)")
-    initial_lambda: float = Field(1.0, ge=0, description="initial QoS multipliers")
-    rho: float = Field(10.0, gt=0, description="sigmoid sharpness, per QoS unit (Mbps)")
-    qos_samples: int = Field(16, ge=2, description="reparameterized QoS samples per traffic point")
-    gap_tolerance: float = Field(1e-3, ge=0, description="epsilon_1: stop when (UB - LB) / UB is below")
-    gradient_tolerance: float = Field(1e-5, ge=0, description="epsilon_2: end the inner loop when below")
-    refine_rounds: int = Field(10, ge=0, description="boundary-refinement rounds (0: no refinement)")
-    refine_steps: int = Field(2, ge=1, description="refinement-box points on each side of its centre, per resource")
-    refine_radius: float = Field(0.03, gt=0, description="initial half-width of the refinement box, unit scale")
-    refine_shrink: float = Field(0.5, gt=0, lt=1, description="box factor when a slice's best stays at the centre")
-    refine_grow: float = Field(2.0, ge=1, description="box factor along a resource a move reached the edge of")
-    price_steps: int = Field(16, ge=0, description="capacity-price doublings and bisections when R binds")
-    sigma_multiplier: float | None = Field(
-        None, ge=0, description="ablation (Sec. VI-C): optimize the scalar QoS mu - k sigma with this k "
-        "(0: MicroOpt-0sigma, 2: MicroOpt-2sigma); None: the QoS distribution (MicroOpt)")
-    seed: int = 0
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from analysis.slice_model import load_model
 from collectors.dataset import load_qos_csv
 from collectors.errors import InputError
 from controller.actuators.base import Bounds
@@ -10,7 +9,7 @@ from controller.spec import ExperimentSpec
 from controller.testbeds.base import Testbed
 from controller.testbeds.lab import open_lab_testbed
 from controller.testbeds.local import open_local_testbed
-from controller.testbeds.replay import DatasetQosSource, ModelQosSource, QosSource, ReplayTestbed
+from controller.testbeds.replay import DatasetQosSource, QosSource, ReplayTestbed
 
 BACKENDS = ("replay", "local", "lab")
 
@@ -26,6 +25,9 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
         source: QosSource
         if replay.source == "model":
             assert replay.model is not None
+            # imported here: torch is slow to import, and replaying a dataset does not need it
+            from analysis.slice_model import load_model
+            from controller.testbeds.model_source import ModelQosSource
             source = ModelQosSource(load_model(replay.model))
         else:
             assert replay.dataset is not None
@@ -37,7 +39,4 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
     if backend == "lab":
         return open_lab_testbed(spec.testbed.inventory, {
             s.name: (Bounds(*s.bounds.cpu_millicores), Bounds(*s.bounds.bandwidth_mbps)) for s in spec.slices})
-    if backend in BACKENDS:
-        raise InputError(f"the {backend!r} testbed backend is not part of this slicebed version yet; "
-                         "use --testbed replay")
     raise InputError(f"unknown testbed backend {backend!r}; choose one of {', '.join(BACKENDS)}")

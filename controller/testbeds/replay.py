@@ -3,7 +3,8 @@
 It runs on a virtual clock (``collect(60)`` returns 60 one-second samples at once), so closed loops
 and campaigns on it take seconds. QoS comes from one of two sources:
 
-- ``ModelQosSource``: the per-user QoS is drawn from the slice model's Gaussian at the allocation.
+- ``ModelQosSource`` (``controller.testbeds.model_source``): the per-user QoS is drawn from the slice
+  model's Gaussian at the allocation.
 - ``DatasetQosSource``: the per-user QoS is drawn from the empirical distribution of the measured grid
   points around the allocation. Between grid lines the quantiles of the four surrounding points are
   interpolated with bilinear weights (one uniform level per draw, the same for all four): the
@@ -17,9 +18,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
-from analysis.slice_model import SliceModel
 from collectors.dataset import GRID_KEY, TARGET
 from collectors.errors import InputError
 from controller.testbeds.base import SAMPLE_COLUMNS, Allocation, Testbed
@@ -31,19 +30,6 @@ class QosSource(Protocol):
     def draw(self, users: int, allocation: Allocation, count: int, rng: np.random.Generator) -> np.ndarray:
         """``count`` per-user QoS samples (Mbps) for ``users`` users at ``allocation``."""
         ...
-
-
-class ModelQosSource:
-    """Per-user QoS drawn from a slice model's predicted Gaussian (clipped at zero)."""
-
-    def __init__(self, model: SliceModel) -> None:
-        self.model = model.eval()
-
-    @torch.no_grad()
-    def draw(self, users: int, allocation: Allocation, count: int, rng: np.random.Generator) -> np.ndarray:
-        inputs = torch.tensor([[users, allocation.bandwidth_mbps, allocation.cpu_millicores]], dtype=torch.float32)
-        mean, std = self.model(inputs)
-        return rng.normal(mean.item(), std.item(), size=count).clip(min=0.0)
 
 
 class DatasetQosSource:
