@@ -40,7 +40,7 @@ def plot_qos_surface(model: SliceModel, path: Path, title: str,
     axes.set_xlabel("transport bandwidth (Mbps)")
     axes.set_ylabel("gNB CPU (millicores)")
     axes.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_allocations(results: pd.DataFrame, path: Path) -> Path:
@@ -50,7 +50,7 @@ def plot_allocations(results: pd.DataFrame, path: Path) -> Path:
     _grouped_bars(cpu_axes, last, "cpu_millicores", "CPU (millicores)")
     _grouped_bars(bw_axes, last, "bandwidth_mbps", "bandwidth (Mbps)")
     figure.suptitle("Allocation per traffic level")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_degradation(results: pd.DataFrame, path: Path) -> Path:
@@ -68,7 +68,7 @@ def plot_degradation(results: pd.DataFrame, path: Path) -> Path:
                                      .max().max()) * 1.25))
     axes.legend()
     axes.set_title("Achieved degradation vs threshold")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_history(history: Sequence[dict[str, float]], path: Path, title: str) -> Path:
@@ -82,7 +82,7 @@ def plot_training_history(history: Sequence[dict[str, float]], path: Path, title
     axes.set_ylabel("Gaussian NLL (normalized QoS)")
     axes.set_title(title)
     axes.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) -> None:
@@ -100,7 +100,8 @@ def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) 
         axes.legend()
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    """Lay out, write (110 dpi, parent directories created) and close ``figure``; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

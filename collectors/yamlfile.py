@@ -27,3 +27,15 @@ def read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"{path}: {where}YAML syntax error: {problem}") from None
+
+
+def require_mapping(document: Any, source: Path) -> dict[str, Any]:
+    """``document`` if it is a mapping of keys; else an :class:`InputError` naming ``source``."""
+    if not isinstance(document, dict):
+        raise InputError(f"{source}: expected a mapping of keys at the top level, got {type(document).__name__}")
+    return document
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """:func:`read_yaml` for files whose top level must be a mapping (specs, topologies)."""
+    return require_mapping(read_yaml(path), path)

@@ -7,6 +7,7 @@ Relative paths in a spec are resolved against the spec file's directory.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collectors.dataset import DEFAULT_SETTLE_S
 from collectors.errors import InputError
-from collectors.yamlfile import read_yaml
+from collectors.yamlfile import read_yaml_mapping
 from controller import traffic
 from controller.optimizer_settings import DEFAULT_ETA, GridSettings, MicroOptSettings
 
@@ -287,14 +288,19 @@ class ExperimentSpec(StrictModel):
     @field_validator("slices")
     @classmethod
     def _unique_names(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
-        names = [s.name for s in slices]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate slice name(s): {', '.join(duplicates)}")
+        reject_duplicate_names(slices)
         levels = {len(s.traffic) for s in slices}
         if len(levels) > 1:
             raise ValueError("every slice needs the same number of traffic levels (they are solved together)")
         return slices
+
+
+def reject_duplicate_names(slices: Sequence[Any]) -> None:
+    """Raise ValueError (a pydantic validation message) if two slices share a name."""
+    names = [s.name for s in slices]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate slice name(s): {', '.join(duplicates)}")
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -305,9 +311,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
             names the file, the key and the problem.
     """
     path = Path(path)
-    document = read_yaml(path)
-    if not isinstance(document, dict):
-        raise InputError(f"{path}: expected a mapping of keys at the top level, got {type(document).__name__}")
+    document = read_yaml_mapping(path)
     try:
         spec = ExperimentSpec.model_validate(document)
     except ValidationError as exc:

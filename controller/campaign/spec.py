@@ -25,8 +25,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from collectors.errors import InputError
-from collectors.yamlfile import read_yaml
-from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, resolve_paths
+from collectors.yamlfile import read_yaml, require_mapping
+from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, reject_duplicate_names, resolve_paths
 
 MAX_POINTS = 100_000
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -129,10 +129,7 @@ class CampaignSpec(StrictModel):
     @field_validator("slices")
     @classmethod
     def _unique_names(cls, slices: list[CampaignSlice]) -> list[CampaignSlice]:
-        names = [s.name for s in slices]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate slice name(s): {', '.join(duplicates)}")
+        reject_duplicate_names(slices)
         return slices
 
     @model_validator(mode="after")
@@ -167,8 +164,7 @@ def load_campaign_spec(path: str | Path) -> CampaignSpec:
 
 def campaign_from_document(document: Any, source: Path) -> CampaignSpec:
     """Validate parsed YAML (``source`` names it in errors and anchors relative paths)."""
-    if not isinstance(document, dict):
-        raise InputError(f"{source}: expected a mapping of keys at the top level, got {type(document).__name__}")
+    require_mapping(document, source)
     try:
         spec = CampaignSpec.model_validate(document)
     except ValidationError as exc:

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from collectors.errors import InputError
-from collectors.yamlfile import read_yaml
+from collectors.yamlfile import read_yaml_mapping
 from controller.spec import StrictModel
 
 TIERS = ("edge", "regional", "central")
@@ -116,9 +116,7 @@ def load_topology(path: str | Path) -> Topology:
         InputError: missing file, bad YAML, or a key that does not validate (one line naming file and key).
     """
     path = Path(path)
-    document = read_yaml(path)
-    if not isinstance(document, dict):
-        raise InputError(f"{path}: expected a mapping of keys at the top level, got {type(document).__name__}")
+    document = read_yaml_mapping(path)
     try:
         topology = Topology.model_validate(document)
     except ValidationError as exc:

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from analysis.plots import save_figure
+
 LABELS = {"microopt": "MicroOpt", "atlas": "Atlas", "atlas+": "Atlas+", "cadrl": "CaDRL", "cadrl+": "CaDRL+",
           "peak": "Peak-alloc", "microopt-0sigma": "MicroOpt-0σ", "microopt-2sigma": "MicroOpt-2σ"}
 
@@ -35,7 +37,7 @@ def grouped_bars(table: pd.DataFrame, column: str, value: str, path: Path, xlabe
     axes.set_title(title)
     axes.set_ylim(0, float(table[value].max()) * 1.25)  # room for the legend above the bars
     axes.legend(fontsize=8, loc="upper left", ncols=min(len(methods), 4))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def degradation_vs_threshold(table: pd.DataFrame, path: Path) -> Path:
@@ -49,7 +51,7 @@ def degradation_vs_threshold(table: pd.DataFrame, path: Path) -> Path:
     axes.set_ylabel("mean QoS degradation E[beta]")
     axes.set_title("Fig. 6c: degradation vs threshold")
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def convergence(curve: pd.DataFrame, path: Path) -> Path:
@@ -63,12 +65,4 @@ def convergence(curve: pd.DataFrame, path: Path) -> Path:
     axes.set_ylabel("mean optimality ratio")
     axes.set_title("Fig. 10: convergence on the dynamic-traffic cases")
     axes.legend()
-    return _save(figure, path)
-
-
-def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
