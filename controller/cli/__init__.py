@@ -1,7 +1,7 @@
 """The ``slicebed`` command line.
 
 Bad input ends with one line on stderr (``slicebed: error: ...``) and exit status 2, never a traceback.
-Each command group lives in its own module with a ``register(commands)`` function.
+Each command group lives in its own module with a ``register(parser)`` function.
 """
 
 from __future__ import annotations
