@@ -26,7 +26,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check collectors analysis controller tests benchmarks .ci/verify-lab
+	$(BIN)/ruff check core collectors analysis controller dataplane tests benchmarks .ci/verify-lab
 
 # Offline verification of the lab deployment: ansible-lint, syntax-check, role arguments, manifests vs Kubernetes 1.29.
 verify-lab: setup

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from collectors.dataset import FEATURES
-from collectors.errors import InputError
-from collectors.provenance import slicebed_version
+from core.errors import InputError
+from core.provenance import slicebed_version
 
 CHECKPOINT_FORMAT = "slicebed.slice_model"
 CHECKPOINT_VERSION = 1

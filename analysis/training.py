@@ -16,8 +16,8 @@ import torch
 from analysis.evaluation import FitMetrics, metrics_from_tensors, tensors
 from analysis.slice_model import ModelConfig, SliceModel, TargetScale, save_model
 from collectors.dataset import TARGET
-from collectors.errors import InputError
-from collectors.runstore import write_json_atomic
+from core.errors import InputError
+from core.runstore import write_json_atomic
 
 ProgressCallback = Callable[[int, int, float], None]
 """Called as ``progress(epoch, epochs, train_loss)`` after each epoch."""

@@ -27,12 +27,12 @@ from pathlib import Path
 import yaml
 from rich.progress import Progress
 
-from collectors.runstore import Run, RunStore
 from controller.campaign.journal import COMPLETED, completed_points
 from controller.campaign.plan import Point
 from controller.campaign.runner import CampaignRunner
 from controller.campaign.spec import load_campaign_spec
 from controller.testbeds import open_testbed
+from core.runstore import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "microopt" / "train_dataset.csv"

@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from controller.actuators.base import Bounds
+from controller.actuators.base import Interval
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, open_local_testbed
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--inventory", type=Path, default=Path("inventory/local.yml"))
     parser.add_argument("--seconds", type=int, default=8, help="measured seconds per point (after 3 s settling)")
     args = parser.parse_args()
-    with open_local_testbed(args.inventory, {"embb": (Bounds(500, 4000), Bounds(5, 40))}) as testbed:
+    with open_local_testbed(args.inventory, {"embb": (Interval(500, 4000), Interval(5, 40))}) as testbed:
         scale = testbed.cpu["embb"].scale  # type: ignore[attr-defined]
         print(f"RAN throughput vs CPU quota (5 users x 12 Mbps offered, bandwidth 40 Mbps; 1 nominal core = "
               f"{scale:g} host core)")

@@ -1,4 +1,4 @@
-"""Observation: dataset loaders, the run store and (later) Prometheus queries and exporters.
+"""Observation: the MicroOpt and Milan dataset loaders and the Prometheus reader.
 
-The lowest layer of slicebed: it imports neither ``analysis`` nor ``controller``.
+Imports only ``core``; never ``analysis`` or ``controller``.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 COLUMNS: tuple[str, ...] = ("time", "total_bandwidth_usage", "cpu", "bw", "n_users", "qos")
 NUMERIC_COLUMNS: tuple[str, ...] = ("total_bandwidth_usage", "cpu", "bw", "n_users", "qos")

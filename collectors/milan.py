@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 CDR_COLUMNS: tuple[str, ...] = ("square_id", "time_interval", "country_code", "sms_in", "sms_out",
                                 "call_in", "call_out", "internet")

@@ -26,7 +26,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from collectors.errors import InputError, SlicebedError
+from core.errors import InputError, SlicebedError
 
 MAX_POINTS_PER_SERIES = 11_000
 """Prometheus' hard limit on the points of one series in a single ``query_range`` answer."""

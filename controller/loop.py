@@ -25,13 +25,13 @@ from analysis.evaluation import FitMetrics
 from analysis.slice_model import ModelConfig, SliceModel, load_model
 from analysis.training import TrainingConfig, TrainingResult, save_training, train
 from collectors.dataset import drop_settling, load_qos_csvs, write_qos_csv
-from collectors.errors import InputError
-from collectors.runstore import Run
 from controller.optimizers import solve
 from controller.optimizers.base import Solution
 from controller.problem import Problem, SliceProblem
 from controller.spec import ExperimentSpec
 from controller.testbeds.base import Allocation, Testbed
+from core.errors import InputError
+from core.runstore import Run
 
 RESULTS_TABLE = "results"
 VALIDATION_TABLE = "validation"

@@ -8,9 +8,9 @@ import pandas as pd
 
 from analysis.plots import plot_allocations, plot_degradation, plot_qos_surface, plot_training_history
 from analysis.report import ReportSection, write_report
-from collectors.runstore import Run
 from controller.loop import SliceRound
 from controller.spec import ExperimentSpec
+from core.runstore import Run
 
 RESULT_COLUMNS = [
     "round", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "normalized",

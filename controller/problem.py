@@ -15,9 +15,9 @@ from torch import nn
 from torch.nn import functional
 
 from analysis.slice_model import SIGMA_FLOOR, SliceModel
-from collectors.errors import InputError
 from controller.optimizer_settings import DEFAULT_ETA
 from controller.traffic import TrafficDistribution
+from core.errors import InputError
 
 RESOURCES: tuple[str, str] = ("cpu_millicores", "bandwidth_mbps")
 

@@ -15,10 +15,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collectors.dataset import DEFAULT_SETTLE_S
-from collectors.errors import InputError
-from collectors.yamlfile import read_yaml_mapping
 from controller import traffic
 from controller.optimizer_settings import DEFAULT_ETA, GridSettings, MicroOptSettings
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 
 SLICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from collectors.errors import InputError
-from controller.actuators.base import ActuatorError, Bounds
+from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator, attach
 from controller.actuators.ovs import OvsMeterActuator, OvsQueueActuator
-from controller.actuators.runner import LocalRunner
+from core.commands import LocalRunner
+from core.errors import InputError
 
 PREFIX = f"sbt{os.getpid() % 100000}"  # short: interface names are at most 15 characters
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -36,7 +36,7 @@ def sh(*argv: str, env: dict[str, str] | None = None) -> str:
 
 @pytest.fixture
 def cgroup() -> Iterator[CgroupCpuActuator]:
-    group = CgroupCpuActuator(LocalRunner(), f"{PREFIX}-cpu", Bounds(500, 4000), scale=0.25)
+    group = CgroupCpuActuator(LocalRunner(), f"{PREFIX}-cpu", Interval(500, 4000), scale=0.25)
     group.create()
     try:
         yield group
@@ -140,7 +140,7 @@ def switch(tmp_path: Path) -> Iterator[Switch]:
 
 
 def test_meter_is_created_changed_read_back_and_bounds_checked(switch: Switch) -> None:
-    meter = OvsMeterActuator(LocalRunner(), switch.target, 3, Bounds(5, 40))
+    meter = OvsMeterActuator(LocalRunner(), switch.target, 3, Interval(5, 40))
     with pytest.raises(ActuatorError, match="meter 3 does not exist"):
         meter.read_bandwidth()
     assert meter.set_bandwidth(12.5) == 12.5
@@ -153,7 +153,7 @@ def test_meter_is_created_changed_read_back_and_bounds_checked(switch: Switch) -
 
 
 def test_meter_failure_names_the_switch() -> None:
-    meter = OvsMeterActuator(LocalRunner(), f"unix:/nonexistent/{PREFIX}.mgmt", 1, Bounds(5, 40))
+    meter = OvsMeterActuator(LocalRunner(), f"unix:/nonexistent/{PREFIX}.mgmt", 1, Interval(5, 40))
     with pytest.raises(ActuatorError, match="ovs-ofctl"):
         meter.set_bandwidth(10)
 
@@ -177,7 +177,7 @@ def _iperf_mbps(switch: Switch, seconds: int, offered_mbps: int) -> float:
 
 @pytest.mark.slow
 def test_meter_caps_the_traffic_it_is_attached_to(switch: Switch) -> None:
-    meter = OvsMeterActuator(LocalRunner(), switch.target, 1, Bounds(5, 40))
+    meter = OvsMeterActuator(LocalRunner(), switch.target, 1, Interval(5, 40))
     meter.set_bandwidth(10)
     sh("ovs-ofctl", "-O", "OpenFlow13", "add-flow", switch.target,
        "priority=100,ip,nw_dst=10.250.0.2,actions=meter:1,NORMAL")
@@ -194,7 +194,7 @@ def test_queue_is_discovered_by_slice_tag_set_and_read_back_from_the_kernel(swit
        "other-config:max-rate=100000000", "queues:0=@q0", "queues:4=@q4",
        "--", "--id=@q0", "create", "queue", "other-config:max-rate=50000000",
        "--", "--id=@q4", "create", "queue", "other-config:max-rate=20000000", "external_ids:slicebed-slice=embb")
-    queue = OvsQueueActuator(LocalRunner(), switch.vsctl, port, "embb", Bounds(5, 50))
+    queue = OvsQueueActuator(LocalRunner(), switch.vsctl, port, "embb", Interval(5, 50))
     assert queue.queue_id == 4
     assert queue.read_bandwidth() == 20
     assert queue.set_bandwidth(32.5) == pytest.approx(32.5)
@@ -202,6 +202,6 @@ def test_queue_is_discovered_by_slice_tag_set_and_read_back_from_the_kernel(swit
     with pytest.raises(InputError, match="outside the allowed"):
         queue.set_bandwidth(60)
     with pytest.raises(ActuatorError, match="no queue has external_ids:slicebed-slice=urllc"):
-        OvsQueueActuator(LocalRunner(), switch.vsctl, port, "urllc", Bounds(5, 50))
+        OvsQueueActuator(LocalRunner(), switch.vsctl, port, "urllc", Interval(5, 50))
     with pytest.raises(ActuatorError, match="has no QoS"):
-        OvsQueueActuator(LocalRunner(), switch.vsctl, switch.ports[1], "embb", Bounds(5, 50))
+        OvsQueueActuator(LocalRunner(), switch.vsctl, switch.ports[1], "embb", Interval(5, 50))

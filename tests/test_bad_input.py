@@ -23,9 +23,9 @@ import torch
 import yaml
 
 from analysis.slice_model import MODEL_FILE, ModelConfig, SliceModel, TargetScale, save_model
-from collectors.errors import InputError
 from controller.cli import main
 from controller.spec import load_spec
+from core.errors import InputError
 
 SLICEBED = Path(sys.executable).parent / "slicebed"
 HEADER = "time,total_bandwidth_usage,cpu,bw,n_users,qos"

@@ -22,9 +22,8 @@ from prometheus_process import PrometheusProcess
 from rich.progress import Progress
 
 from collectors.dataset import grid_points, load_qos_csv
-from collectors.runstore import Run, RunStore
 from controller.actuators.base import ActuatorError
-from controller.campaign.dataset import journaled_table, read_parquet_metadata
+from controller.campaign.export import journaled_table, read_parquet_metadata
 from controller.campaign.journal import completed_points, incomplete_points
 from controller.campaign.plan import plan_points
 from controller.campaign.runner import CampaignRunner, CampaignStopped, campaign_lock
@@ -33,6 +32,7 @@ from controller.campaign.spec import load_campaign_spec
 from controller.cli import main
 from controller.testbeds import open_testbed
 from controller.testbeds.base import Allocation, Testbed
+from core.runstore import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "campaigns" / "replay-smoke.yaml"

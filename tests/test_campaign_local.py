@@ -20,13 +20,13 @@ import pytest
 import yaml
 from local_testbed import SLICEBED, run_slicebed, write_local_inventory
 
-from collectors.runstore import RunStore
-from controller.campaign.dataset import journaled_table
+from controller.campaign.export import journaled_table
 from controller.campaign.journal import completed_points, incomplete_points
 from controller.campaign.plan import plan_points
 from controller.campaign.spec import load_campaign_spec
 from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import LocalDeployment as Deployment
+from core.runstore import RunStore
 
 PREFIX = "sbcmp-"
 SUBNET = "10.94.0"

@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from collectors.dataset import load_qos_csv
-from collectors.runstore import Run, RunStore
-from controller.campaign.dataset import journaled_table
+from controller.campaign.export import journaled_table
 from controller.cli import main
+from core.runstore import Run, RunStore
 
 SLICEBED = Path(sys.executable).parent / "slicebed"
 KILLS = 20

@@ -23,13 +23,13 @@ import requests
 from prometheus_process import PrometheusProcess, free_port
 
 from collectors.prometheus import PrometheusReader
-from controller.actuators.base import Bounds
+from controller.actuators.base import Interval
 from controller.actuators.cgroup import CgroupCpuActuator
-from controller.actuators.runner import LocalRunner
-from controller.dataplane import cipher, packets
-from controller.dataplane.app_server import RateProfile, argparse_trace
-from controller.dataplane.scheduler import DeficitRoundRobin
 from controller.testbeds.local import PrometheusQosMeter
+from core.commands import LocalRunner
+from dataplane import cipher, packets
+from dataplane.app_server import RateProfile, argparse_trace
+from dataplane.scheduler import DeficitRoundRobin
 
 PREFIX = f"sbt-dp{os.getpid()}"
 
@@ -102,7 +102,7 @@ def test_a_program_whose_port_is_taken_says_so_in_one_line() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        argv = [sys.executable, "-m", "controller.dataplane.ue_sink", "--mgmt", f"127.0.0.1:{free_port()}",
+        argv = [sys.executable, "-m", "dataplane.ue_sink", "--mgmt", f"127.0.0.1:{free_port()}",
                 "--listen", f"127.0.0.1:{port}"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
@@ -142,7 +142,7 @@ def _program(name: str, *args: str, cgroup: CgroupCpuActuator | None = None,
                 handle.write(str(os.getpid()))
 
     with log.open("ab") as output:
-        return subprocess.Popen([sys.executable, "-m", f"controller.dataplane.{name}", *args],
+        return subprocess.Popen([sys.executable, "-m", f"dataplane.{name}", *args],
                                 stdout=output, stderr=output, start_new_session=True, preexec_fn=join)
 
 
@@ -225,7 +225,7 @@ def test_chain_delivers_each_users_rate_and_the_ue_deciphers_it(tmp_path: Path) 
 
 @pytest.fixture
 def ran_cgroup() -> Iterator[CgroupCpuActuator]:
-    group = CgroupCpuActuator(LocalRunner(), f"{PREFIX}-ran", Bounds(10, 1000))
+    group = CgroupCpuActuator(LocalRunner(), f"{PREFIX}-ran", Interval(10, 1000))
     group.create()
     try:
         yield group

@@ -15,7 +15,7 @@ from collectors.dataset import (
     load_qos_csvs,
     write_qos_csv,
 )
-from collectors.errors import InputError
+from core.errors import InputError
 
 ROWS = 16_539
 BLOCKS = 242

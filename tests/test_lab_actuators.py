@@ -20,16 +20,16 @@ import yaml
 from fakes.kubernetes import FakeKubernetes
 from fakes.onos import FakeOnos
 
-from collectors.errors import InputError
-from controller.actuators.base import ActuatorError, Bounds
+from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
 from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering, steering_flow
 from controller.actuators.ovs import OvsQueueActuator
-from controller.actuators.runner import CommandRunner, LocalRunner
 from controller.actuators.ssh import SshRunner, SshTarget
 from controller.testbeds.base import Allocation
 from controller.testbeds.lab import LabInventory, SshRunners, open_lab_testbed
+from core.commands import CommandRunner, LocalRunner
+from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
@@ -95,10 +95,10 @@ def test_ssh_runner_runs_commands_on_real_sshd(sshd: SshTarget, passphrase: str)
     with SshRunner(sshd) as runner:
         result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
         assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
-        assert runner.check(["printf", "%s|", "two words", "$HOME;x"]) == "two words|$HOME;x|"  # argv is quoted
+        assert runner.output(["printf", "%s|", "two words", "$HOME;x"]) == "two words|$HOME;x|"  # argv is quoted
         with pytest.raises(ActuatorError, match="exit 3: err"):
-            runner.check(["sh", "-c", "echo err >&2; exit 3"])
-        big = runner.check(["head", "-c", "300000", "/dev/zero"])  # more than one channel window
+            runner.output(["sh", "-c", "echo err >&2; exit 3"])
+        big = runner.output(["head", "-c", "300000", "/dev/zero"])  # more than one channel window
         assert len(big) == 300000
 
 
@@ -120,13 +120,13 @@ def test_ssh_runner_times_out_and_recovers(sshd: SshTarget, passphrase: str) -> 
         with pytest.raises(ActuatorError, match=r"did not finish within 0.5 s"):
             runner.run(["sleep", "5"], timeout_s=0.5)
         assert time.monotonic() - started < 3
-        assert runner.check(["echo", "again"]) == "again\n"
+        assert runner.output(["echo", "again"]) == "again\n"
 
 
 def test_cgroup_actuator_over_ssh_sets_a_real_cgroup(sshd: SshTarget, passphrase: str) -> None:
     """The data-plane helper's CgroupCpuActuator, unchanged, driving this host's real cgroup through sshd."""
     with SshRunner(sshd) as runner:
-        actuator = CgroupCpuActuator(runner, f"lp-ssh-{os.getpid()}", Bounds(100, 4000))
+        actuator = CgroupCpuActuator(runner, f"lp-ssh-{os.getpid()}", Interval(100, 4000))
         actuator.create()
         try:
             assert actuator.set_cpu(1500) == pytest.approx(1500)
@@ -177,7 +177,7 @@ def test_ssh_passphrase_never_leaks(sshd: SshTarget, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LP_TEST_SSH_PASSPHRASE", PASSPHRASE)
     with SshRunner(sshd) as runner:
         with pytest.raises(ActuatorError) as failed:
-            runner.check(["sh", "-c", "exit 1"])
+            runner.output(["sh", "-c", "exit 1"])
         messages.append(str(failed.value))
         messages.append(repr(runner.target))
     assert caplog.records, "paramiko logged nothing at DEBUG: the leak check would be vacuous"
@@ -207,7 +207,7 @@ def fake_kubernetes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 def pod_actuator(kubeconfig: Path, selector: str = "app=gnb,slice=embb") -> PodResizeCpuActuator:
-    return PodResizeCpuActuator(open_api(kubeconfig), "slices", selector, "gnb", Bounds(500, 9000),
+    return PodResizeCpuActuator(open_api(kubeconfig), "slices", selector, "gnb", Interval(500, 9000),
                                 timeout_s=5, poll_s=0.01)
 
 
@@ -254,7 +254,7 @@ def test_pod_resize_fake_credentials_never_leak(fake_kubernetes: tuple[FakeKuber
         open_api(tmp_path / "absent")
     server.stop()
     with pytest.raises(ActuatorError, match="cannot read the server version") as down:
-        PodResizeCpuActuator(open_api(kubeconfig), "slices", "app=gnb", "gnb", Bounds(1, 2), timeout_s=1)
+        PodResizeCpuActuator(open_api(kubeconfig), "slices", "app=gnb", "gnb", Interval(1, 2), timeout_s=1)
     assert caplog.records
     for text in (str(refused.value), str(down.value), caplog.text):
         assert K8S_TOKEN not in text
@@ -274,20 +274,20 @@ def ovs_queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Local
     netns = f"lp-onos-{os.getpid()}"
     vsctl = ["ovs-vsctl", f"--db=unix:{state}/db.sock", "--timeout=10"]
     here, inside = LocalRunner(), LocalRunner(netns)
-    here.check(["ip", "netns", "add", netns])
+    here.output(["ip", "netns", "add", netns])
     try:
-        here.check(["ovsdb-tool", "create", f"{state}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"])
-        here.check(["ovsdb-server", f"{state}/conf.db", f"--remote=punix:{state}/db.sock", "--detach",
+        here.output(["ovsdb-tool", "create", f"{state}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"])
+        here.output(["ovsdb-server", f"{state}/conf.db", f"--remote=punix:{state}/db.sock", "--detach",
                     f"--pidfile={state}/ovsdb.pid", f"--unixctl={state}/ovsdb.ctl", f"--log-file={state}/ovsdb.log"])
-        here.check([*vsctl, "--no-wait", "init"])
-        inside.check(["env", f"OVS_RUNDIR={state}", "ovs-vswitchd", f"unix:{state}/db.sock", "--detach",
+        here.output([*vsctl, "--no-wait", "init"])
+        inside.output(["env", f"OVS_RUNDIR={state}", "ovs-vswitchd", f"unix:{state}/db.sock", "--detach",
                       f"--pidfile={state}/vswitchd.pid", f"--unixctl={state}/vswitchd.ctl",
                       f"--log-file={state}/vswitchd.log"])
-        here.check([*vsctl, "add-br", "lp-br", "--", "set", "bridge", "lp-br", "datapath_type=netdev"])
-        inside.check(["ip", "link", "add", "lp-q0", "type", "veth", "peer", "name", "lp-q1"])
-        inside.check(["ip", "link", "set", "lp-q0", "up"])
-        here.check([*vsctl, "add-port", "lp-br", "lp-q0"])
-        here.check([*vsctl, "--", "set", "port", "lp-q0", "qos=@q", "--", "--id=@q", "create", "qos",
+        here.output([*vsctl, "add-br", "lp-br", "--", "set", "bridge", "lp-br", "datapath_type=netdev"])
+        inside.output(["ip", "link", "add", "lp-q0", "type", "veth", "peer", "name", "lp-q1"])
+        inside.output(["ip", "link", "set", "lp-q0", "up"])
+        here.output([*vsctl, "add-port", "lp-br", "lp-q0"])
+        here.output([*vsctl, "--", "set", "port", "lp-q0", "qos=@q", "--", "--id=@q", "create", "qos",
                     "type=linux-htb", "other-config:max-rate=100000000", "queues:0=@u", "queues:1=@e",
                     "--", "--id=@u", "create", "queue", "other-config:max-rate=10000000",
                     "external_ids:slicebed-slice=urllc",
@@ -318,7 +318,7 @@ def onos_client(server: FakeOnos) -> OnosClient:
 def test_onos_fake_steers_into_discovered_queue(fake_onos: FakeOnos,
                                                  ovs_queues: tuple[LocalRunner, list[str], str]) -> None:
     runner, vsctl, port = ovs_queues
-    queue = OvsQueueActuator(runner, vsctl, port, "embb", Bounds(5, 50))
+    queue = OvsQueueActuator(runner, vsctl, port, "embb", Interval(5, 50))
     steering = Steering(destination="10.60.0.110/32", port_name=port, queue_id=queue.queue_id)
     actuator = OnosQueueSteeringActuator(onos_client(fake_onos), steering, queue)
     assert (actuator.device_id, actuator.output_port) == (DEVICE, "2")
@@ -376,7 +376,7 @@ def test_onos_fake_errors_are_one_line_and_secret_free(fake_onos: FakeOnos, monk
 def app_server() -> Iterator[int]:
     """The slicebed app server on loopback (its UDP stream goes to a loopback port nobody reads)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "controller.dataplane.app_server", "--slice", "embb",
+    process = subprocess.Popen([sys.executable, "-m", "dataplane.app_server", "--slice", "embb",
                                 "--mgmt", f"127.0.0.1:{port}", "--upf", f"127.0.0.1:{free_port()}",
                                 "--rate-mbps", "0.05"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -404,7 +404,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
         sshd: SshTarget, passphrase: str, fake_onos: FakeOnos, ovs_queues: tuple[LocalRunner, list[str], str],
         app_server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     switch_runner, vsctl, port = ovs_queues
-    gnb = CgroupCpuActuator(LocalRunner(), f"lp-lab-{os.getpid()}-embb", Bounds(1, 1e6))
+    gnb = CgroupCpuActuator(LocalRunner(), f"lp-lab-{os.getpid()}-embb", Interval(1, 1e6))
     gnb.create()
     template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
     variables = {**template["all"]["vars"], "prometheus_port": free_port(), "lab_backend": {
@@ -426,7 +426,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
     def runner_for(host: str) -> CommandRunner:
         return switch_runner if host == hosts["regional"] else ssh(host)  # the switch lives in our namespace
 
-    bounds = {"embb": (Bounds(500, 4000), Bounds(5, 50))}
+    bounds = {"embb": (Interval(500, 4000), Interval(5, 50))}
     try:
         with open_lab_testbed(inventory, bounds, runner_for=runner_for) as lab:
             assert isinstance(lab.cpu["embb"].runner, SshRunner)
@@ -435,7 +435,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
             assert applied.bandwidth_mbps == pytest.approx(25, rel=0.01)
             assert gnb.read_cpu() == pytest.approx(1500)  # the real cgroup, read here without SSH
             (flow,) = fake_onos.flows[DEVICE].values()
-            queue_id = OvsQueueActuator(switch_runner, vsctl, port, "embb", Bounds(5, 50)).queue_id
+            queue_id = OvsQueueActuator(switch_runner, vsctl, port, "embb", Interval(5, 50)).queue_id
             assert {"type": "QUEUE", "queueId": queue_id} in flow["treatment"]["instructions"]
             assert {"type": "IPV4_DST", "ip": template["all"]["vars"]["slices"][0]["gnb_n3_ip"] + "/32"} in \
                 flow["selector"]["criteria"]
@@ -457,7 +457,7 @@ def test_lab_backend_configuration_errors_are_one_line(tmp_path: Path) -> None:
     template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
     template["all"]["vars"].pop("lab_backend", None)
     inventory = tmp_path / "lab.yml"
-    bounds = {"embb": (Bounds(500, 4000), Bounds(5, 50))}
+    bounds = {"embb": (Interval(500, 4000), Interval(5, 50))}
     inventory.write_text(yaml.safe_dump(template))
     with pytest.raises(InputError, match=r"all.vars.lab_backend is missing"):
         open_lab_testbed(inventory, bounds)
@@ -489,7 +489,7 @@ def test_lab_backend_fake_kubernetes_resize_and_plain_ovs_queue(
         "ovs": {"tier": "regional", "port": port, "vsctl": vsctl}}
     inventory = tmp_path / "lab.yml"
     inventory.write_text(yaml.safe_dump(template))
-    with open_lab_testbed(inventory, {"embb": (Bounds(500, 4000), Bounds(5, 50))},
+    with open_lab_testbed(inventory, {"embb": (Interval(500, 4000), Interval(5, 50))},
                           runner_for=lambda _host: switch_runner) as lab:
         assert isinstance(lab.cpu["embb"], PodResizeCpuActuator)
         assert isinstance(lab.bandwidth["embb"], OvsQueueActuator)

@@ -36,7 +36,7 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
         local_lab_inventory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "runs"
     status = main(["--quiet", "--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory),
-                   "--check"])
+                   "--dry-run"])
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2
     assert len(error) == 1

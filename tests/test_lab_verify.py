@@ -175,7 +175,7 @@ def test_role_layout(role: str) -> None:
     """Every lab role has defaults, handlers, meta (with main, checks and uninstall entry points), tasks."""
     directory = ROOT / "playbooks" / "roles" / role
     for part in ("defaults/main.yml", "handlers/main.yml", "meta/main.yml", "meta/argument_specs.yml",
-                 "tasks/main.yml", "tasks/install.yml", "tasks/uninstall.yml", "tasks/checks.yml"):
+                 "tasks/main.yml", "tasks/install.yml", "tasks/uninstall.yml", "tasks/preflight.yml"):
         assert (directory / part).is_file(), f"{role}: missing {part}"
     specs = yaml.safe_load((directory / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     assert {"main", "checks", "uninstall"} <= set(specs)

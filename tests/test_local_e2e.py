@@ -20,12 +20,12 @@ import requests
 import yaml
 from local_testbed import REPO, run_slicebed, write_local_inventory
 
-from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
-from controller.actuators.base import Bounds
+from controller.actuators.base import Interval
 from controller.deploy.local_deployment import LocalDeployment
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
+from core.errors import InputError
 
 PREFIX = "sbe2e-"
 NEVER_UP = "sbnone-"  # a prefix no test brings up
@@ -57,7 +57,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
 
 @pytest.fixture(scope="module")
 def testbed(deployed: tuple[Path, Path]) -> Iterator[LocalTestbed]:
-    with open_local_testbed(deployed[0], {"embb": (Bounds(500, 4000), Bounds(5, 40))}) as backend:
+    with open_local_testbed(deployed[0], {"embb": (Interval(500, 4000), Interval(5, 40))}) as backend:
         yield backend
 
 
@@ -133,9 +133,9 @@ def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deploye
 def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path, NEVER_UP)
     with pytest.raises(LocalTestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
-        open_local_testbed(inventory, {"embb": (Bounds(500, 4000), Bounds(5, 40))})
+        open_local_testbed(inventory, {"embb": (Interval(500, 4000), Interval(5, 40))})
     with pytest.raises(InputError, match="slice\\(s\\) urllc are not deployed"):
-        open_local_testbed(inventory, {"urllc": (Bounds(500, 4000), Bounds(5, 40))})
+        open_local_testbed(inventory, {"urllc": (Interval(500, 4000), Interval(5, 40))})
 
 
 @pytest.mark.slow

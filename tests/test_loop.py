@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from collectors.dataset import load_qos_csv
-from collectors.runstore import RunStore
 from controller.cli import main
 from controller.loop import achieved_degradation
+from core.runstore import RunStore
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.errors import InputError
 from collectors.milan import cell_series, read_cdr_file, traffic_variation
 from controller.traffic import dynamic_traffic
+from core.errors import InputError
 
 START_MS = 1383260400000  # 2013-11-01 00:00 CET, the dataset's first interval
 TEN_MINUTES_MS = 600_000

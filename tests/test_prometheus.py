@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from prometheus_process import PrometheusProcess, free_port
 
-from collectors.errors import InputError
 from collectors.prometheus import (
     MAX_POINTS_PER_SERIES,
     PrometheusQueryError,
@@ -21,6 +20,7 @@ from collectors.prometheus import (
     RetryPolicy,
     chunk_bounds,
 )
+from core.errors import InputError
 
 pytestmark = pytest.mark.slow
 EPOCH = pd.Timestamp(0, tz="UTC")

@@ -26,10 +26,10 @@ import requests
 import yaml
 from fakes.openstack import FakeOpenStack
 
-from collectors.errors import InputError
 from controller.cli import main
 from controller.deploy.provision import CloudError, Provisioner, connect, write_inventory, write_known_hosts
 from controller.deploy.topology import SLICEPILOT_SIZES, load_topology
+from core.errors import InputError
 
 pytestmark = pytest.mark.slow  # Keystone takes ~8 s to set up once per session
 

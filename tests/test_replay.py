@@ -13,10 +13,10 @@ import torch
 
 from analysis.slice_model import load_model
 from collectors.dataset import GRID_KEY, load_qos_csv
-from collectors.errors import InputError
 from controller.testbeds.base import SAMPLE_COLUMNS, Allocation
 from controller.testbeds.model_source import ModelQosSource
 from controller.testbeds.replay import EPOCH, DatasetQosSource, ReplayTestbed
+from core.errors import InputError
 
 SECONDS = 4000
 """Samples per measurement: the standard error of a mean is then about 1.5% of the QoS spread."""

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from collectors.errors import InputError
-from collectors.provenance import slicebed_version
-from collectors.runstore import EVENTS, RUNS_ENV, Run, RunStore, runs_root
+from core.errors import InputError
+from core.provenance import slicebed_version
+from core.runstore import EVENTS, RUNS_ENV, Run, RunStore, runs_root
 
 SPEC = {"name": "unit", "rounds": 2, "slices": [{"name": "embb"}]}
 

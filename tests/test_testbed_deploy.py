@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.errors import InputError
 from controller.cli import main
-from controller.dataplane.delayer import Delayer
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import DeployError, LocalDeployment
 from controller.deploy.preflight import require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
+from core.errors import InputError
+from dataplane.delayer import Delayer
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_INVENTORY = REPO / "inventory" / "local.yml"
@@ -209,7 +209,7 @@ def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> No
 
     testbed = LocalDeployment.open(write_inventory(tmp_path, half_a_core), dataplane=False)
     try:
-        dry = testbed.up(tmp_path / "check", check=True)
+        dry = testbed.up(tmp_path / "dry-run", dry_run=True)
         assert dry.succeeded and any("namespace" in change for change in dry.changes)
         assert testbed.leftovers() == []  # check mode changed nothing
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from collectors.errors import InputError, SlicebedError
+from core.commands import CommandError
+from core.errors import InputError
 
 
-class ActuatorError(SlicebedError):
+class ActuatorError(CommandError):
     """An allocation could not be applied or did not take effect (read-back mismatch, command failure)."""
 
 
 @dataclass(frozen=True)
-class Bounds:
+class Interval:
     """Inclusive range an actuator accepts."""
 
     low: float
@@ -28,11 +29,11 @@ class Bounds:
 class CpuActuator(ABC):
     """Sets the CPU of one slice's RAN (or other CPU-bound function)."""
 
-    bounds: Bounds
+    bounds: Interval
 
     @abstractmethod
     def set_cpu(self, millicores: float) -> float:
-        """Bounds-check, apply ``millicores`` and return the value read back from the system."""
+        """Interval-check, apply ``millicores`` and return the value read back from the system."""
 
     @abstractmethod
     def read_cpu(self) -> float:
@@ -42,11 +43,11 @@ class CpuActuator(ABC):
 class BandwidthActuator(ABC):
     """Sets the transport bandwidth of one slice."""
 
-    bounds: Bounds
+    bounds: Interval
 
     @abstractmethod
     def set_bandwidth(self, mbps: float) -> float:
-        """Bounds-check, apply ``mbps`` and return the rate read back from the switch or controller."""
+        """Interval-check, apply ``mbps`` and return the rate read back from the switch or controller."""
 
     @abstractmethod
     def read_bandwidth(self) -> float:

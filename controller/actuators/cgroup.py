@@ -7,8 +7,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from controller.actuators.base import ActuatorError, Bounds, CpuActuator
-from controller.actuators.runner import CommandRunner, LocalRunner
+from controller.actuators.base import ActuatorError, CpuActuator, Interval
+from core.commands import CommandRunner, LocalRunner
 
 V2_ROOT = "/sys/fs/cgroup"
 PERIOD_US = 100_000
@@ -46,7 +46,7 @@ class CgroupCpuActuator(CpuActuator):
     4000 millicores becomes a quota of one host core (the local testbed's 2-core calibration).
     """
 
-    def __init__(self, runner: CommandRunner, name: str, bounds: Bounds, scale: float = 1.0) -> None:
+    def __init__(self, runner: CommandRunner, name: str, bounds: Interval, scale: float = 1.0) -> None:
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         self.runner = runner
@@ -63,7 +63,7 @@ class CgroupCpuActuator(CpuActuator):
         if self.location.version == 2:
             parent = self.path.rsplit("/", 1)[0]
             self.runner.write_file(f"{parent}/cgroup.subtree_control", "+cpu")
-        self.runner.check(["mkdir", "-p", self.path])
+        self.runner.output(["mkdir", "-p", self.path])
 
     def remove(self) -> None:
         """Remove the cgroup (its processes must have exited); nothing happens if it is absent."""
@@ -110,7 +110,7 @@ def attach(runner: CommandRunner, name: str, pid: int) -> bool:
     Used by the dataplane role right after starting the RAN emulator: ``ip netns exec`` hides
     /sys/fs/cgroup, so the move happens from the root namespace.
     """
-    group = CgroupCpuActuator(runner, name, Bounds(0, math.inf))
+    group = CgroupCpuActuator(runner, name, Interval(0, math.inf))
     if not group.exists():
         raise ActuatorError(f"{runner.node}: cgroup {group.path} does not exist; bring the testbed up first")
     paths = [group.path]

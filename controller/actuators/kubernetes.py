@@ -22,8 +22,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from collectors.errors import InputError
-from controller.actuators.base import ActuatorError, Bounds, CpuActuator
+from controller.actuators.base import ActuatorError, CpuActuator, Interval
+from core.errors import InputError
 
 RESIZE_SUBRESOURCE_SINCE = (1, 33)
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
@@ -53,7 +53,7 @@ def parse_cpu(quantity: str | int | float) -> float:
 class PodResizeCpuActuator(CpuActuator):
     """The CPU limit (and request) of ``container`` in the one pod matching ``selector`` in ``namespace``."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, selector: str, container: str, bounds: Bounds,
+    def __init__(self, api: client.ApiClient, namespace: str, selector: str, container: str, bounds: Interval,
                  timeout_s: float = 60.0, poll_s: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.core = client.CoreV1Api(api)

@@ -14,8 +14,8 @@ from typing import Any
 
 import requests
 
-from collectors.errors import InputError
 from controller.actuators.base import ActuatorError, BandwidthActuator
+from core.errors import InputError
 
 APP_ID = "org.slicebed.steering"
 INSTALLED_STATES = frozenset({"ADDED", "PENDING_ADD"})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from controller.actuators.base import ActuatorError, BandwidthActuator, Bounds
-from controller.actuators.runner import CommandRunner
+from controller.actuators.base import ActuatorError, BandwidthActuator, Interval
+from core.commands import CommandRunner
 
 _METER_RATE = re.compile(r"\brate=(\d+)")
 _TC_RATE = re.compile(r"\bceil (\d+(?:\.\d+)?)([KMG]?)bit\b")
@@ -24,7 +24,7 @@ class OvsMeterActuator(BandwidthActuator):
     whose sockets are outside the default run directory (the local testbed's own ovs-vswitchd).
     """
 
-    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Bounds) -> None:
+    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Interval) -> None:
         if meter_id < 1:
             raise ValueError(f"meter ids start at 1, got {meter_id}")
         self.runner = runner
@@ -33,7 +33,7 @@ class OvsMeterActuator(BandwidthActuator):
         self.bounds = bounds
 
     def _ofctl(self, *args: str) -> str:
-        return self.runner.check(["ovs-ofctl", "-O", "OpenFlow13", *args])
+        return self.runner.output(["ovs-ofctl", "-O", "OpenFlow13", *args])
 
     def set_bandwidth(self, mbps: float) -> float:
         self.bounds.check(f"meter {self.meter_id} on {self.switch}: bandwidth_mbps", mbps)
@@ -70,7 +70,7 @@ class OvsQueueActuator(BandwidthActuator):
     """
 
     def __init__(self, runner: CommandRunner, vsctl: Sequence[str], port: str, slice_name: str,
-                 bounds: Bounds) -> None:
+                 bounds: Interval) -> None:
         self.runner = runner
         self.vsctl = list(vsctl)
         self.port = port
@@ -79,7 +79,7 @@ class OvsQueueActuator(BandwidthActuator):
         self.queue_id, self.queue_uuid = self._discover()
 
     def _get(self, *args: str) -> str:
-        return self.runner.check([*self.vsctl, "get", *args]).strip()
+        return self.runner.output([*self.vsctl, "get", *args]).strip()
 
     def _discover(self) -> tuple[int, str]:
         qos = self._get("port", self.port, "qos")
@@ -95,7 +95,7 @@ class OvsQueueActuator(BandwidthActuator):
 
     def set_bandwidth(self, mbps: float) -> float:
         self.bounds.check(f"queue {self.queue_id} on {self.port}: bandwidth_mbps", mbps)
-        self.runner.check([*self.vsctl, "set", "queue", self.queue_uuid, f"other_config:max-rate={round(mbps * 1e6)}"])
+        self.runner.output([*self.vsctl, "set", "queue", self.queue_uuid, f"other_config:max-rate={round(mbps * 1e6)}"])
         effective = self.read_bandwidth()
         if abs(effective - mbps) > max(0.01 * mbps, 0.01):
             raise ActuatorError(f"queue {self.queue_id} on {self.port}: set {mbps:g} Mbps, the kernel's htb class "
@@ -105,7 +105,7 @@ class OvsQueueActuator(BandwidthActuator):
     def read_bandwidth(self) -> float:
         """The ceil of the queue's htb class in Mbps (tc rounds to its display units)."""
         classid = f"1:{self.queue_id + 1:x}"
-        output = self.runner.check(["tc", "class", "show", "dev", self.port, "classid", classid])
+        output = self.runner.output(["tc", "class", "show", "dev", self.port, "classid", classid])
         match = _TC_RATE.search(output)
         if not match:
             raise ActuatorError(f"{self.port}: no htb class {classid} in the kernel; is the QoS type linux-htb?")

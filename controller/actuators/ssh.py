@@ -16,9 +16,9 @@ from pathlib import Path
 
 import paramiko
 
-from collectors.errors import InputError
 from controller.actuators.base import ActuatorError
-from controller.actuators.runner import CommandResult, CommandRunner
+from core.commands import CommandResult, CommandRunner
+from core.errors import InputError
 
 READ_CHUNK = 65536
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from collectors.runstore import Run
 from controller.campaign.plan import Point
+from core.runstore import Run
 
 COMPLETED = "point_completed"
 INCOMPLETE = "point_incomplete"

@@ -29,10 +29,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from collectors.errors import SlicebedError
 from collectors.prometheus import PrometheusReader, PrometheusUnavailable, RetryPolicy
-from collectors.runstore import Run
-from controller.actuators.base import ActuatorError
 from controller.campaign.journal import (
     completed_points,
     incomplete_points,
@@ -44,6 +41,9 @@ from controller.campaign.plan import Point, plan_points
 from controller.campaign.spec import CampaignSpec, PrometheusSpec
 from controller.testbeds.base import Allocation, Testbed
 from controller.testbeds.replay import ReplayTestbed
+from core.commands import CommandError
+from core.errors import SlicebedError
+from core.runstore import Run
 
 LOCK = "campaign.lock"
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -121,7 +121,7 @@ class CampaignRunner:
         started = time.monotonic()
         try:
             self._apply(point)
-        except ActuatorError as exc:
+        except CommandError as exc:  # an actuator failed (ActuatorError) or its command did
             self._restore_safe_allocation(point, exc)
             return False
         try:
@@ -185,14 +185,14 @@ class CampaignRunner:
             frames.append(frame.assign(query=name))
         return pd.concat(frames, ignore_index=True)
 
-    def _restore_safe_allocation(self, point: Point, error: ActuatorError) -> None:
+    def _restore_safe_allocation(self, point: Point, error: CommandError) -> None:
         restored = {}
         with self._testbed_guard("restoring the safe (peak) allocation"):
             for slice_spec in self.spec.slices:
                 peak = Allocation(*slice_spec.bounds.upper)
                 try:
                     self.testbed.apply(slice_spec.name, peak)
-                except ActuatorError as again:
+                except CommandError as again:
                     self.run.log_event("safe_allocation_failed", point=point.id, error=str(error), restore=str(again))
                     raise CampaignStopped(
                         f"{self.run.path}: actuator failure at {point.id} ({error}) and restoring the safe (peak) "
@@ -208,7 +208,7 @@ class CampaignRunner:
         """Turn a lost testbed (node gone, connection dropped) into a resumable stop."""
         try:
             yield
-        except (ActuatorError, PrometheusUnavailable):
+        except (CommandError, PrometheusUnavailable):
             raise
         except (SlicebedError, OSError) as exc:
             raise CampaignStopped(f"{self.run.path}: testbed {self.testbed.name} failed while {doing} ({exc}); "

@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 EVERY = re.compile(r"^(?:\d+[smhdw])+$")

@@ -24,9 +24,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from collectors.errors import InputError
-from collectors.yamlfile import read_yaml, require_mapping
 from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, reject_duplicate_names, resolve_paths
+from core.errors import InputError
+from core.yamlfile import read_yaml, require_mapping
 
 MAX_POINTS = 100_000
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
-from collectors.errors import SlicebedError
-from collectors.provenance import slicebed_version
 from controller.cli.common import EXIT_BAD_INPUT, OneLineErrorParser
+from core.errors import SlicebedError
+from core.provenance import slicebed_version
 
 COMMAND_GROUPS: dict[str, str] = {
     "model": "train and evaluate slice models",

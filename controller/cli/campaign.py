@@ -13,10 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from collectors.errors import InputError
-from collectors.runstore import Run, RunStore, utc_now
-from collectors.yamlfile import read_yaml
-from controller.campaign.dataset import export_dataset
+from controller.campaign.export import export_dataset
 from controller.campaign.runner import (
     CampaignRunner,
     CampaignStopped,
@@ -30,6 +27,9 @@ from controller.campaign.spec import CampaignSpec, campaign_from_document, load_
 from controller.cli.common import console, progress_bar, terminate_as_interrupt
 from controller.testbeds import BACKENDS, open_testbed
 from controller.testbeds.base import Testbed
+from core.errors import InputError
+from core.runstore import Run, RunStore, utc_now
+from core.yamlfile import read_yaml
 
 KIND = "campaign"
 EXIT_INCOMPLETE = 1

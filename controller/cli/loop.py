@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from analysis.slice_model import pick_device
-from collectors.errors import InputError
-from collectors.runstore import RunStore
 from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
 from controller.loop import ClosedLoop, LoopInputs
 from controller.loop_report import write_loop_report
 from controller.spec import load_spec, spec_document
 from controller.testbeds import BACKENDS, open_testbed
+from core.errors import InputError
+from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -12,12 +12,12 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from analysis.slice_model import load_model, pick_device
-from collectors.errors import InputError
 from controller.cli.common import add_device, console, print_table
 from controller.optimizers import SOLVERS, solve
 from controller.problem import DEFAULT_ETA, Problem, SliceProblem
 from controller.spec import TrafficSpec
 from controller.traffic import constant
+from core.errors import InputError
 
 
 def register(parser: argparse.ArgumentParser) -> None:

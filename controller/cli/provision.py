@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from collectors.errors import InputError
 from controller.cli.common import console, print_table, progress_bar
 from controller.deploy.provision import Provisioner, connect, write_inventory, write_known_hosts
 from controller.deploy.topology import load_topology
+from core.errors import InputError
 
 
 def register(parser: argparse.ArgumentParser) -> None:

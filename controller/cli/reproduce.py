@@ -10,13 +10,13 @@ from pathlib import Path
 import torch
 
 from analysis.slice_model import load_model, pick_device
-from collectors.errors import InputError
 from collectors.milan import traffic_variation
-from collectors.runstore import RunStore
 from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
 from controller.reproduce.cases import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MEAN, ReproduceConfig, build_cases
 from controller.reproduce.outputs import write_outputs
 from controller.reproduce.runner import run_reproduction
+from core.errors import InputError
+from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -10,10 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
-from collectors.runstore import Run, RunStore, write_json_atomic
-from controller.campaign.dataset import (
+from controller.campaign.export import (
     export_prometheus,
     export_samples,
     journaled_table,
@@ -21,6 +19,8 @@ from controller.campaign.dataset import (
 )
 from controller.campaign.journal import completed_points, incomplete_points
 from controller.cli.common import print_table
+from core.errors import InputError
+from core.runstore import Run, RunStore, write_json_atomic
 
 FORMATS = {"parquet": ("parquet",), "csv": ("csv",), "both": ("parquet", "csv")}
 

@@ -10,21 +10,22 @@ import argparse
 import json
 from pathlib import Path
 
-from collectors.errors import InputError
-from collectors.runstore import RunStore
 from controller.cli.common import console, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import DEFAULT_INVENTORY
 from controller.deploy.lab_deployment import LabDeployment, inventory_mode
 from controller.deploy.local_deployment import LocalDeployment, status_json
+from core.errors import InputError
+from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``testbed up``, ``down``, ``status`` and ``check``."""
     testbed = parser.add_subparsers(dest="action", required=True)
     up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
-    up.add_argument("--check", action="store_true", help="Ansible check mode: print what would change, change nothing")
+    up.add_argument("--dry-run", action="store_true",
+                    help="Ansible check mode: print what would change, change nothing")
     up.add_argument("--no-dataplane", action="store_true",
                     help="build transport, delay stage and monitoring only, without the data-plane programs")
     up.set_defaults(handler=cmd_up)
@@ -50,8 +51,8 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
         if action == "up":
             testbed.preflight()  # before the run directory: bad input leaves nothing behind
         name = f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}"
-    check = bool(getattr(args, "check", False))
-    run = RunStore(args.runs_dir).create(name, {"inventory": str(args.inventory.resolve()), "check": check},
+    dry_run = bool(getattr(args, "dry_run", False))
+    run = RunStore(args.runs_dir).create(name, {"inventory": str(args.inventory.resolve()), "dry_run": dry_run},
                                          kind="testbed")
     with progress_bar(args.quiet) as progress:
         task = progress.add_task(f"testbed {action}", total=None)
@@ -63,11 +64,11 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
             if action == "down":
                 result = testbed.down(run.path / "ansible", on_task=on_task)
             elif isinstance(testbed, LabDeployment):
-                result = testbed.up(run.path / "ansible", check=check, on_task=on_task)
+                result = testbed.up(run.path / "ansible", dry_run=dry_run, on_task=on_task)
             else:
-                result = testbed.up(run.path / "ansible", check=check, on_task=on_task, preflight_done=True)
+                result = testbed.up(run.path / "ansible", dry_run=dry_run, on_task=on_task, preflight_done=True)
     run.finish("completed", recap=result.recap, seconds=result.seconds)
-    _report(result, action, run.path, check)
+    _report(result, action, run.path, dry_run)
     return 0
 
 
@@ -78,11 +79,11 @@ def _local(args: argparse.Namespace) -> LocalDeployment:
     return LocalDeployment.open(args.inventory)
 
 
-def _report(result: PlaybookResult, action: str, run_path: Path, check: bool) -> None:
-    if check:
+def _report(result: PlaybookResult, action: str, run_path: Path, dry_run: bool) -> None:
+    if dry_run:
         for change in result.changes:
             console.print(f"would change: {change}", soft_wrap=True, markup=False)
-    summary = {"action": action, "check": check, "seconds": round(result.seconds, 1),
+    summary = {"action": action, "dry_run": dry_run, "seconds": round(result.seconds, 1),
                "ok": result.total("ok"), "changed": result.total("changed"), "failed": result.total("failures"),
                "artifacts": str(result.artifacts), "run": str(run_path)}
     print(json.dumps(summary))

@@ -84,9 +84,9 @@ class EventCollector:
 
 
 def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], artifacts_dir: Path,
-                 check: bool = False, on_task: Callable[[str], None] | None = None,
+                 dry_run: bool = False, on_task: Callable[[str], None] | None = None,
                  tags: str | None = None) -> PlaybookResult:
-    """Run ``playbooks/<playbook>`` on ``inventory`` (only ``tags`` when given; in check mode with ``check``);
+    """Run ``playbooks/<playbook>`` on ``inventory`` (only ``tags`` when given; in Ansible check mode with ``dry_run``);
     artifacts (events, stdout) go under ``artifacts_dir``."""
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     collector = EventCollector(on_task)
@@ -103,7 +103,7 @@ def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], arti
         playbook=playbook,
         inventory=str(inventory.resolve()),
         extravars=extravars,
-        cmdline=" ".join([*(["--check", "--diff"] if check else []), *([f"--tags {tags}"] if tags else [])]) or None,
+        cmdline=" ".join([*(["--check", "--diff"] if dry_run else []), *([f"--tags {tags}"] if tags else [])]) or None,
         envvars=environment,
         event_handler=collector,
         quiet=True,

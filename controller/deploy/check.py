@@ -23,9 +23,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from collectors.errors import SlicebedError
 from controller.deploy.inventory import LocalInventory
 from controller.deploy.local_deployment import LocalDeployment
+from core.errors import SlicebedError
 
 BANDWIDTH_TOLERANCE = 0.10
 DELAY_TOLERANCE_MS, DELAY_TOLERANCE = 2.0, 0.10
@@ -131,12 +131,12 @@ def measure_delay(inventory: LocalInventory, count: int = 40) -> list[Measuremen
     results = []
     for entry in inventory.settings.latency:
         server = subprocess.Popen(_in_netns(inventory.netns(entry.b), [
-            sys.executable, "-m", "controller.deploy.probe", "serve", "--port", str(PROBE_PORT), "--seconds", "3"]),
+            sys.executable, "-m", "dataplane.probe", "serve", "--port", str(PROBE_PORT), "--seconds", "3"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.5)
             done = subprocess.run(_in_netns(inventory.netns(entry.a), [
-                sys.executable, "-m", "controller.deploy.probe", "rtt", "--host",
+                sys.executable, "-m", "dataplane.probe", "rtt", "--host",
                 str(inventory.hosts[entry.b].transport_address), "--port", str(PROBE_PORT), "--count", str(count)]),
                 capture_output=True, text=True, check=False, timeout=60)
             rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []

@@ -1,7 +1,7 @@
 """The local testbed's inventory (``inventory/local.yml``): an Ansible YAML inventory validated by pydantic.
 
 Every mistake (unknown or missing hosts, bad addresses, duplicated ids, unknown keys) is one
-:class:`~collectors.errors.InputError` line naming the file, the key and the fix.
+:class:`~core.errors.InputError` line naming the file, the key and the fix.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from collectors.errors import InputError
-from collectors.yamlfile import read_yaml
+from core.errors import InputError
+from core.yamlfile import read_yaml
 
 TIERS = ("edge", "regional", "central")
 ENDPOINTS = ("app", "ue")

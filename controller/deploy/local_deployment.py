@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collectors.errors import SlicebedError
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory import LocalInventory, load_inventory
 from controller.deploy.preflight import KernelFeatures, preflight, require_root
 from controller.deploy.state import StateDir, pid_alive
+from core.errors import SlicebedError
 
 UP_PLAYBOOK = "testbed-up.yml"
 DOWN_PLAYBOOK = "testbed-down.yml"
@@ -46,7 +46,7 @@ class LocalDeployment:
         """Root, tools, kernel features, free ports and subnet; one InputError line on the first problem."""
         return preflight(self.inventory, self.state)
 
-    def up(self, artifacts_dir: Path, check: bool = False, on_task: Callable[[str], None] | None = None,
+    def up(self, artifacts_dir: Path, dry_run: bool = False, on_task: Callable[[str], None] | None = None,
            remove_on_failure: bool = True, preflight_done: bool = False,
            overrides: dict[str, Any] | None = None) -> PlaybookResult:
         """Run the up playbook (after preflight). On failure everything built so far is removed, then DeployError.
@@ -55,14 +55,14 @@ class LocalDeployment:
         """
         if not preflight_done:
             self.preflight()
-        if not check:
+        if not dry_run:
             self.state.record_inventory(self.inventory.path)
         extravars = {**self.extravars(), **(overrides or {})}
-        result = run_playbook(UP_PLAYBOOK, self.inventory.path, extravars, artifacts_dir, check, on_task)
+        result = run_playbook(UP_PLAYBOOK, self.inventory.path, extravars, artifacts_dir, dry_run, on_task)
         if not result.succeeded:
-            if remove_on_failure and not check:
+            if remove_on_failure and not dry_run:
                 self.down(artifacts_dir / "cleanup", on_task)
-            removed = "; the half-built testbed was removed" if remove_on_failure and not check else ""
+            removed = "; the half-built testbed was removed" if remove_on_failure and not dry_run else ""
             raise DeployError(f"testbed up failed at {result.first_failure()}{removed} "
                               f"(Ansible log: {result.artifacts / 'stdout'})")
         return result

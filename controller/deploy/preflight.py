@@ -1,6 +1,6 @@
 """Preflight checks before `slicebed testbed up`: privileges, tools, kernel features, free ports and subnets.
 
-Each failed check is one :class:`~collectors.errors.InputError` line naming the cause and the fix, raised before
+Each failed check is one :class:`~core.errors.InputError` line naming the cause and the fix, raised before
 anything is created.
 """
 
@@ -17,9 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from collectors.errors import InputError
 from controller.deploy.inventory import LocalInventory
 from controller.deploy.state import StateDir
+from core.errors import InputError
 
 REQUIRED_TOOLS = {
     "ip": "iproute2", "ethtool": "ethtool", "iptables": "iptables", "ovsdb-server": "openvswitch-switch",

@@ -24,9 +24,9 @@ import openstack.connection
 import openstack.exceptions
 import yaml
 
-from collectors.errors import InputError, SlicebedError
-from collectors.yamlfile import read_yaml
 from controller.deploy.topology import TIERS, Tier, Topology
+from core.errors import InputError, SlicebedError
+from core.yamlfile import read_yaml
 
 MIB_PER_GIB = 1024
 HOST_KEYS = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----\s*\n(.*?)-----END SSH HOST KEY KEYS-----", re.S)

@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from collectors.errors import InputError
-from collectors.yamlfile import read_yaml_mapping
 from controller.spec import StrictModel
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 
 TIERS = ("edge", "regional", "central")
 SLICEPILOT_SIZES = {"edge": (16, 16), "regional": (32, 32), "central": (64, 64)}

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from collectors.errors import InputError
 from controller.optimizers.atlas import AtlasSettings, solve_atlas
 from controller.optimizers.base import Solution
 from controller.optimizers.cadrl import CaDRLSettings, solve_cadrl
@@ -17,6 +16,7 @@ from controller.optimizers.grid import GridSettings, solve_grid
 from controller.optimizers.microopt import MicroOptSettings, solve_microopt
 from controller.optimizers.peak import PeakSettings, solve_peak
 from controller.problem import Problem
+from core.errors import InputError
 
 SOLVERS: dict[str, tuple[Callable[..., Solution], Callable[[], BaseModel]]] = {
     "microopt": (solve_microopt, MicroOptSettings),

@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 
 from analysis.report import ReportSection, markdown_table, write_report
-from collectors.runstore import Run
 from controller.reproduce import plots, summaries
 from controller.reproduce.cases import ABLATION_METHODS, THRESHOLD_METHODS, ReproduceConfig
 from controller.reproduce.runner import ReproductionResult
+from core.runstore import Run
 
 
 def write_outputs(run: Run, config: ReproduceConfig, result: ReproductionResult) -> dict[str, Any]:

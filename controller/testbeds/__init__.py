@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collectors.dataset import load_qos_csv
-from collectors.errors import InputError
-from controller.actuators.base import Bounds
+from controller.actuators.base import Interval
 from controller.spec import ExperimentSpec
 from controller.testbeds.base import Testbed
 from controller.testbeds.lab import open_lab_testbed
 from controller.testbeds.local import open_local_testbed
 from controller.testbeds.replay import DatasetQosSource, QosSource, ReplayTestbed
+from core.errors import InputError
 
 BACKENDS = ("replay", "local", "lab")
 
@@ -35,8 +35,8 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
         return ReplayTestbed(source, slices, seed=spec.seed)
     if backend == "local":
         return open_local_testbed(spec.testbed.inventory, {
-            s.name: (Bounds(*s.bounds.cpu_millicores), Bounds(*s.bounds.bandwidth_mbps)) for s in spec.slices})
+            s.name: (Interval(*s.bounds.cpu_millicores), Interval(*s.bounds.bandwidth_mbps)) for s in spec.slices})
     if backend == "lab":
         return open_lab_testbed(spec.testbed.inventory, {
-            s.name: (Bounds(*s.bounds.cpu_millicores), Bounds(*s.bounds.bandwidth_mbps)) for s in spec.slices})
+            s.name: (Interval(*s.bounds.cpu_millicores), Interval(*s.bounds.bandwidth_mbps)) for s in spec.slices})
     raise InputError(f"unknown testbed backend {backend!r}; choose one of {', '.join(BACKENDS)}")

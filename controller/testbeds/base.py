@@ -13,7 +13,7 @@ from types import TracebackType
 
 import pandas as pd
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("time", "slice", "total_bandwidth_usage", "cpu", "bw", "n_users", "qos")
 """A QoS sample: the MicroOpt columns plus the slice it belongs to."""

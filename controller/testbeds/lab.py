@@ -17,19 +17,19 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from collectors.errors import InputError
 from collectors.prometheus import PrometheusReader
-from collectors.yamlfile import read_yaml
-from controller.actuators.base import ActuatorError, BandwidthActuator, Bounds, CpuActuator
+from controller.actuators.base import ActuatorError, BandwidthActuator, CpuActuator, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
 from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering
 from controller.actuators.ovs import OvsQueueActuator
-from controller.actuators.runner import CommandRunner
 from controller.actuators.ssh import SshRunner, SshTarget
 from controller.spec import StrictModel
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, PrometheusQosMeter, QosMeter
+from core.commands import CommandRunner
+from core.errors import InputError
+from core.yamlfile import read_yaml
 
 SECTION = "lab_backend"
 
@@ -174,7 +174,7 @@ class SshRunners:
             runner.close()
 
 
-def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Bounds, Bounds]],
+def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interval, Interval]],
                      runner_for: RunnerFactory | None = None, meter: QosMeter | None = None) -> LabTestbed:
     """The lab backend for the slices in ``bounds`` (each: CPU and bandwidth bounds) on a deployed lab.
 
@@ -217,7 +217,7 @@ def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Bounds
     return LabTestbed(inventory, cpu, bandwidth, meter, closers)
 
 
-def _cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Bounds, runner_for: RunnerFactory) -> CpuActuator:
+def _cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, runner_for: RunnerFactory) -> CpuActuator:
     settings = inventory.settings
     if settings.cpu == "pod_resize":
         kubernetes = settings.kubernetes
@@ -232,7 +232,7 @@ def _cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Bounds, runn
     return actuator
 
 
-def _bandwidth_actuator(inventory: LabInventory, slice_name: str, bounds: Bounds, runner_for: RunnerFactory,
+def _bandwidth_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, runner_for: RunnerFactory,
                         onos: OnosClient | None) -> BandwidthActuator:
     ovs = inventory.settings.ovs
     queue = OvsQueueActuator(runner_for(inventory.first_host(ovs.tier)), ovs.vsctl, ovs.port, slice_name, bounds)

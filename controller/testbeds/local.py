@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import pandas as pd
 import requests
 
-from collectors.errors import InputError, SlicebedError
 from collectors.prometheus import PrometheusReader
-from controller.actuators.base import BandwidthActuator, Bounds, CpuActuator
+from controller.actuators.base import BandwidthActuator, CpuActuator, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.ovs import OvsMeterActuator
-from controller.actuators.runner import LocalRunner
 from controller.deploy.inventory import DEFAULT_INVENTORY, LocalInventory, load_inventory
 from controller.testbeds.base import SAMPLE_COLUMNS, Allocation, Testbed
+from core.commands import LocalRunner
+from core.errors import InputError, SlicebedError
 
 DEFAULT_CPU_SCALE = 0.125
 """Host cores per nominal core: the paper's 500-4000 millicores become 1/16 to 1/2 core of this 2-core host."""
@@ -170,7 +170,7 @@ class LocalTestbed(Testbed):
         self.meter.close()
 
 
-def open_local_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Bounds, Bounds]],
+def open_local_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interval, Interval]],
                        cpu_scale: float = DEFAULT_CPU_SCALE) -> LocalTestbed:
     """The local backend for the slices in ``bounds`` (each: CPU and bandwidth bounds) on a deployed testbed."""
     inventory = load_inventory(inventory_path or DEFAULT_INVENTORY)

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from collectors.dataset import GRID_KEY, TARGET
-from collectors.errors import InputError
 from controller.testbeds.base import SAMPLE_COLUMNS, Allocation, Testbed
+from core.errors import InputError
 
 EPOCH = datetime(2026, 1, 1)
 

@@ -7,7 +7,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controller.actuators.base import ActuatorError
+from core.errors import SlicebedError
+
+
+class CommandError(SlicebedError):
+    """A command could not run, failed, or a file on the node could not be read or written."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,12 @@ class CommandRunner(ABC):
     def write_file(self, path: str, text: str) -> None:
         """Write ``text`` to ``path`` on the node (e.g. a cgroup control file)."""
 
-    def check(self, argv: Sequence[str], timeout_s: float = 30.0) -> str:
-        """Run ``argv``; return stdout, or raise :class:`ActuatorError` with its stderr on failure."""
+    def output(self, argv: Sequence[str], timeout_s: float = 30.0) -> str:
+        """Run ``argv``; return stdout, or raise :class:`CommandError` with its stderr on failure."""
         result = self.run(argv, timeout_s)
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise ActuatorError(f"{self.node}: `{' '.join(argv)}` failed with exit {result.returncode}"
+            raise CommandError(f"{self.node}: `{' '.join(argv)}` failed with exit {result.returncode}"
                                 f"{': ' + detail[-1] if detail else ''}")
         return result.stdout
 
@@ -58,9 +62,9 @@ class LocalRunner(CommandRunner):
         try:
             done = subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=timeout_s, check=False)
         except FileNotFoundError as exc:
-            raise ActuatorError(f"{self.node}: {exc.filename} is not installed") from None
+            raise CommandError(f"{self.node}: {exc.filename} is not installed") from None
         except subprocess.TimeoutExpired:
-            raise ActuatorError(f"{self.node}: `{' '.join(argv)}` did not finish within {timeout_s:g} s") from None
+            raise CommandError(f"{self.node}: `{' '.join(argv)}` did not finish within {timeout_s:g} s") from None
         return CommandResult(done.returncode, done.stdout, done.stderr)
 
     def read_file(self, path: str) -> str:
@@ -68,11 +72,11 @@ class LocalRunner(CommandRunner):
             with open(path, encoding="utf-8") as handle:
                 return handle.read()
         except OSError as exc:
-            raise ActuatorError(f"{self.node}: cannot read {path}: {exc.strerror}") from None
+            raise CommandError(f"{self.node}: cannot read {path}: {exc.strerror}") from None
 
     def write_file(self, path: str, text: str) -> None:
         try:
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as exc:
-            raise ActuatorError(f"{self.node}: cannot write {text.strip()!r} to {path}: {exc.strerror}") from None
+            raise CommandError(f"{self.node}: cannot write {text.strip()!r} to {path}: {exc.strerror}") from None

@@ -3,7 +3,7 @@
 Every ``--window-s`` the per-user throughput and mean delay of the window just ended are published as
 gauges; cumulative byte and packet counters and ``GET /stats`` give the raw measurements.
 
-    python -m controller.dataplane.ue_sink --slice embb --mgmt 10.99.0.5:9464 --listen 10.101.7.2:6000
+    python -m dataplane.ue_sink --slice embb --mgmt 10.99.0.5:9464 --listen 10.101.7.2:6000
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from controller.dataplane import cipher, packets
-from controller.dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
+from dataplane import cipher, packets
+from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 
 THROUGHPUT = Gauge("slicebed_user_throughput_bps", "Per-user downlink throughput over the last window",
                    ["slice", "user"])

@@ -3,7 +3,7 @@
 The local backend ``POST /allocation`` ``{"slice", "cpu_millicores", "bandwidth_mbps"}`` after each
 read-back; Prometheus scrapes ``/metrics`` next to the data-plane programs' QoS and user counts.
 
-    python -m controller.dataplane.exporter --mgmt 10.99.0.254:9464
+    python -m dataplane.exporter --mgmt 10.99.0.254:9464
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from controller.dataplane.service import ControlServer, base_parser, stop_event
+from dataplane.service import ControlServer, base_parser, stop_event
 
 CPU = Gauge("slicebed_allocation_cpu_millicores", "CPU allocated to the slice's RAN (read back)", ["slice"])
 BANDWIDTH = Gauge("slicebed_allocation_bandwidth_mbps", "Transport bandwidth allocated to the slice (read back)",

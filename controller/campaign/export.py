@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from collectors.dataset import write_qos_csv
 from collectors.prometheus import PrometheusReader
-from collectors.runstore import Run
 from controller.campaign.journal import journaled_parts
+from core.runstore import Run
 
 METADATA_KEY = b"slicebed"
 """Parquet schema-metadata key holding the run's metadata as JSON."""

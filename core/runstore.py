@@ -28,8 +28,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from collectors.errors import InputError
-from collectors.provenance import git_commit, host_info, package_versions, slicebed_version
+from core.errors import InputError
+from core.provenance import git_commit, host_info, package_versions, slicebed_version
 
 RUNS_ENV = "SLICEBED_RUNS"
 DEFAULT_RUNS_DIR = "runs"

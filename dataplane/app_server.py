@@ -6,7 +6,7 @@ video frame by a log-normal size factor, paced evenly within the frame. ``POST /
 ``{"users": N}`` (and optionally ``rate_mbps`` or ``rate_trace``) sets the active users: users
 0..N-1 stream, the others have left.
 
-    python -m controller.dataplane.app_server --slice embb --mgmt 10.99.0.4:9464 --upf 10.100.0.2:5000
+    python -m dataplane.app_server --slice embb --mgmt 10.99.0.4:9464 --upf 10.100.0.2:5000
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from controller.dataplane import packets
-from controller.dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
+from dataplane import packets
+from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 
 ACTIVE = Gauge("slicebed_active_users", "Users active in the slice (streaming)", ["slice"])
 OFFERED = Gauge("slicebed_user_offered_rate_bps", "Per-user rate of the profile now (before frame variation)",

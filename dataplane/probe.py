@@ -1,7 +1,7 @@
 """A UDP echo server and round-trip prober, run inside testbed namespaces to measure the delay between tiers.
 
-``python -m controller.deploy.probe serve --port P --seconds S`` echoes datagrams for S seconds;
-``python -m controller.deploy.probe rtt --host H --port P --count N`` prints the round-trip times as JSON.
+``python -m dataplane.probe serve --port P --seconds S`` echoes datagrams for S seconds;
+``python -m dataplane.probe rtt --host H --port P --count N`` prints the round-trip times as JSON.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """User-plane function (regional): receives the slice's downlink on N6 and tunnels it to the RAN in GTP-U.
 
-    python -m controller.dataplane.upf --slice embb --mgmt 10.99.0.2:9464 \
+    python -m dataplane.upf --slice embb --mgmt 10.99.0.2:9464 \
         --listen 10.100.0.2:5000 --ran 10.100.0.1:2152 --dscp 10
 """
 
@@ -11,8 +11,8 @@ import socket
 
 from prometheus_client import Counter
 
-from controller.dataplane import packets
-from controller.dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
+from dataplane import packets
+from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 
 PACKETS = Counter("slicebed_upf_packets", "Downlink packets handled by the UPF", ["slice", "event"])
 BYTES = Counter("slicebed_upf_bytes", "Downlink payload bytes forwarded by the UPF", ["slice"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from collectors.errors import InputError
+from core.errors import InputError
 
 
 def read_yaml(path: Path) -> Any:

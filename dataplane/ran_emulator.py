@@ -1,10 +1,10 @@
 """RAN emulator (edge): GTP-U in, PDCP-style ciphering and per-UE deficit-round-robin scheduling, radio out.
 
 An emulator, not a gNB: there is no PHY/MAC and no control plane. Its per-packet work is real (every
-byte is ciphered, see controller.dataplane.cipher) so its throughput is bound by the CPU its cgroup
+byte is ciphered, see dataplane.cipher) so its throughput is bound by the CPU its cgroup
 allows, like the srsRAN gNB of the MicroOpt testbed.
 
-    python -m controller.dataplane.ran_emulator --slice embb --mgmt 10.99.0.1:9464 \
+    python -m dataplane.ran_emulator --slice embb --mgmt 10.99.0.1:9464 \
         --listen 10.100.0.1:2152 --ue 10.101.7.2:6000 --work-factor 8
 """
 
@@ -14,9 +14,9 @@ import select
 
 from prometheus_client import Counter, Gauge
 
-from controller.dataplane import cipher, packets
-from controller.dataplane.scheduler import DeficitRoundRobin
-from controller.dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
+from dataplane import cipher, packets
+from dataplane.scheduler import DeficitRoundRobin
+from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 
 PACKETS = Counter("slicebed_ran_packets", "Downlink packets in the RAN emulator", ["slice", "event"])
 BYTES = Counter("slicebed_ran_ciphered_bytes", "Bytes ciphered and transmitted by the RAN emulator", ["slice"])
