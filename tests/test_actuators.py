@@ -22,7 +22,7 @@ import pytest
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator, attach
 from controller.actuators.ovs import OvsMeterActuator, OvsQueueActuator
-from core.commands import LocalRunner
+from core.commands import CommandError, LocalRunner
 from core.errors import InputError
 
 PREFIX = f"sbt{os.getpid() % 100000}"  # short: interface names are at most 15 characters
@@ -154,7 +154,7 @@ def test_meter_is_created_changed_read_back_and_bounds_checked(switch: Switch) -
 
 def test_meter_failure_names_the_switch() -> None:
     meter = OvsMeterActuator(LocalRunner(), f"unix:/nonexistent/{PREFIX}.mgmt", 1, Interval(5, 40))
-    with pytest.raises(ActuatorError, match="ovs-ofctl"):
+    with pytest.raises(CommandError, match="ovs-ofctl"):
         meter.set_bandwidth(10)
 
 

@@ -28,7 +28,7 @@ from controller.actuators.ovs import OvsQueueActuator
 from controller.actuators.ssh import SshRunner, SshTarget
 from controller.testbeds.base import Allocation
 from controller.testbeds.lab import LabInventory, SshRunners, open_lab_testbed
-from core.commands import CommandRunner, LocalRunner
+from core.commands import CommandError, CommandRunner, LocalRunner
 from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_ssh_runner_runs_commands_on_real_sshd(sshd: SshTarget, passphrase: str)
         result = runner.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
         assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
         assert runner.output(["printf", "%s|", "two words", "$HOME;x"]) == "two words|$HOME;x|"  # argv is quoted
-        with pytest.raises(ActuatorError, match="exit 3: err"):
+        with pytest.raises(CommandError, match="exit 3: err"):
             runner.output(["sh", "-c", "echo err >&2; exit 3"])
         big = runner.output(["head", "-c", "300000", "/dev/zero"])  # more than one channel window
         assert len(big) == 300000
@@ -108,16 +108,16 @@ def test_ssh_runner_reads_and_writes_files(sshd: SshTarget, passphrase: str, tmp
         runner.write_file(str(target), "100000 100000\n")
         assert target.read_text() == "100000 100000\n"
         assert runner.read_file(str(target)) == "100000 100000\n"
-        with pytest.raises(ActuatorError, match="cannot read /nonexistent/lp"):
+        with pytest.raises(CommandError, match="cannot read /nonexistent/lp"):
             runner.read_file("/nonexistent/lp")
-        with pytest.raises(ActuatorError, match="cannot write '1' to /nonexistent/lp"):
+        with pytest.raises(CommandError, match="cannot write '1' to /nonexistent/lp"):
             runner.write_file("/nonexistent/lp", "1")
 
 
 def test_ssh_runner_times_out_and_recovers(sshd: SshTarget, passphrase: str) -> None:
     with SshRunner(sshd) as runner:
         started = time.monotonic()
-        with pytest.raises(ActuatorError, match=r"did not finish within 0.5 s"):
+        with pytest.raises(CommandError, match=r"did not finish within 0.5 s"):
             runner.run(["sleep", "5"], timeout_s=0.5)
         assert time.monotonic() - started < 3
         assert runner.output(["echo", "again"]) == "again\n"
@@ -148,14 +148,14 @@ def test_ssh_runner_refuses_changed_host_key(sshd: SshTarget, passphrase: str, t
     other = (tmp_path / "other.pub").read_text().split()
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
-    with pytest.raises(ActuatorError, match=r"host key .* does not match the entry in .*known_hosts; refusing"):
+    with pytest.raises(CommandError, match=r"host key .* does not match the entry in .*known_hosts; refusing"):
         SshRunner(replace(sshd, known_hosts=wrong)).run(["true"])
 
 
 def test_ssh_runner_refuses_unknown_host(sshd: SshTarget, passphrase: str, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    with pytest.raises(ActuatorError, match=r"host key not found in .*known_hosts; refusing"):
+    with pytest.raises(CommandError, match=r"host key not found in .*known_hosts; refusing"):
         SshRunner(replace(sshd, known_hosts=empty)).run(["true"])
     with pytest.raises(InputError, match=r"known_hosts file .* does not exist"):
         SshRunner(replace(sshd, known_hosts=tmp_path / "missing")).run(["true"])
@@ -176,7 +176,7 @@ def test_ssh_passphrase_never_leaks(sshd: SshTarget, monkeypatch: pytest.MonkeyP
     messages.append(str(wrong.value))
     monkeypatch.setenv("LP_TEST_SSH_PASSPHRASE", PASSPHRASE)
     with SshRunner(sshd) as runner:
-        with pytest.raises(ActuatorError) as failed:
+        with pytest.raises(CommandError) as failed:
             runner.output(["sh", "-c", "exit 1"])
         messages.append(str(failed.value))
         messages.append(repr(runner.target))

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import paramiko
 
-from controller.actuators.base import ActuatorError
-from core.commands import CommandResult, CommandRunner
+from core.commands import CommandError, CommandResult, CommandRunner
 from core.errors import InputError
 
 READ_CHUNK = 65536
@@ -56,13 +55,13 @@ class SshRunner(CommandRunner):
     def read_file(self, path: str) -> str:
         result = self._exec(["cat", "--", path], 30.0)
         if result.returncode != 0:
-            raise ActuatorError(f"{self.node}: cannot read {path}: {_last_line(result.stderr)}")
+            raise CommandError(f"{self.node}: cannot read {path}: {_last_line(result.stderr)}")
         return result.stdout
 
     def write_file(self, path: str, text: str) -> None:
         result = self._exec(["tee", "--", path], 30.0, stdin=text)
         if result.returncode != 0:
-            raise ActuatorError(f"{self.node}: cannot write {text.strip()!r} to {path}: {_last_line(result.stderr)}")
+            raise CommandError(f"{self.node}: cannot write {text.strip()!r} to {path}: {_last_line(result.stderr)}")
 
     def close(self) -> None:
         """Close the SSH connection (a later command opens a new one)."""
@@ -87,10 +86,10 @@ class SshRunner(CommandRunner):
             stdout, stderr = _drain(channel, time.monotonic() + timeout_s)
         except TimeoutError:
             self.close()  # the channel may be stuck: start afresh next time
-            raise ActuatorError(f"{self.node}: `{shlex.join(argv)}` did not finish within {timeout_s:g} s") from None
+            raise CommandError(f"{self.node}: `{shlex.join(argv)}` did not finish within {timeout_s:g} s") from None
         except (paramiko.SSHException, OSError) as exc:
             self.close()
-            raise ActuatorError(f"{self.node}: SSH session failed: {type(exc).__name__}: {exc}") from None
+            raise CommandError(f"{self.node}: SSH session failed: {type(exc).__name__}: {exc}") from None
         return CommandResult(channel.recv_exit_status(), stdout.decode(errors="replace"),
                              stderr.decode(errors="replace"))
 
@@ -115,23 +114,23 @@ class SshRunner(CommandRunner):
                            allow_agent=False, look_for_keys=False)
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise ActuatorError(f"{target.node}: the host key ({exc.key.get_name()} {exc.key.fingerprint}) does not "
+            raise CommandError(f"{target.node}: the host key ({exc.key.get_name()} {exc.key.fingerprint}) does not "
                                 f"match the entry in {target.known_hosts}; refusing to connect (verify the node "
                                 "and replace the entry if its key really changed)") from None
         except paramiko.AuthenticationException:
             client.close()
-            raise ActuatorError(f"{target.node}: SSH authentication with key {target.key_file} failed (the key is "
+            raise CommandError(f"{target.node}: SSH authentication with key {target.key_file} failed (the key is "
                                 f"not in {target.user}'s authorized_keys)") from None
         except paramiko.SSHException as exc:
             client.close()
             if "not found in known_hosts" in str(exc):
-                raise ActuatorError(f"{target.node}: host key not found in {target.known_hosts}; refusing to "
+                raise CommandError(f"{target.node}: host key not found in {target.known_hosts}; refusing to "
                                     "connect to an unverified host (add its key after checking the fingerprint)"
                                     ) from None
-            raise ActuatorError(f"{target.node}: SSH connection failed: {exc}") from None
+            raise CommandError(f"{target.node}: SSH connection failed: {exc}") from None
         except OSError as exc:
             client.close()
-            raise ActuatorError(f"{target.node}: cannot reach the SSH server: {exc.strerror or exc}") from None
+            raise CommandError(f"{target.node}: cannot reach the SSH server: {exc.strerror or exc}") from None
         self._client = client
         return client
 
