@@ -172,13 +172,13 @@ def test_every_playbook_and_role_passes_ansible_lint_production_profile() -> Non
 
 @pytest.mark.parametrize("role", LAB_ROLES)
 def test_role_layout(role: str) -> None:
-    """Every lab role has defaults, handlers, meta (with main, checks and uninstall entry points), tasks."""
+    """Every lab role has defaults, handlers, meta (with main, preflight and uninstall entry points), tasks."""
     directory = ROOT / "playbooks" / "roles" / role
     for part in ("defaults/main.yml", "handlers/main.yml", "meta/main.yml", "meta/argument_specs.yml",
                  "tasks/main.yml", "tasks/install.yml", "tasks/uninstall.yml", "tasks/preflight.yml"):
         assert (directory / part).is_file(), f"{role}: missing {part}"
     specs = yaml.safe_load((directory / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-    assert {"main", "checks", "uninstall"} <= set(specs)
+    assert {"main", "preflight", "uninstall"} <= set(specs)
     defaults = yaml.safe_load((directory / "defaults" / "main.yml").read_text())
     assert set(defaults) == set(specs["main"]["options"]), f"{role}: defaults and argument spec differ"
 
