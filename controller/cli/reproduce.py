@@ -20,7 +20,7 @@ from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``reproduce microopt``."""
+    """Add ``reproduce microopt`` and ``reproduce sharing``."""
     reproduce = parser.add_subparsers(
         dest="paper", required=True)
     microopt = reproduce.add_parser("microopt", help="MicroOpt vs Atlas(+), CaDRL(+), Peak-alloc and ablations: "
@@ -39,6 +39,33 @@ def register(parser: argparse.ArgumentParser) -> None:
     microopt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     add_device(microopt)
     microopt.set_defaults(handler=cmd_reproduce_microopt)
+    sharing = reproduce.add_parser("sharing", help="robust sharing by hypothesis testing: three test scenarios, "
+                                   "Tables I-VII and Figs. 7-14")
+    sharing.add_argument("--quick", action="store_true", help="CI-sized run: 2-hour days, windows 50 and 100, "
+                         "two anomaly levels, one seed")
+    sharing.add_argument("--seeds", type=int, help="number of seeds (default 5, or 1 with --quick)")
+    sharing.add_argument("--madrid", type=Path, metavar="DIR", help="directory with the Madrid LTE dataset's "
+                         "users_*.csv and *-raw-df-ms.parquet files: use the paper's cells instead of synthetic chains")
+    sharing.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs root)")
+    sharing.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    sharing.add_argument("--tbs-table", type=Path, help="3GPP TBS table CSV (default: $SLICEBED_TBS_TABLE, else "
+                         "shared/datasets/robust_sharing/tbs_table_x2_from_pickle.csv beside the checkout)")
+    sharing.set_defaults(handler=cmd_reproduce_sharing)
+
+
+def cmd_reproduce_sharing(args: argparse.Namespace) -> int:
+    from controller.cli.sharing import run_and_report
+    from controller.sharing.scenarios import reproduction_scenarios
+
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
+    if seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {seeds}")
+    if args.madrid is not None and not args.madrid.is_dir():
+        raise InputError(f"--madrid {args.madrid}: no such directory")
+    specs = reproduction_scenarios(args.quick, list(range(seeds)), args.madrid)
+    source = "Madrid LTE dataset" if args.madrid is not None else "synthetic Markov chains"
+    return run_and_report(args, specs, "reproduce-sharing", f"Robust sharing by hypothesis testing ({source})",
+                          args.tbs_table)
 
 
 def config_from_args(args: argparse.Namespace) -> ReproduceConfig:
