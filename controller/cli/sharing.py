@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.cli.common import console, print_table, progress_bar, terminate_as_interrupt
 from controller.sharing.evaluation import cases_per_seed, load_traces, run_trial
 from controller.sharing.report import write_outputs
-from controller.sharing.reproduce import run_scenarios, trial_row
+from controller.sharing.reproduce import check_scenarios, run_scenarios, trial_row
 from controller.sharing.spec import SharingSpec, load_sharing_spec
 from controller.sharing.tbs import load_tbs_table
 from core.runstore import RunStore
@@ -71,6 +71,7 @@ def run_and_report(args: argparse.Namespace, specs: Sequence[SharingSpec], name:
                    tbs_table: Path | None) -> int:
     """Evaluate ``specs`` in a new run directory and print the Table VII summary (or ``--json``)."""
     table = load_tbs_table(tbs_table)
+    check_scenarios(specs, table)
     store = RunStore(args.out if args.out is not None else args.runs_dir)
     with terminate_as_interrupt():
         run = store.create(name, {"scenarios": [spec.model_dump(mode="json") for spec in specs],

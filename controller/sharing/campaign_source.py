@@ -8,6 +8,7 @@ between, so each point is a segment of its own (no slot spans two points).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from controller.campaign.export import journaled_table
 from controller.sharing.spec import CampaignSource
@@ -33,6 +34,13 @@ def campaign_trace(source: CampaignSource) -> SecondTrace:
     points = rows["point"].astype(str) if "point" in rows.columns else rows["point_index"].astype(str)
     labels = tuple(dict.fromkeys(points))
     segment = points.map({label: index for index, label in enumerate(labels)}).to_numpy()
-    return SecondTrace(source=f"{run.path} slice {source.slice}", time=np.round(rows["time"].to_numpy(float)).astype(
-        np.int64), users=np.round(rows["n_users"].to_numpy(float)).astype(np.int64),
-        mcs=np.full(len(rows), source.mcs), segment=segment, segment_labels=labels)
+    return SecondTrace(source=f"{run.path} slice {source.slice}", time=_unix_seconds(rows["time"]),
+                       users=np.round(rows["n_users"].to_numpy(float)).astype(np.int64),
+                       mcs=np.full(len(rows), source.mcs), segment=segment, segment_labels=labels)
+
+
+def _unix_seconds(times: pd.Series) -> np.ndarray:
+    """Whole unix seconds of a time column (timestamps, or numbers of seconds)."""
+    if pd.api.types.is_datetime64_any_dtype(times):
+        times = (pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return np.round(times.to_numpy(float)).astype(np.int64)

@@ -30,10 +30,12 @@ class MarkovChain:
 def fit_chain(sequence: np.ndarray, what: str) -> MarkovChain:
     """The maximum-likelihood chain of ``sequence``: transition counts over the visits of each state.
 
-    A state seen only at the end of the sequence has no observed transition out and is left out.
+    A state seen only at the end of the sequence has no observed transition out and is left out. A sequence that
+    never changes gives a one-state chain (a constant component, e.g. a testbed's fixed MCS).
 
     Raises:
-        InputError: fewer than two samples, or an absorbing state (entered and never left), naming ``what``.
+        InputError: fewer than two samples, or an absorbing state (entered and never left while other states
+            exist), naming ``what``.
     """
     sequence = np.asarray(sequence)
     if len(sequence) < 2:
@@ -49,7 +51,7 @@ def fit_chain(sequence: np.ndarray, what: str) -> MarkovChain:
             break
         states = states[totals > 0]
     absorbing = np.flatnonzero(counts[np.arange(len(states)), np.arange(len(states))] == totals)
-    if absorbing.size:
+    if absorbing.size and len(states) > 1:  # a component that never changes (one state) is a constant, not a trap
         state = states[absorbing[0]]
         raise InputError(f"{what}: the trial chain has an absorbing state {state} (entered and never left in "
                          f"{int(totals[absorbing[0]])} transitions): use a longer trial phase or coarser quantization")

@@ -40,7 +40,8 @@ def _spread(values: pd.Series, digits: int = 1) -> str:
 
 
 def table7(results: pd.DataFrame) -> pd.DataFrame:
-    """Per scheme: PRB saving vs NoSh and performance isolation (%), scenarios weighed equally, mean ± std over seeds."""
+    """Per scheme: PRB saving vs NoSh and performance isolation (%), scenarios weighed equally, mean ± std over
+    seeds."""
     outcomes = case_outcomes(results)
     nosh = outcomes[outcomes["scheme"] == "NoSh"].groupby(["scenario", "seed"])["prbs"].first()
     outcomes["saving"] = 100.0 * (1 - outcomes["prbs"] / outcomes.set_index(["scenario", "seed"]).index.map(nosh))

@@ -29,10 +29,9 @@ def percentile_demand(demand: np.ndarray, availability: float) -> int:
     return int(ordered[max(position, 0)])
 
 
-def acceptance(demands: np.ndarray, capacity: int, availability: Sequence[float],
-               scheme: Scheme = Scheme("sh"), reserved: Sequence[int] | None = None) -> np.ndarray:
-    """Each slice's share of accepted slots when ``demands`` (slices x slots) go through the multiplexer."""
-    multiplexer = Multiplexer([str(index) for index in range(len(demands))], capacity, availability, scheme, reserved)
+def acceptance(demands: np.ndarray, capacity: int, availability: Sequence[float]) -> np.ndarray:
+    """Each slice's share of accepted slots when ``demands`` (slices x slots) go through the Sh multiplexer."""
+    multiplexer = Multiplexer([str(index) for index in range(len(demands))], capacity, availability, Scheme("sh"))
     accepted = np.zeros(len(demands))
     for column in demands.T.tolist():
         accepted += multiplexer.decide(column).accepted

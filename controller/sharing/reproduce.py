@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controller.sharing.evaluation import ScenarioTraces, TrialResult, evaluate
+from controller.sharing.evaluation import ScenarioTraces, TrialResult, evaluate, load_traces, run_trial
 from controller.sharing.spec import SharingSpec
 from controller.sharing.tbs import TbsTable
 
@@ -36,6 +36,12 @@ def trial_row(spec: SharingSpec, seed: int, trial: TrialResult, traces: Scenario
             "regular_slots": len(traces.regular[0]), "NoSh_prbs": provisioning.nosh, "Sh_prbs": provisioning.shared,
             "saving_pct": 100.0 * (1 - provisioning.shared / provisioning.nosh),
             "Sh_trial_acceptance": min(provisioning.trial_acceptance), "chains": "; ".join(chains)}
+
+
+def check_scenarios(specs: Sequence[SharingSpec], table: TbsTable) -> None:
+    """Load each scenario's traces (first seed) and run its trial phase, so bad data fails before a run exists."""
+    for spec in specs:
+        run_trial(load_traces(spec, table, spec.seeds[0]), spec.components == "joint", spec.provisioning)
 
 
 def run_scenarios(specs: Sequence[SharingSpec], table: TbsTable,

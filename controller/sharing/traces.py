@@ -70,7 +70,10 @@ class SecondTrace:
 
 
 def _when(unix_s: float) -> str:
-    return datetime.fromtimestamp(float(unix_s), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(float(unix_s), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"time {unix_s}"
 
 
 @dataclass(frozen=True)
