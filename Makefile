@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_optimizer.py
 	$(BIN)/python benchmarks/bench_shared_capacity.py
 	$(BIN)/python benchmarks/bench_campaign.py
+	$(BIN)/python benchmarks/bench_sharing.py
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
 setup: $(STAMP)

@@ -137,6 +137,18 @@ def test_a_transition_the_trial_never_made_rejects_at_once() -> None:
     assert detector.statistic(3)[0] == math.inf
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), slots=st.lists(st.integers(0, 299), min_size=1, max_size=30))
+def test_sliding_window_counts_equal_a_fresh_count(seed: int, slots: list[int]) -> None:
+    rng = np.random.default_rng(seed)
+    chain = fit_chain(rng.integers(0, 4, 2000), "trial")
+    regular = [rng.integers(0, 4, 300)]
+    sliding = SliceDetector([chain], regular, window=40, alpha=0.01)
+    for slot in slots:  # forwards, backwards and jumps
+        fresh = SliceDetector([chain], regular, window=40, alpha=0.01).statistic(slot)
+        assert sliding.statistic(slot) == (pytest.approx(fresh[0], abs=1e-9), fresh[1])
+
+
 def test_a_window_under_two_samples_or_longer_than_the_regular_phase_is_refused() -> None:
     with pytest.raises(InputError, match="window n=1: the test needs at least 2 samples"):
         check_window(1, 100)
