@@ -11,20 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from controller.cli import main
+from test_campaign import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "sharing-synthetic.yaml"
-
-
-def cli(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(["--quiet", *argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def one_line_error(argv: list[str], capfd: pytest.CaptureFixture[str], expected: str) -> None:

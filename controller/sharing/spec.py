@@ -115,14 +115,9 @@ class SharingSpec(StrictModel):
     tbs_table: Path | None = None
     slices: list[SharingSliceSpec] = Field(min_length=1)
 
-    @field_validator("slices")
-    @classmethod
-    def _unique_names(cls, slices: list[SharingSliceSpec]) -> list[SharingSliceSpec]:
-        reject_duplicate_names(slices)
-        return slices
-
     @model_validator(mode="after")
-    def _known_anomalous(self) -> SharingSpec:
+    def _slice_names(self) -> SharingSpec:
+        reject_duplicate_names(self.slices)
         names = {s.name for s in self.slices}
         unknown = sorted(set(self.anomalous_slices or ()) - names)
         if unknown:
