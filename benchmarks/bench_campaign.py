@@ -3,7 +3,7 @@
 - Orchestration overhead per point: on the replay twin the dwell is virtual, so a point's whole wall
   time (apply, traffic, collect, Parquet part with fsync, journal with fsync) is overhead beyond the
   dwell. Target <= 0.2 s.
-- Resume overhead, in process: from ``CampaignRunner.execute()`` on a run with ``--done`` points
+- Resume overhead, in process: from ``SweepRunner.execute()`` on a run with ``--done`` points
   journaled (plus an orphan part and a torn journal line, as a kill -9 leaves them) to the start of the
   first pending point. Target <= 2 s plus the point in progress.
 - Resume overhead, whole command: ``slicebed campaign resume`` from exec to the first new point
@@ -28,8 +28,8 @@ import yaml
 from rich.progress import Progress
 
 from controller.campaign.journal import COMPLETED, completed_points
-from controller.campaign.plan import Point
-from controller.campaign.runner import CampaignRunner
+from controller.campaign.plan import Point, campaign_sweep, plan_points
+from controller.campaign.runner import SweepRunner
 from controller.campaign.spec import load_campaign_spec
 from controller.testbeds import open_testbed
 from core.runstore import Run, RunStore
@@ -39,7 +39,7 @@ DATASET = ROOT.parent / "shared" / "datasets" / "microopt" / "train_dataset.csv"
 SLICEBED = Path(sys.executable).parent / "slicebed"
 
 
-class TimedRunner(CampaignRunner):
+class TimedRunner(SweepRunner):
     """Records the wall time of every point and when the first one started."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -87,8 +87,9 @@ def main() -> None:
     run = store.create(spec.name, spec.model_dump(mode="json"), kind="campaign")
     run.update_metadata(testbed="replay", points_total=spec.points, seed=spec.seed, sessions=[])
     testbed = open_testbed(spec, "replay")  # type: ignore[arg-type]
-    full = TimedRunner(spec, run, testbed, Progress(disable=True))
-    full.execute()
+    resume = f"slicebed campaign resume {run.id}"
+    full = TimedRunner(campaign_sweep(spec), run, testbed, Progress(disable=True), resume)
+    full.execute(plan_points(spec))
     seconds = sorted(full.point_seconds)
     orchestration = {
         "points": len(seconds), "dwell_s": spec.dwell_s,
@@ -98,8 +99,9 @@ def main() -> None:
 
     crash_after(run, args.done)
     started = time.perf_counter()
-    resumed = TimedRunner(spec, run, open_testbed(spec, "replay"), Progress(disable=True))  # type: ignore[arg-type]
-    resumed.execute()
+    resumed = TimedRunner(campaign_sweep(spec), run, open_testbed(spec, "replay"),  # type: ignore[arg-type]
+                          Progress(disable=True), resume)
+    resumed.execute(plan_points(spec))
     assert resumed.first_point_at is not None
     in_process = resumed.first_point_at - started
 

@@ -2,8 +2,9 @@
 
 Each round:
 
-1. **Sweep** every (users, CPU, bandwidth) point of the spec for ``dwell_s`` seconds and store the
-   samples (one Parquet part per point, so a crash loses at most the point in progress).
+1. **Sweep** every (users, CPU, bandwidth) point of the spec for ``dwell_s`` seconds through the
+   campaign's sweep runner and journal: one Parquet part per point, journaled once durable, so a crash
+   loses at most the point in progress and a point counts once (its id names its round).
 2. **Retrain** each slice's model on all samples so far (plus the spec's extra datasets), warm-starting
    from the previous round's model.
 3. **Optimize** each traffic level with the spec's method.
@@ -13,7 +14,6 @@ Each round:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,10 @@ from rich.progress import Progress
 from analysis.evaluation import FitMetrics
 from analysis.slice_model import ModelConfig, SliceModel, load_model
 from analysis.training import TrainingConfig, TrainingResult, save_training, train
-from collectors.dataset import drop_settling, load_qos_csvs, write_qos_csv
+from collectors.dataset import drop_settling, load_qos_csvs
+from controller.campaign.export import export_samples, journaled_table, run_provenance
+from controller.campaign.plan import Point, Sweep, plan_grid
+from controller.campaign.runner import SweepRunner
 from controller.optimizers import solve
 from controller.optimizers.base import Solution
 from controller.problem import Problem, SliceProblem
@@ -79,6 +82,11 @@ class ClosedLoop:
         self.models = dict(inputs.models)
         self.extra_data = inputs.extra_data
         self.final_rounds: dict[str, SliceRound] = {}
+        self.incomplete_points: dict[str, str] = {}
+        """Sweep point id -> why it could not be measured (left out of training)."""
+        safe = {s.name: Allocation(*s.bounds.upper) for s in spec.slices}
+        self.sweeper = SweepRunner(Sweep(spec.name, safe, spec.sweep.dwell_s), run, testbed, progress,
+                                   resume=f"slicebed loop run {run.path / 'spec.yaml'}", annotate=self._holdout)
 
     def execute(self) -> pd.DataFrame:
         """Run every round; returns the results table (one row per round, level and slice)."""
@@ -86,7 +94,7 @@ class ClosedLoop:
         for round_index in range(1, self.spec.rounds + 1):
             self.run.log_event("round_started", round=round_index)
             self.sweep(round_index)
-            samples = self.run.read_samples()
+            samples = journaled_table(self.run)
             self.export_datasets(samples)
             rounds = {s.name: self.retrain(round_index, s.name, samples) for s in self.spec.slices}
             self.final_rounds = rounds
@@ -99,29 +107,29 @@ class ClosedLoop:
         return pd.concat(results, ignore_index=True)
 
     def sweep(self, round_index: int) -> None:
-        """Hold every sweep point for ``dwell_s`` seconds and store the samples, point by point."""
+        """Hold every sweep point of the round for ``dwell_s`` seconds and journal its samples, point by point.
+
+        A point the testbed could not measure (an actuator fault, a hole in the samples) is logged and left out
+        of training; a lost testbed or a full disk stops the loop with the measured points kept.
+        """
         sweep = self.spec.sweep
-        points = list(itertools.product(sweep.users, sweep.cpu_millicores, sweep.bandwidth_mbps))
-        points = points * sweep.repetitions
-        if sweep.shuffle:
-            points = [points[i] for i in self.rng.permutation(len(points))]
-        task = self.progress.add_task(f"round {round_index}: sweep", total=len(points))
-        for index, (users, cpu, bandwidth) in enumerate(points):
-            for slice_spec in self.spec.slices:
-                self.testbed.apply(slice_spec.name, Allocation(cpu, bandwidth))
-                self.testbed.set_traffic(slice_spec.name, users)
-            samples = self.testbed.collect(sweep.dwell_s)
-            samples["round"] = round_index
-            samples["point"] = index
-            samples["holdout"] = self.rng.random(len(samples)) < self.spec.training.validation_fraction
-            self.run.append_samples(samples)
-            self.progress.advance(task)
-        self.run.log_event("sweep_finished", round=round_index, points=len(points))
+        points = plan_grid(sweep.users, sweep.bandwidth_mbps, sweep.cpu_millicores, sweep.repetitions,
+                           shuffle_seed=[self.spec.seed, round_index] if sweep.shuffle else None,
+                           round_index=round_index)
+        outcome = self.sweeper.execute(points, f"round {round_index}: sweep")
+        if outcome.incomplete:
+            self.run.log_event("sweep_incomplete", round=round_index, points=outcome.incomplete)
+            self.incomplete_points.update(outcome.incomplete)
+        self.run.log_event("sweep_finished", round=round_index, points=outcome.total, completed=outcome.completed)
+
+    def _holdout(self, samples: pd.DataFrame, point: Point) -> pd.DataFrame:
+        """Flag each sample as validation data with probability ``validation_fraction`` (seeded per point)."""
+        rng = np.random.default_rng([self.spec.seed, point.round or 0, point.index])
+        return samples.assign(holdout=rng.random(len(samples)) < self.spec.training.validation_fraction)
 
     def export_datasets(self, samples: pd.DataFrame) -> None:
         """Write every slice's sweep samples so far as ``dataset-<slice>.csv`` in the MicroOpt format."""
-        for slice_name, frame in samples.groupby("slice"):
-            write_qos_csv(frame, self.run.path / f"dataset-{slice_name}.csv")
+        export_samples(samples, self.run.path, run_provenance(self.run), formats=("csv",))
 
     def retrain(self, round_index: int, slice_name: str, samples: pd.DataFrame) -> SliceRound:
         """Train the slice model on everything measured so far and checkpoint it."""

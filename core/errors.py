@@ -7,3 +7,7 @@ class SlicebedError(Exception):
 
 class InputError(SlicebedError):
     """Bad input from the user: a malformed spec, dataset, model directory or argument."""
+
+
+class RunStopped(SlicebedError):
+    """A run could not go on (disk full, testbed lost); what it recorded is kept and it can be resumed."""

@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from core.errors import InputError
+from core.errors import InputError, RunStopped
 from core.provenance import git_commit, host_info, package_versions, slicebed_version
 
 RUNS_ENV = "SLICEBED_RUNS"
@@ -104,15 +104,26 @@ class Run:
 
     @contextmanager
     def finishing_on_error(self) -> Iterator[None]:
-        """If the block raises, record the run as ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (anything else)."""
+        """If the block raises, record the run as ``interrupted`` (Ctrl-C, SIGTERM), ``stopped`` (a resumable
+        :class:`RunStopped`) or ``failed`` (anything else), then let the error go on.
+
+        The record is skipped if the disk refuses it (it may be full): the block's error is the one to report.
+        """
         try:
             yield
         except KeyboardInterrupt:
-            self.finish("interrupted")
+            self._finish_quietly("interrupted")
+            raise
+        except RunStopped as exc:
+            self._finish_quietly("stopped", error=str(exc))
             raise
         except BaseException as exc:
-            self.finish("failed", error=f"{type(exc).__name__}: {exc}")
+            self._finish_quietly("failed", error=f"{type(exc).__name__}: {exc}")
             raise
+
+    def _finish_quietly(self, status: str, **fields: Any) -> None:
+        with suppress(OSError):
+            self.finish(status, **fields)
 
     def log_event(self, event: str, **fields: Any) -> None:
         """Append one event to events.jsonl and fsync it."""

@@ -25,13 +25,15 @@ from collectors.dataset import grid_points, load_qos_csv
 from controller.actuators.base import ActuatorError
 from controller.campaign.export import journaled_table, read_parquet_metadata
 from controller.campaign.journal import completed_points, incomplete_points
-from controller.campaign.plan import plan_points
-from controller.campaign.runner import CampaignRunner, CampaignStopped, campaign_lock
+from controller.campaign.plan import Point, campaign_sweep, plan_points
+from controller.campaign.runner import SweepRunner
 from controller.campaign.schedule import cron_schedule, parse_every, systemd_units
+from controller.campaign.session import campaign_lock
 from controller.campaign.spec import load_campaign_spec
 from controller.cli import main
 from controller.testbeds import open_testbed
 from controller.testbeds.base import Allocation, Testbed
+from core.errors import RunStopped
 from core.runstore import Run, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,18 +230,22 @@ class InjectedFaults(Testbed):
         return samples.iloc[:-3] if self.collected == self.short_at else samples  # a hole: 3 s never measured
 
 
-def injected_run(tmp_path: Path, microopt_csv: Path, **faults: Any) -> tuple[CampaignRunner, InjectedFaults]:
-    spec = load_campaign_spec(small_spec(tmp_path, microopt_csv))
+def injected_run(tmp_path: Path, microopt_csv: Path, grid: dict[str, Any] | None = None,
+                 **faults: Any) -> tuple[SweepRunner, InjectedFaults, list[Point]]:
+    """A campaign run of the small spec (``grid`` replaces its grid) on the injected-fault testbed."""
+    spec = load_campaign_spec(small_spec(tmp_path, microopt_csv, **({"grid": grid} if grid else {})))
     run = RunStore(tmp_path / "runs").create(spec.name, spec.model_dump(mode="json"), kind="campaign")
     run.update_metadata(testbed="replay", points_total=spec.points)
     testbed = InjectedFaults(open_testbed(spec, "replay"), **faults)  # type: ignore[arg-type]
-    return CampaignRunner(spec, run, testbed, Progress(disable=True)), testbed
+    runner = SweepRunner(campaign_sweep(spec), run, testbed, Progress(disable=True),
+                         f"slicebed campaign resume {run.id}")
+    return runner, testbed, plan_points(spec)
 
 
 def test_injected_actuator_failure_restores_peak_and_marks_the_point(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, testbed = injected_run(tmp_path, microopt_csv, failing_cpu=2000.0)
-    outcome = runner.execute()
+    runner, testbed, points = injected_run(tmp_path, microopt_csv, failing_cpu=2000.0)
+    outcome = runner.execute(points)
     assert outcome.completed == 4 and len(outcome.incomplete) == 4  # every point at 2000 millicores
     assert all("actuator failure" in reason and "peak" in reason for reason in outcome.incomplete.values())
     restored = [event for event in runner.run.events() if event["event"] == "safe_allocation_restored"]
@@ -253,19 +259,18 @@ def test_injected_actuator_failure_restores_peak_and_marks_the_point(
 
 
 def test_injected_actuator_failure_that_peak_cannot_fix_stops_resumably(tmp_path: Path, microopt_csv: Path) -> None:
-    runner, _ = injected_run(tmp_path, microopt_csv, failing_cpu=4000.0)  # 4000 is also the peak
-    runner.spec = runner.spec.model_copy(update={"grid": runner.spec.grid.model_copy(
-        update={"cpu_millicores": [1000, 4000]})})
-    with pytest.raises(CampaignStopped, match="restoring the safe \\(peak\\) allocation of slice embb failed too"):
-        runner.execute()
+    grid = {"users": [1, 2], "bandwidth_mbps": [10, 20], "cpu_millicores": [1000, 4000]}
+    runner, _, points = injected_run(tmp_path, microopt_csv, grid, failing_cpu=4000.0)  # 4000 is also the peak
+    with pytest.raises(RunStopped, match="restoring the safe \\(peak\\) allocation of slice embb failed too"):
+        runner.execute(points)
     assert any(event["event"] == "safe_allocation_failed" for event in runner.run.events())
 
 
 def test_injected_node_loss_stops_with_one_line_and_the_run_resumes(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, _ = injected_run(tmp_path, microopt_csv, lost_after=3)
-    with pytest.raises(CampaignStopped) as caught:
-        runner.execute()
+    runner, _, points = injected_run(tmp_path, microopt_csv, lost_after=3)
+    with pytest.raises(RunStopped) as caught:
+        runner.execute(points)
     message = str(caught.value)
     assert "Connection reset by peer" in message and f"campaign resume {runner.run.id}" in message
     assert "\n" not in message
@@ -277,8 +282,8 @@ def test_injected_node_loss_stops_with_one_line_and_the_run_resumes(
 
 def test_injected_hole_in_the_samples_marks_the_point_incomplete(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, _ = injected_run(tmp_path, microopt_csv, short_at=2)
-    outcome = runner.execute()
+    runner, _, points = injected_run(tmp_path, microopt_csv, short_at=2)
+    outcome = runner.execute(points)
     assert outcome.completed == 7
     assert list(outcome.incomplete.values()) == ["slice embb: the testbed returned 12 of 15 one-second samples"]
     code, _, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)

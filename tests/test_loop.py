@@ -8,10 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from rich.progress import Progress
 
 from collectors.dataset import load_qos_csv
+from controller.campaign.export import journaled_table
+from controller.campaign.journal import completed_points
 from controller.cli import main
-from controller.loop import achieved_degradation
+from controller.loop import ClosedLoop, LoopInputs, achieved_degradation
+from controller.spec import load_spec, spec_document
+from controller.testbeds import open_testbed
+from controller.testbeds.base import Allocation, Testbed
+from core.errors import RunStopped
 from core.runstore import RunStore
 
 pytestmark = pytest.mark.slow
@@ -131,3 +138,51 @@ def test_a_loop_runs_a_baseline_method_named_in_the_spec(tmp_path: Path, microop
     results = RunStore(runs).open(summary["run"]).read_samples("results")
     assert set(results["method"]) == {"peak"}
     assert results["cpu_millicores"].nunique() == 1  # Peak-alloc: one static allocation for every level
+
+
+class FakeLostTestbed(Testbed):
+    """The replay twin whose connection drops at the ``lost_at``-th collect."""
+
+    def __init__(self, inner: Testbed, lost_at: int) -> None:
+        self.inner, self.name, self.lost_at, self.collects = inner, inner.name, lost_at, 0
+
+    def apply(self, slice_name: str, allocation: Allocation) -> Allocation:
+        return self.inner.apply(slice_name, allocation)
+
+    def set_traffic(self, slice_name: str, users: int) -> None:
+        self.inner.set_traffic(slice_name, users)
+
+    def collect(self, seconds: int) -> pd.DataFrame:
+        self.collects += 1
+        if self.collects == self.lost_at:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return self.inner.collect(seconds)
+
+
+def test_fake_lost_testbed_stops_a_loop_sweep_that_then_measures_each_point_once(tmp_path: Path,
+                                                                                  microopt_csv: Path) -> None:
+    """The loop's sweep is journaled like a campaign's: a stop keeps the measured points, a crash's orphan part
+    is removed, and sweeping the round again measures only the points still missing."""
+    spec = load_spec(small_spec(tmp_path, microopt_csv, rounds=1))
+    run = RunStore(tmp_path / "runs").create(spec.name, spec_document(spec))
+    inputs = LoopInputs.load(spec)
+    lost = FakeLostTestbed(open_testbed(spec), lost_at=7)
+    with pytest.raises(RunStopped, match="Connection reset by peer") as stopped:
+        ClosedLoop(spec, inputs, lost, run, Progress(disable=True)).sweep(1)
+    assert f"slicebed loop run {run.path / 'spec.yaml'}" in str(stopped.value)
+    assert load_spec(run.path / "spec.yaml") == spec  # the command the message names runs the same loop
+    assert len(completed_points(run)) == 6
+    orphan = run.path / "samples" / "part-000006.parquet"  # a kill -9 between a part's rename and its journal line
+    orphan.write_bytes((run.path / "samples" / "part-000000.parquet").read_bytes())
+
+    again = FakeLostTestbed(open_testbed(spec), lost_at=0)
+    ClosedLoop(spec, inputs, again, run, Progress(disable=True)).sweep(1)
+    assert again.collects == 18 - 6  # the six journaled points are not measured again
+    completed = completed_points(run)
+    assert len(completed) == 18 and all(point.startswith("round1-") for point in completed)
+    samples = journaled_table(run)
+    assert samples.groupby("point").size().eq(20).all() and len(samples) == 18 * 20
+    assert {"round", "point", "holdout"} <= set(samples.columns) and samples["holdout"].any()
+    assert len(list((run.path / "samples").glob("*.parquet"))) == 18
+    removed = [event["parts"] for event in run.events() if event["event"] == "orphan_parts_removed"]
+    assert removed == [["samples/part-000006.parquet"]]

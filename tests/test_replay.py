@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,25 @@ def test_same_seed_same_samples(frame: pd.DataFrame) -> None:
         bed = ReplayTestbed(DatasetQosSource(frame), ["embb"], seed=seed)
         runs.append(measure(bed, 3, 1500, 12.5, seconds=200))
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+
+
+def test_a_resumed_session_goes_on_after_the_last_sample_with_draws_of_its_own(frame: pd.DataFrame) -> None:
+    """Session 2 starts one second after the last recorded sample and does not repeat session 1's draws;
+    the same session of the same seed draws the same samples again."""
+    def session(number: int, last_sample: datetime | None) -> pd.DataFrame:
+        bed = ReplayTestbed(DatasetQosSource(frame), ["embb"], seed=5)
+        bed.start_session(number, last_sample)
+        bed.apply("embb", Allocation(1500, 12.5))
+        bed.set_traffic("embb", 3)
+        return bed.collect(100)
+
+    first = session(1, None)
+    assert first["time"].iloc[0] == EPOCH
+    last = first["time"].max()
+    second = session(2, last)
+    assert second["time"].iloc[0] == last + timedelta(seconds=1)
+    assert not np.array_equal(first["qos"], second["qos"])
+    assert np.array_equal(session(2, last)["qos"], second["qos"])
 
 
 def test_model_source_draws_around_the_model_mean(trained_model_dir: Path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from core.errors import InputError
+from core.errors import InputError, RunStopped
 from core.provenance import slicebed_version
 from core.runstore import EVENTS, RUNS_ENV, Run, RunStore, runs_root
 
@@ -124,6 +124,19 @@ def test_finish_records_status_and_end_time(run: Run, status: str) -> None:
     assert datetime.fromisoformat(metadata["finished"]) >= datetime.fromisoformat(metadata["started"])
     last = list(run.events())[-1]
     assert last["event"] == "run_finished" and last["status"] == status
+
+
+@pytest.mark.parametrize(("error", "status", "recorded"), [
+    (KeyboardInterrupt(), "interrupted", None),
+    (RunStopped("disk full while writing samples"), "stopped", "disk full while writing samples"),
+    (ValueError("boom"), "failed", "ValueError: boom"),
+])
+def test_an_error_in_the_block_is_recorded_and_raised(run: Run, error: BaseException, status: str,
+                                                      recorded: str | None) -> None:
+    with pytest.raises(type(error)), run.finishing_on_error():
+        raise error
+    metadata = run.metadata()
+    assert metadata["status"] == status and metadata["finished"] and metadata.get("error") == recorded
 
 
 def test_open_finds_runs_by_id_and_by_path(run: Run) -> None:

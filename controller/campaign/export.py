@@ -22,12 +22,12 @@ METADATA_KEY = b"slicebed"
 
 
 def journaled_table(run: Run, table: str = "samples") -> pd.DataFrame:
-    """Every journaled part of ``table`` in point order (empty frame if none)."""
+    """Every journaled part of ``table`` in point order (a loop's: round by round; empty frame if none)."""
     parts = [part for part in journaled_parts(run) if part.parent.name == table]
     if not parts:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
-    order = [column for column in ("point_index", "slice", "time") if column in frame.columns]
+    order = [column for column in ("round", "point_index", "slice", "time") if column in frame.columns]
     return frame.sort_values(order, kind="stable", ignore_index=True)
 
 

@@ -1,4 +1,6 @@
-"""The campaign journal: completed and incomplete points, recorded in the run's fsynced event log.
+"""The sweep journal: completed and incomplete points, recorded in the run's fsynced event log.
+
+Campaigns and closed loops keep one (a loop's point ids name their round).
 
 A point counts as done only once its ``point_completed`` event is on disk (appended and fsynced after
 its Parquet parts were renamed into place). A crash before that leaves at most orphan parts, which
@@ -7,8 +9,11 @@ its Parquet parts were renamed into place). A crash before that leaves at most o
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from controller.campaign.plan import Point
 from core.runstore import Run
@@ -16,7 +21,7 @@ from core.runstore import Run
 COMPLETED = "point_completed"
 INCOMPLETE = "point_incomplete"
 TABLES = ("samples", "metrics")
-"""The Parquet tables a campaign writes parts to."""
+"""The Parquet tables a sweep writes parts to."""
 
 
 def record_completed(run: Run, point: Point, parts: list[Path], rows: int, end: object) -> None:
@@ -43,6 +48,12 @@ def incomplete_points(run: Run) -> dict[str, str]:
     reasons = {event["point"]: event.get("reason", "") for event in run.events() if event.get("event") == INCOMPLETE}
     done = completed_points(run)
     return {point: reason for point, reason in reasons.items() if point not in done}
+
+
+def last_sample_time(run: Run) -> datetime | None:
+    """The time of the last sample a completed point recorded (None before the first one)."""
+    ends = [pd.Timestamp(entry["end"]) for entry in completed_points(run).values() if entry.get("end")]
+    return max(ends).to_pydatetime() if ends else None
 
 
 def journaled_parts(run: Run) -> list[Path]:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.commands import CommandRunner, LocalRunner
 from core.errors import InputError
 
+SYSTEMD_DIR = Path("/etc/systemd/system")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 EVERY = re.compile(r"^(?:\d+[smhdw])+$")
 
@@ -131,3 +136,58 @@ def cronjob_manifests(campaign: str, spec_text: str, every_s: int, image: str, n
         },
     }
     return [config_map, cron_job]
+
+
+@dataclass(frozen=True)
+class TimerInstall:
+    """The unit files written and whether the timer runs now (``problem``: why it could not be enabled)."""
+
+    units: list[Path]
+    timer: str
+    enabled: bool
+    problem: str | None = None
+
+
+def install_systemd_timer(campaign: str, spec: Path, every_s: int, unit_dir: Path, runs_dir: Path, enable: bool,
+                          runner: CommandRunner | None = None) -> TimerInstall:
+    """Write the campaign's ``.service`` and ``.timer`` into ``unit_dir``; enable the timer if asked and possible.
+
+    Raises:
+        InputError: ``unit_dir`` does not exist, or no installed ``slicebed`` script is found.
+        CommandError: ``systemctl`` failed.
+    """
+    if not unit_dir.is_dir():
+        raise InputError(f"--unit-dir {unit_dir}: no such directory")
+    units = systemd_units(campaign, spec.resolve(), every_s, slicebed_executable(), runs_dir.resolve(), Path.cwd())
+    written = []
+    for name, text in units.items():
+        (unit_dir / name).write_text(text, encoding="utf-8")
+        written.append(unit_dir / name)
+    timer = f"{unit_name(campaign)}.timer"
+    if not enable:
+        return TimerInstall(written, timer, enabled=False)
+    problem = systemd_problem()
+    if problem:
+        return TimerInstall(written, timer, enabled=False, problem=problem)
+    runner = runner or LocalRunner()
+    runner.output(["systemctl", "daemon-reload"])
+    runner.output(["systemctl", "enable", "--now", timer])
+    return TimerInstall(written, timer, enabled=True)
+
+
+def slicebed_executable() -> Path:
+    """The installed ``slicebed`` script the timer runs: this one, the one beside this Python, or PATH's."""
+    candidates = [Path(sys.argv[0]), Path(sys.executable).parent / "slicebed", Path(shutil.which("slicebed") or "")]
+    for candidate in candidates:
+        if candidate.name == "slicebed" and candidate.is_file():
+            return candidate.resolve()
+    raise InputError("cannot find the slicebed executable; install slicebed (pip install .) before scheduling")
+
+
+def systemd_problem() -> str | None:
+    """Why the timer cannot be enabled on this host, or None if systemd runs here."""
+    if shutil.which("systemctl") is None:
+        return "systemctl is not installed"
+    if not Path("/run/systemd/system").is_dir():
+        return "systemd is not the running init system here (no /run/systemd/system)"
+    return None

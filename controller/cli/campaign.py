@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from controller.campaign.export import export_dataset
-from controller.campaign.runner import (
-    CampaignRunner,
-    CampaignStopped,
-    campaign_lock,
-    continue_replay,
-    prometheus_reader,
-    stop_if_disk_full,
+from controller.campaign.schedule import SYSTEMD_DIR, cronjob_manifests, install_systemd_timer, parse_every
+from controller.campaign.session import (
+    CampaignResult,
+    campaign_testbed,
+    create_campaign_run,
+    is_completed,
+    open_campaign_run,
+    resumed_testbed,
+    run_session,
 )
-from controller.campaign.schedule import cronjob_manifests, parse_every, systemd_units, unit_name
-from controller.campaign.spec import CampaignSpec, campaign_from_document, load_campaign_spec
+from controller.campaign.spec import CampaignSpec, load_campaign_spec
 from controller.cli.common import console, progress_bar, terminate_as_interrupt
-from controller.testbeds import BACKENDS, open_testbed
+from controller.testbeds import BACKENDS
 from controller.testbeds.base import Testbed
 from core.errors import InputError
-from core.runstore import Run, RunStore, utc_now
-from core.yamlfile import read_yaml
+from core.runstore import Run, RunStore, runs_root
 
-KIND = "campaign"
 EXIT_INCOMPLETE = 1
-SYSTEMD_DIR = Path("/etc/systemd/system")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -69,88 +62,45 @@ def add_pace(parser: argparse.ArgumentParser) -> None:
                         help="wall seconds per testbed second on the replay twin (0: at once, 1: real time)")
 
 
-def cmd_campaign_run(args: argparse.Namespace) -> int:
-    check_pace(args.pace)
-    spec = load_campaign_spec(args.spec)
-    backend = args.testbed or spec.testbed.backend
-    testbed = open_campaign_testbed(spec, backend, args.spec)
-    run = RunStore(args.runs_dir).create(spec.name, spec.model_dump(mode="json"), kind=KIND)
-    run.update_metadata(testbed=backend, spec_file=str(args.spec), seed=spec.seed, points_total=spec.points,
-                        sessions=[])
-    console.print(f"campaign run [bold]{run.id}[/] in {run.path}")
-    return execute(run, spec, testbed, args)
-
-
-def cmd_campaign_resume(args: argparse.Namespace) -> int:
-    check_pace(args.pace)
-    run = RunStore(args.runs_dir).open(args.run)
-    metadata = run.metadata()
-    if metadata.get("kind") != KIND:
-        raise InputError(f"{run.path}: a {metadata.get('kind')!r} run, not a campaign; only campaigns resume")
-    spec = campaign_from_document(read_yaml(run.path / "spec.yaml"), run.path / "spec.yaml")
-    if metadata.get("status") == "completed":
-        print(json.dumps({"run": str(run.path), "status": "completed", "note": "nothing left to do"}))
-        return 0
-    testbed = open_campaign_testbed(spec, metadata.get("testbed") or spec.testbed.backend, run.path / "spec.yaml")
-    return execute(run, spec, testbed, args)
-
-
 def check_pace(pace: float) -> None:
     if not 0 <= pace <= 100:
         raise InputError(f"--pace {pace:g}: expected a factor within [0, 100] (1 is real time)")
 
 
-def open_campaign_testbed(spec: CampaignSpec, backend: str, source: Path) -> Testbed:
-    """The campaign's testbed (the backends take any spec with ``testbed``, ``slices`` and ``seed``)."""
-    try:
-        return open_testbed(spec, backend)  # type: ignore[arg-type]
-    except InputError as exc:
-        raise InputError(f"{source}: {exc}") from None
+def cmd_campaign_run(args: argparse.Namespace) -> int:
+    check_pace(args.pace)
+    spec = load_campaign_spec(args.spec)
+    backend = args.testbed or spec.testbed.backend
+    testbed = campaign_testbed(spec, backend, args.spec)
+    run = create_campaign_run(RunStore(args.runs_dir), spec, backend, args.spec)
+    console.print(f"campaign run [bold]{run.id}[/] in {run.path}")
+    return measure(run, spec, testbed, args)
 
 
-def execute(run: Run, spec: CampaignSpec, testbed: Testbed, args: argparse.Namespace) -> int:
-    """Run the pending points of ``run`` under its lock, then export the dataset and record the outcome."""
-    with campaign_lock(run), testbed, terminate_as_interrupt():
-        sessions = [*run.metadata().get("sessions", []), {"pid": os.getpid(), "started": utc_now()}]
-        run.update_metadata(status="running", pid=os.getpid(), sessions=sessions, finished=None)
-        continue_replay(testbed, run, len(sessions))
-        reader = prometheus_reader(spec.prometheus) if spec.prometheus else None
-        try:
-            with progress_bar(args.quiet) as progress:
-                outcome = CampaignRunner(spec, run, testbed, progress, pace=args.pace, reader=reader).execute()
-            try:
-                files = export_dataset(run, run.path)
-            except OSError as exc:
-                raise stop_if_disk_full(exc, run, "exporting the dataset") from None
-        except KeyboardInterrupt:
-            run.finish("interrupted")
-            raise
-        except CampaignStopped as exc:
-            finish_quietly(run, "stopped", error=str(exc))
-            raise
-        except BaseException as exc:
-            finish_quietly(run, "failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            if reader is not None:
-                reader.close()
-        status = "completed" if not outcome.incomplete else "incomplete"
-        run.finish(status, points_completed=outcome.completed, points_incomplete=sorted(outcome.incomplete))
-    print(json.dumps({"run": str(run.path), "status": status, "points": outcome.total,
-                      "completed": outcome.completed, "incomplete": len(outcome.incomplete),
-                      "files": [str(path) for path in files]}))
-    if outcome.incomplete:
-        first, reason = next(iter(sorted(outcome.incomplete.items())))
-        print(f"slicebed: {len(outcome.incomplete)} point(s) incomplete (e.g. {first}: {reason}); "
-              f"`slicebed campaign resume {run.id}` redoes them", file=sys.stderr)
+def cmd_campaign_resume(args: argparse.Namespace) -> int:
+    check_pace(args.pace)
+    run, spec = open_campaign_run(RunStore(args.runs_dir), args.run)
+    if is_completed(run):
+        print(json.dumps({"run": str(run.path), "status": "completed", "note": "nothing left to do"}))
+        return 0
+    return measure(run, spec, resumed_testbed(run, spec), args)
+
+
+def measure(run: Run, spec: CampaignSpec, testbed: Testbed, args: argparse.Namespace) -> int:
+    """One session of the campaign: progress on stderr, the outcome as JSON on stdout."""
+    with terminate_as_interrupt(), progress_bar(args.quiet) as progress:
+        result = run_session(run, spec, testbed, progress, pace=args.pace)
+    return report(result)
+
+
+def report(result: CampaignResult) -> int:
+    print(json.dumps(result.as_dict()))
+    if result.outcome.incomplete:
+        first, reason = next(iter(sorted(result.outcome.incomplete.items())))
+        print(f"slicebed: {len(result.outcome.incomplete)} point(s) incomplete (e.g. {first}: {reason}); "
+              f"`slicebed campaign resume {result.run.id}` redoes them", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0
-
-
-def finish_quietly(run: Run, status: str, **fields: object) -> None:
-    """Record the final status if the disk still allows it (a full disk must not hide the real error)."""
-    with contextlib.suppress(OSError):
-        run.finish(status, **fields)
 
 
 def cmd_campaign_schedule(args: argparse.Namespace) -> int:
@@ -165,45 +115,13 @@ def cmd_campaign_schedule(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text)
         return 0
-    slicebed = slicebed_executable()
-    runs_dir = Path(args.runs_dir or os.environ.get("SLICEBED_RUNS") or "runs").resolve()
-    units = systemd_units(spec.name, args.spec.resolve(), every_s, slicebed, runs_dir, Path.cwd())
-    if not args.unit_dir.is_dir():
-        raise InputError(f"--unit-dir {args.unit_dir}: no such directory")
-    for name, text in units.items():
-        (args.unit_dir / name).write_text(text, encoding="utf-8")
-    timer = f"{unit_name(spec.name)}.timer"
-    written = [str(args.unit_dir / name) for name in units]
-    if args.no_enable:
-        print(json.dumps({"units": written, "enabled": False}))
-        return 0
-    problem = systemd_problem()
-    if problem:
-        print(json.dumps({"units": written, "enabled": False}))
-        print(f"slicebed: {problem}: wrote the units but did not enable them; on a systemd host run "
-              f"`systemctl daemon-reload && systemctl enable --now {timer}`", file=sys.stderr)
+    installed = install_systemd_timer(spec.name, args.spec, every_s, args.unit_dir, runs_root(args.runs_dir),
+                                      enable=not args.no_enable)
+    units = [str(path) for path in installed.units]
+    if installed.problem:
+        print(json.dumps({"units": units, "enabled": False}))
+        print(f"slicebed: {installed.problem}: wrote the units but did not enable them; on a systemd host run "
+              f"`systemctl daemon-reload && systemctl enable --now {installed.timer}`", file=sys.stderr)
         return EXIT_INCOMPLETE
-    for command in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", timer]):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise InputError(f"`{' '.join(command)}` failed: {result.stderr.strip().splitlines()[-1:]}")
-    print(json.dumps({"units": written, "enabled": True, "timer": timer}))
+    print(json.dumps({"units": units, "enabled": installed.enabled, "timer": installed.timer}))
     return 0
-
-
-def slicebed_executable() -> Path:
-    """The installed ``slicebed`` script the timer runs: this one, the one beside this Python, or PATH's."""
-    candidates = [Path(sys.argv[0]), Path(sys.executable).parent / "slicebed", Path(shutil.which("slicebed") or "")]
-    for candidate in candidates:
-        if candidate.name == "slicebed" and candidate.is_file():
-            return candidate.resolve()
-    raise InputError("cannot find the slicebed executable; install slicebed (pip install .) before scheduling")
-
-
-def systemd_problem() -> str | None:
-    """Why the timer cannot be enabled on this host, or None if systemd runs here."""
-    if shutil.which("systemctl") is None:
-        return "systemctl is not installed"
-    if not Path("/run/systemd/system").is_dir():
-        return "systemd is not the running init system here (no /run/systemd/system)"
-    return None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from analysis.slice_model import pick_device
+from controller.campaign.session import begin_session
 from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
 from controller.loop import ClosedLoop, LoopInputs
 from controller.loop_report import write_loop_report
@@ -41,6 +42,7 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
         console.print(f"run [bold]{run.id}[/] in {run.path}")
         with run.finishing_on_error():
             run.update_metadata(testbed=backend, spec_file=str(args.spec))
+            begin_session(run, testbed)
             with progress_bar(args.quiet) as progress:
                 loop = ClosedLoop(spec, inputs, testbed, run, progress, device)
                 results = loop.execute()

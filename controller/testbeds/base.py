@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
 import pandas as pd
@@ -52,6 +53,13 @@ class Testbed(ABC):
     @abstractmethod
     def collect(self, seconds: int) -> pd.DataFrame:
         """Run for ``seconds`` seconds and return one sample per slice per second (``SAMPLE_COLUMNS``)."""
+
+    def start_session(self, session: int, last_sample: datetime | None) -> None:  # noqa: B027  (optional hook)
+        """Prepare session ``session`` (1, 2, ... per run) of a run whose last recorded sample is ``last_sample``.
+
+        A resumed run measures again after a crash or a stop. Backends on the wall clock have nothing to do
+        (the default); the replay twin goes on after ``last_sample`` with draws of the session's own.
+        """
 
     def close(self) -> None:  # noqa: B027  (an optional hook: most backends have nothing to release)
         """Release what the backend started. The default has nothing to release."""

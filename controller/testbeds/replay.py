@@ -95,10 +95,17 @@ class ReplayTestbed(Testbed):
 
     def __init__(self, source: QosSource, slices: list[str], seed: int = 0, start: datetime = EPOCH) -> None:
         self.source = source
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.clock = start
         self.allocations: dict[str, Allocation] = {}
         self.users: dict[str, int] = dict.fromkeys(slices, 0)
+
+    def start_session(self, session: int, last_sample: datetime | None) -> None:
+        """Go on one second after ``last_sample`` with fresh draws for ``session`` (not a rerun of session 1)."""
+        if last_sample is not None:
+            self.clock = last_sample + timedelta(seconds=1)
+        self.rng = np.random.default_rng([self.seed, session])
 
     def _known(self, slice_name: str) -> None:
         if slice_name not in self.users:
