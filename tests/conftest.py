@@ -1,4 +1,5 @@
-"""Shared fixtures: the public MicroOpt dataset (read in place, never copied) and a trained slice model."""
+"""Shared fixtures: the public MicroOpt dataset (read in place, never copied), a trained slice model, a real
+Prometheus, and the machine-wide local-testbed lock. Shared plain helpers are in ``helpers.py``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import SHARED
+from local_testbed import testbed_session_lock
 from prometheus_process import Exporter, PrometheusProcess
 
-from analysis.slice_model import save_model
+from analysis.slice_model import SliceModel, load_model, save_model
 from analysis.training import TrainingConfig, train
 from collectors.dataset import load_qos_csv
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 MICROOPT_CSV = SHARED / "datasets" / "microopt" / "train_dataset.csv"
 
 
@@ -36,6 +38,13 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Pa
     return directory
 
 
+@pytest.fixture(scope="session")
+def slice_model(trained_model_dir: Path) -> SliceModel:
+    """The trained slice model of ``trained_model_dir``, loaded (evaluation mode, CPU, one torch thread)."""
+    torch.set_num_threads(1)
+    return load_model(trained_model_dir)
+
+
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[PrometheusProcess]:
     """A real Prometheus on a free loopback port scraping a test exporter every second (stopped by PID)."""
@@ -47,3 +56,11 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusProcess]:
     finally:
         server.stop()
         exporter.close()
+
+
+@pytest.fixture(scope="session")
+def exclusive_testbed() -> Iterator[None]:
+    """This session's turn on the machine's local testbed, kept to the end of the session: tests that bring a
+    testbed up, or measure rates and CPU on real kernel objects, use it, so two test runs never collide."""
+    with testbed_session_lock():
+        yield

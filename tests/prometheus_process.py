@@ -8,22 +8,15 @@ restarted on the same port and storage (to test outages).
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import requests
+from helpers import free_port, wait_until_ready
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 PROMETHEUS = Path("/usr/bin/prometheus")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Exporter:
@@ -57,24 +50,20 @@ class PrometheusProcess:
 
     def start(self) -> None:
         """Start Prometheus and wait until it is ready (a few tenths of a second)."""
-        log = (self.directory / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={self.config}", f"--storage.tsdb.path={self.directory / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.directory}")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"prometheus on {self.url} did not become ready in 20 s")
+        log_path = self.directory / "prometheus.log"
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(PROMETHEUS), f"--config.file={self.config}", f"--storage.tsdb.path={self.directory / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                stdout=log, stderr=log, start_new_session=True)
+        wait_until_ready(self.ready, self.process, f"prometheus on {self.url}", timeout_s=20, log=log_path)
+
+    def ready(self) -> bool:
+        """Prometheus answers its readiness endpoint."""
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         """Stop Prometheus by its PID (SIGTERM, then SIGKILL after 10 s)."""

@@ -92,7 +92,8 @@ class Switch:
 
 
 @pytest.fixture
-def switch(tmp_path: Path) -> Iterator[Switch]:
+def switch(tmp_path: Path, exclusive_testbed: None) -> Iterator[Switch]:
+    """A private Open vSwitch with two namespaces (measures rates: held while no other test session runs)."""
     if shutil.which("ovs-vswitchd") is None or not SCHEMA.exists():
         pytest.fail("Open vSwitch is not installed (apt-get install openvswitch-switch)")
     rundir = tmp_path / "ovs"

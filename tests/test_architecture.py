@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "collectors", "analysis", "controller", "dataplane")
 FORBIDDEN = {  # relative imports would hide the layer they reach, so the project uses none
     "core": {"collectors", "analysis", "controller", "dataplane", "relative"},
@@ -30,7 +30,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def offenders(files: list[Path], forbidden: set[str], root: Path = ROOT) -> dict[str, list[str]]:
+def offenders(files: list[Path], forbidden: set[str], root: Path = REPO) -> dict[str, list[str]]:
     """File (relative to ``root``) -> the imported modules that are, or lie below, one of ``forbidden``."""
     found = {}
     for path in files:
@@ -43,13 +43,13 @@ def offenders(files: list[Path], forbidden: set[str], root: Path = ROOT) -> dict
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layer_imports_point_one_way(layer: str) -> None:
-    files = sorted((ROOT / layer).rglob("*.py"))
+    files = sorted((REPO / layer).rglob("*.py"))
     assert files, f"no Python files under {layer}/"
     assert offenders(files, FORBIDDEN[layer]) == {}
 
 
 def test_every_package_has_a_rule() -> None:
-    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    packages = {path.parent.name for path in REPO.glob("*/__init__.py")}
     assert packages == set(PACKAGES) == set(FORBIDDEN)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,42 +18,21 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
+from helpers import (
+    GOOD_QOS_CSV,
+    GOOD_QOS_ROWS,
+    QOS_CSV_HEADER,
+    SLICEBED,
+    assert_one_error_line,
+    run_cli,
+    set_dotted,
+    slicebed_argv,
+    write_file,
+)
 
 from analysis.slice_model import MODEL_FILE, ModelConfig, SliceModel, TargetScale, save_model
-from controller.cli import main
 from controller.spec import load_spec
 from core.errors import InputError
-
-SLICEBED = Path(sys.executable).parent / "slicebed"
-HEADER = "time,total_bandwidth_usage,cpu,bw,n_users,qos"
-GOOD_ROWS = [f"2024-05-18 11:00:{second:02d}.5,19.8,2000.0,25.0,3.0,6.6" for second in range(20)]
-"""One grid point for 20 s: the CLI's default --settle-s 10 keeps the last 10 rows."""
-
-
-def assert_one_error_line(stderr: str, *fragments: str) -> str:
-    """stderr is exactly one ``slicebed: error:`` line holding every fragment, with no traceback."""
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("slicebed: error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
-
-
-def run_main(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI entry point in-process; warnings a user would see on stderr fail the test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        warnings.simplefilter("ignore", DeprecationWarning)  # hidden by default outside __main__
-        try:
-            code = main(["--quiet", *argv])
-        except SystemExit as exc:  # argparse's own errors
-            code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
-
 
 # --- experiment specs -------------------------------------------------------------------------------
 
@@ -78,18 +55,10 @@ def base_spec(dataset: Path) -> dict[str, Any]:
 SpecMaker = Callable[[dict[str, Any], Path], "dict[str, Any] | list[Any] | str | bytes | None"]
 
 
-def _walk(document: Any, dotted: str) -> tuple[Any, str | int]:
-    *parents, last = (int(part) if part.isdigit() else part for part in dotted.split("."))
-    for part in parents:
-        document = document[part]
-    return document, last
-
-
 def setting(dotted: str, value: Any) -> SpecMaker:
     """Set ``dotted`` (e.g. ``slices.0.beta_thresh``) to ``value``."""
     def make(document: dict[str, Any], _directory: Path) -> dict[str, Any]:
-        parent, key = _walk(document, dotted)
-        parent[key] = value
+        set_dotted(document, dotted, value)
         return document
     return make
 
@@ -97,8 +66,7 @@ def setting(dotted: str, value: Any) -> SpecMaker:
 def without(dotted: str) -> SpecMaker:
     """Remove the key ``dotted``."""
     def make(document: dict[str, Any], _directory: Path) -> dict[str, Any]:
-        parent, key = _walk(document, dotted)
-        del parent[key]
+        set_dotted(document, dotted, ...)
         return document
     return make
 
@@ -206,20 +174,9 @@ SPEC_CASES = [
 ]
 
 
-def write_spec(directory: Path, made: Any) -> Path:
-    path = directory / "spec.yaml"
-    if isinstance(made, bytes):
-        path.write_bytes(made)
-    elif isinstance(made, str):
-        path.write_text(made, encoding="utf-8")
-    elif made is not None:
-        path.write_text(yaml.safe_dump(made, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def test_the_base_spec_is_valid(tmp_path: Path, microopt_csv: Path) -> None:
     """The corpus edits a spec that loads, so each error comes from its edit."""
-    spec = load_spec(write_spec(tmp_path, base_spec(microopt_csv)))
+    spec = load_spec(write_file(tmp_path / "spec.yaml", base_spec(microopt_csv)))
     assert spec.slices[0].name == "embb" and spec.testbed.replay is not None
 
 
@@ -227,7 +184,7 @@ def test_the_base_spec_is_valid(tmp_path: Path, microopt_csv: Path) -> None:
 def test_bad_spec_is_one_clear_error(tmp_path: Path, microopt_csv: Path, make: SpecMaker,
                                      fragments: list[str]) -> None:
     """load_spec raises one InputError line that names the file, the key and the problem."""
-    path = write_spec(tmp_path, make(base_spec(microopt_csv), tmp_path))
+    path = write_file(tmp_path / "spec.yaml", make(base_spec(microopt_csv), tmp_path))
     with pytest.raises(InputError) as caught:
         load_spec(path)
     message = str(caught.value)
@@ -245,12 +202,12 @@ CsvMaker = Callable[[Path], None]
 
 def rows_with(row: int, column: str, value: str, rows: int = 20) -> CsvMaker:
     """The good CSV with data row ``row`` (1-based) holding ``value`` in ``column``."""
-    index = HEADER.split(",").index(column)
+    index = QOS_CSV_HEADER.split(",").index(column)
 
     def make(path: Path) -> None:
-        lines = [line.split(",") for line in GOOD_ROWS[:rows]]
+        lines = [line.split(",") for line in GOOD_QOS_ROWS[:rows]]
         lines[row - 1][index] = value
-        path.write_text("\n".join([HEADER, *(",".join(line) for line in lines)]) + "\n", encoding="utf-8")
+        path.write_text("\n".join([QOS_CSV_HEADER, *(",".join(line) for line in lines)]) + "\n", encoding="utf-8")
     return make
 
 
@@ -261,19 +218,19 @@ def csv_bytes(data: str | bytes) -> CsvMaker:
 
 
 def dropped_columns(*columns: str) -> CsvMaker:
-    keep = [index for index, name in enumerate(HEADER.split(",")) if name not in columns]
-    lines = [HEADER, *GOOD_ROWS]
+    keep = [index for index, name in enumerate(QOS_CSV_HEADER.split(",")) if name not in columns]
+    lines = [QOS_CSV_HEADER, *GOOD_QOS_ROWS]
     return csv_bytes("\n".join(",".join(line.split(",")[i] for i in keep) for line in lines) + "\n")
 
 
 def good_with_times(times: list[str]) -> CsvMaker:
-    rest = [line.split(",", 1)[1] for line in GOOD_ROWS]
-    return csv_bytes("\n".join([HEADER, *(f"{t},{r}" for t, r in zip(times, rest, strict=False))]) + "\n")
+    rest = [line.split(",", 1)[1] for line in GOOD_QOS_ROWS]
+    return csv_bytes("\n".join([QOS_CSV_HEADER, *(f"{t},{r}" for t, r in zip(times, rest, strict=False))]) + "\n")
 
 
-GOOD_CSV = "\n".join([HEADER, *GOOD_ROWS]) + "\n"
 CSV_CASES = [
-    pytest.param(dropped_columns("qos"), ["missing column(s) qos; expected " + HEADER], id="missing-qos-column"),
+    pytest.param(dropped_columns("qos"), [f"missing column(s) qos; expected {QOS_CSV_HEADER}"],
+                 id="missing-qos-column"),
     pytest.param(dropped_columns("time", "cpu"), ["missing column(s) time, cpu"], id="missing-two-columns"),
     pytest.param(rows_with(3, "qos", "nan"), ["row 3: column qos is empty or NaN"], id="nan-qos"),
     pytest.param(rows_with(20, "qos", ""), ["row 20: column qos is empty or NaN"], id="empty-qos"),
@@ -293,11 +250,11 @@ CSV_CASES = [
                  ["column time mixes time zones"], id="mixed-time-zones"),
     pytest.param(rows_with(1, "time", "2024-05-18 11:00:00", rows=5),
                  ["no sample is 10 s or more after its grid point started"], id="settling-drops-everything"),
-    pytest.param(csv_bytes(b""), ["the file is empty; expected a header " + HEADER], id="empty-file"),
+    pytest.param(csv_bytes(b""), ["the file is empty; expected a header " + QOS_CSV_HEADER], id="empty-file"),
     pytest.param(csv_bytes(b"\n \n"), ["the file is empty"], id="blank-file"),
-    pytest.param(csv_bytes(HEADER + "\n"), ["the file has a header but no data rows"], id="header-only"),
-    pytest.param(csv_bytes(GOOD_CSV.replace(",", ";")), ["missing column(s) time"], id="semicolons"),
-    pytest.param(csv_bytes(GOOD_CSV.encode() + b"2024-05-18 11:00:30,\xe9\xff,1,1,1,1\n"),
+    pytest.param(csv_bytes(QOS_CSV_HEADER + "\n"), ["the file has a header but no data rows"], id="header-only"),
+    pytest.param(csv_bytes(GOOD_QOS_CSV.replace(",", ";")), ["missing column(s) time"], id="semicolons"),
+    pytest.param(csv_bytes(GOOD_QOS_CSV.encode() + b"2024-05-18 11:00:30,\xe9\xff,1,1,1,1\n"),
                  ["not a readable CSV file", "utf-8"], id="not-utf8"),
     pytest.param(csv_bytes(bytes(range(256)) * 4), ["not a readable CSV file"], id="binary-garbage"),
     pytest.param(lambda _path: None, ["no such dataset file"], id="missing-file"),
@@ -325,8 +282,8 @@ def test_the_good_csv_is_accepted(tmp_path: Path, blank_model_dir: Path, command
                                   capfd: pytest.CaptureFixture[str]) -> None:
     """The corpus edits a CSV both commands accept, so each error comes from its edit."""
     csv = tmp_path / "good.csv"
-    csv_bytes(GOOD_CSV)(csv)
-    code, out, err = run_main(dataset_argv(command, csv, tmp_path, blank_model_dir), capfd)
+    csv_bytes(GOOD_QOS_CSV)(csv)
+    code, out, err = run_cli(dataset_argv(command, csv, tmp_path, blank_model_dir), capfd)
     assert code == 0, err
     assert "Traceback" not in err
     if command == "train":
@@ -342,7 +299,7 @@ def test_bad_csv_is_one_clear_error(tmp_path: Path, blank_model_dir: Path, make:
     """model train and model eval stop with one line naming the CSV and the problem, and write nothing."""
     csv = tmp_path / "data.csv"
     make(csv)
-    code, out, err = run_main(dataset_argv(command, csv, tmp_path, blank_model_dir), capfd)
+    code, out, err = run_cli(dataset_argv(command, csv, tmp_path, blank_model_dir), capfd)
     assert code == 2
     assert out == ""
     assert_one_error_line(err, f"slicebed: error: {csv}: ", *fragments)
@@ -403,7 +360,7 @@ MODEL_CASES = [
     pytest.param(checkpoint_with(config=None), ["no valid architecture or QoS scale recorded"], id="no-architecture"),
     pytest.param(checkpoint_with(state_dict={}), ["weights do not match", "Missing key(s)"], id="no-weights"),
     pytest.param(checkpoint_with(scale={"low": float("nan"), "high": 1.0}), ["recorded QoS scale"], id="nan-scale"),
-    pytest.param(lambda directory, _good: (directory.mkdir(), csv_bytes(GOOD_CSV)(directory / "x.csv"))
+    pytest.param(lambda directory, _good: (directory.mkdir(), csv_bytes(GOOD_QOS_CSV)(directory / "x.csv"))
                  and directory / "x.csv", ["not a readable slicebed model checkpoint"], id="a-csv-file"),
 ]
 
@@ -422,9 +379,9 @@ def test_bad_model_dir_is_one_clear_error(tmp_path: Path, blank_model_dir: Path,
                                           capfd: pytest.CaptureFixture[str]) -> None:
     """optimize and model eval stop with one line naming the model path and the problem."""
     csv = tmp_path / "good.csv"
-    csv_bytes(GOOD_CSV)(csv)
+    csv_bytes(GOOD_QOS_CSV)(csv)
     model = make(tmp_path / "model", blank_model_dir)
-    code, out, err = run_main(model_argv(command, model, csv), capfd)
+    code, out, err = run_cli(model_argv(command, model, csv), capfd)
     assert code == 2
     assert out == ""
     assert_one_error_line(err, f"slicebed: error: {model}", *fragments)
@@ -470,7 +427,7 @@ def optimize_argv(model: Path, overrides: dict[str, str | list[str] | None]) -> 
 def test_bad_optimize_value_is_one_clear_error(blank_model_dir: Path, overrides: dict[str, str | list[str] | None],
                                                fragments: list[str], capfd: pytest.CaptureFixture[str]) -> None:
     """Out-of-range or malformed optimize options stop with one line naming the option."""
-    code, out, err = run_main(optimize_argv(blank_model_dir, overrides), capfd)
+    code, out, err = run_cli(optimize_argv(blank_model_dir, overrides), capfd)
     assert code == 2
     assert out == ""
     assert_one_error_line(err, *fragments)
@@ -499,7 +456,7 @@ Builder = Callable[[Path, Path, Path], Invocation]
 def loop_spec(case_id: str) -> Builder:
     def build(directory: Path, dataset: Path, _model: Path) -> Invocation:
         make, fragments = corpus_case(SPEC_CASES, case_id)
-        path = write_spec(directory, make(base_spec(dataset), directory))
+        path = write_file(directory / "spec.yaml", make(base_spec(dataset), directory))
         return Invocation(["loop", "run", str(path)], str(path), fragments)
     return build
 
@@ -508,7 +465,7 @@ def loop_input(dotted: str, bad: Callable[[Path, Path], Path], fragments: list[s
     """A valid spec whose ``dotted`` key points at the bad file or directory ``bad`` makes."""
     def build(directory: Path, dataset: Path, model: Path) -> Invocation:
         target = bad(directory, model)
-        path = write_spec(directory, setting(dotted, str(target))(base_spec(dataset), directory))
+        path = write_file(directory / "spec.yaml", setting(dotted, str(target))(base_spec(dataset), directory))
         return Invocation(["loop", "run", str(path)], str(target), fragments)
     return build
 
@@ -568,7 +525,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Path,
         directory = tmp_path_factory.mktemp(case.id)
         invocation = case.values[0](directory, microopt_csv, blank_model_dir)
         process = subprocess.Popen(
-            [str(SLICEBED), "--quiet", "--runs-dir", str(directory / "runs"), *invocation.argv],
+            slicebed_argv(*invocation.argv, runs=directory / "runs"),
             cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         started[case.id] = (process, directory, invocation)

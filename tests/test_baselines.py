@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.slice_model import SliceModel, load_model
+from analysis.slice_model import SliceModel
 from controller.cli import main
 from controller.optimizers import SOLVERS, default_settings, solve
 from controller.optimizers.atlas import AtlasSettings, solve_atlas
@@ -30,14 +30,8 @@ SMALL_ATLAS = {"pretrain_samples": 64, "pretrain_epochs": 100, "iterations": 10,
 COARSE_GRID = GridSettings(cpu_step=10.0, bandwidth_step=0.1)
 
 
-@pytest.fixture(scope="module")
-def model(trained_model_dir: Path) -> SliceModel:
-    torch.set_num_threads(1)
-    return load_model(trained_model_dir)
-
-
-def one_slice(model: SliceModel, traffic: object, q_thresh: float = 4.0, beta: float = 0.2) -> Problem:
-    return Problem((SliceProblem("embb", model, traffic, q_thresh, beta),))
+def one_slice(slice_model: SliceModel, traffic: object, q_thresh: float = 4.0, beta: float = 0.2) -> Problem:
+    return Problem((SliceProblem("embb", slice_model, traffic, q_thresh, beta),))
 
 
 def test_every_method_of_the_issue_is_registered() -> None:
@@ -50,10 +44,10 @@ def test_every_method_of_the_issue_is_registered() -> None:
 
 
 @pytest.mark.slow
-def test_ablation_feasible_sets_nest(model: SliceModel) -> None:
+def test_ablation_feasible_sets_nest(slice_model: SliceModel) -> None:
     """mu >= q is looser than E[beta] <= beta (< 0.5), which is looser than mu - 2 sigma >= q."""
     for users in (1.0, 4.0):
-        problem = one_slice(model, constant(users))
+        problem = one_slice(slice_model, constant(users))
         exact = solve(problem, "microopt")
         mean_only = solve(problem, "microopt-0sigma")
         two_sigma = solve(problem, "microopt-2sigma")
@@ -66,14 +60,14 @@ def test_ablation_feasible_sets_nest(model: SliceModel) -> None:
 
 
 @pytest.mark.slow
-def test_peak_alloc_is_static_and_judged_on_the_actual_problem(model: SliceModel) -> None:
+def test_peak_alloc_is_static_and_judged_on_the_actual_problem(slice_model: SliceModel) -> None:
     settings = PeakSettings(grid=COARSE_GRID)
-    answers = [solve_peak(one_slice(model, traffic, q, beta), settings)
+    answers = [solve_peak(one_slice(slice_model, traffic, q, beta), settings)
                for traffic, q, beta in ((constant(1), 3.0, 0.3), (truncated_normal(3, 1, 1, 5), 5.0, 0.1))]
     np.testing.assert_allclose(answers[0].allocation, answers[1].allocation)
-    strict = solve_grid(peak_problem(one_slice(model, constant(1)), settings), COARSE_GRID)
+    strict = solve_grid(peak_problem(one_slice(slice_model, constant(1)), settings), COARSE_GRID)
     np.testing.assert_allclose(answers[0].allocation, strict.allocation)
-    relaxed = one_slice(model, constant(1), 3.0, 0.3)
+    relaxed = one_slice(slice_model, constant(1), 3.0, 0.3)
     tensors = ProblemTensors.build(relaxed)
     exact = tensors.expected_degradation(torch.as_tensor(answers[0].allocation, dtype=torch.float32))
     assert answers[0].expected_degradation[0] == pytest.approx(float(exact[0]), abs=1e-6)
@@ -83,8 +77,8 @@ def test_peak_alloc_is_static_and_judged_on_the_actual_problem(model: SliceModel
 
 
 @pytest.mark.slow
-def test_atlas_answers_are_feasible_for_the_traffic_it_assumes(model: SliceModel) -> None:
-    steady = one_slice(model, constant(3))
+def test_atlas_answers_are_feasible_for_the_traffic_it_assumes(slice_model: SliceModel) -> None:
+    steady = one_slice(slice_model, constant(3))
     atlas = solve_atlas(steady, AtlasSettings(**SMALL_ATLAS))
     grid = solve_grid(steady, COARSE_GRID)
     assert atlas.feasible and atlas.expected_degradation[0] <= 0.2
@@ -96,7 +90,7 @@ def test_atlas_answers_are_feasible_for_the_traffic_it_assumes(model: SliceModel
     plus = solve_atlas(steady, AtlasSettings(traffic="distribution", **SMALL_ATLAS))
     np.testing.assert_allclose(plus.allocation, atlas.allocation)
 
-    varying = one_slice(model, truncated_normal(3, 1, 1, 5), 5.0, 0.1)
+    varying = one_slice(slice_model, truncated_normal(3, 1, 1, 5), 5.0, 0.1)
     for traffic in ("peak", "distribution"):
         answer = solve_atlas(varying, AtlasSettings(traffic=traffic, **SMALL_ATLAS))
         assumed = varying if traffic == "distribution" else replace(
@@ -106,15 +100,15 @@ def test_atlas_answers_are_feasible_for_the_traffic_it_assumes(model: SliceModel
 
 
 @pytest.mark.slow
-def test_cadrl_policy_is_trained_once_per_sla_and_cadrl_plus_per_problem(model: SliceModel) -> None:
+def test_cadrl_policy_is_trained_once_per_sla_and_cadrl_plus_per_problem(slice_model: SliceModel) -> None:
     settings = CaDRLSettings(iterations=60, training_states=8, batch=128)
-    first = solve_cadrl(one_slice(model, constant(2)), settings)
-    again = solve_cadrl(one_slice(model, constant(2)), settings)
-    other = solve_cadrl(one_slice(model, constant(4)), settings)
+    first = solve_cadrl(one_slice(slice_model, constant(2)), settings)
+    again = solve_cadrl(one_slice(slice_model, constant(2)), settings)
+    other = solve_cadrl(one_slice(slice_model, constant(4)), settings)
     assert again.seconds < first.seconds / 5  # the policy is reused: inference only
     np.testing.assert_allclose(first.allocation, again.allocation)
     assert other.normalized > first.normalized  # the policy reads the traffic: more users, more resources
-    problem = one_slice(model, truncated_normal(3, 1, 1, 5))
+    problem = one_slice(slice_model, truncated_normal(3, 1, 1, 5))
     plus = solve_cadrl(problem, CaDRLSettings(traffic="predicted", iterations=60, batch=128))
     assert plus.method == "cadrl+" and plus.seconds > again.seconds
     for answer in (first, other, plus):

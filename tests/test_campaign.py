@@ -1,8 +1,8 @@
 """Campaigns on the replay twin: specs, runs, crash leftovers, faults, scheduling and ``runs`` commands.
 
 Faults use real parts where this machine has them: a real Prometheus stopped and restarted, a real
-full file system (a small tmpfs). Actuator failures and lost nodes are *injected* by wrapping the
-replay testbed (the test names say so).
+full file system (a small tmpfs). Actuator failures and lost nodes come from a fake testbed wrapping
+the replay twin (the test names say ``fake``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers import REPO, run_cli
 from prometheus_process import PrometheusProcess
 from rich.progress import Progress
 
@@ -30,15 +31,13 @@ from controller.campaign.runner import SweepRunner
 from controller.campaign.schedule import cron_schedule, parse_every, systemd_units
 from controller.campaign.session import campaign_lock
 from controller.campaign.spec import load_campaign_spec
-from controller.cli import main
 from controller.testbeds import open_testbed
 from controller.testbeds.base import Allocation, Testbed
 from core.errors import RunStopped
 from core.runstore import Run, RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "campaigns" / "replay-smoke.yaml"
-GRID = ROOT / "campaigns" / "microopt-grid.yaml"
+SMOKE = REPO / "campaigns" / "replay-smoke.yaml"
+GRID = REPO / "campaigns" / "microopt-grid.yaml"
 
 pytestmark = pytest.mark.slow  # each CLI run loads the 1 MB MicroOpt CSV for the twin
 
@@ -56,15 +55,6 @@ def small_spec(tmp_path: Path, microopt_csv: Path, **changes: Any) -> Path:
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
-
-
-def cli(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(["--quiet", *argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def only_run(runs: Path) -> Run:
@@ -112,7 +102,7 @@ def test_randomized_order_is_a_seeded_permutation(tmp_path: Path, microopt_csv: 
 
 def test_replay_smoke_campaign_writes_parquet_and_microopt_csv(tmp_path: Path,
                                                               capfd: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(["--runs-dir", str(tmp_path), "campaign", "run", str(SMOKE)], capfd)
+    code, out, err = run_cli(["--runs-dir", str(tmp_path), "campaign", "run", str(SMOKE)], capfd)
     assert code == 0, err
     result = json.loads(out.splitlines()[-1])
     assert result["completed"] == result["points"] == 24
@@ -131,7 +121,7 @@ def test_resume_after_a_crash_between_part_and_journal_drops_the_orphan(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
     spec_path = small_spec(tmp_path, microopt_csv)
     runs = tmp_path / "runs"
-    assert cli(["--runs-dir", str(runs), "campaign", "run", str(spec_path)], capfd)[0] == 0
+    assert run_cli(["--runs-dir", str(runs), "campaign", "run", str(spec_path)], capfd)[0] == 0
     run = only_run(runs)
     # rebuild the state a kill -9 leaves: the last point's part renamed into place, its journal line torn
     events = (run.path / "events.jsonl").read_text(encoding="utf-8").splitlines()
@@ -141,7 +131,7 @@ def test_resume_after_a_crash_between_part_and_journal_drops_the_orphan(
     (run.path / "samples" / ".part-000099.parquet.tmp").write_bytes(b"PAR1 half written")
     run.update_metadata(status="running")
     assert len(completed_points(run)) == 7
-    code, out, err = cli(["--runs-dir", str(runs), "campaign", "resume", run.id], capfd)
+    code, out, err = run_cli(["--runs-dir", str(runs), "campaign", "resume", run.id], capfd)
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["completed"] == 8
     assert_exact_dataset(run)
@@ -153,10 +143,10 @@ def test_resume_after_a_crash_between_part_and_journal_drops_the_orphan(
 def test_resuming_a_completed_run_changes_nothing(tmp_path: Path, microopt_csv: Path,
                                                   capfd: pytest.CaptureFixture[str]) -> None:
     spec_path = small_spec(tmp_path, microopt_csv)
-    assert cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec_path)], capfd)[0] == 0
+    assert run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec_path)], capfd)[0] == 0
     run = only_run(tmp_path / "runs")
     before = (run.path / "events.jsonl").read_bytes()
-    code, out, _ = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", str(run.path)], capfd)
+    code, out, _ = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", str(run.path)], capfd)
     assert code == 0 and "nothing left to do" in out
     assert (run.path / "events.jsonl").read_bytes() == before
 
@@ -164,11 +154,11 @@ def test_resuming_a_completed_run_changes_nothing(tmp_path: Path, microopt_csv: 
 def test_a_second_runner_on_the_same_run_is_refused(tmp_path: Path, microopt_csv: Path,
                                                     capfd: pytest.CaptureFixture[str]) -> None:
     spec_path = small_spec(tmp_path, microopt_csv)
-    assert cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec_path)], capfd)[0] == 0
+    assert run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec_path)], capfd)[0] == 0
     run = only_run(tmp_path / "runs")
     run.update_metadata(status="running")
     with campaign_lock(run):
-        code, _, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", run.id], capfd)
+        code, _, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", run.id], capfd)
     assert code == 2 and "still running in another process" in err and len(err.splitlines()) == 1
 
 
@@ -183,7 +173,7 @@ def test_prometheus_down_marks_points_incomplete_and_resume_redoes_them(
         "retry_attempts": 3, "retry_budget_s": 0.5, "timeout_s": 2})
     runs = tmp_path / "runs"
     prometheus.stop()
-    code, _, err = cli(["--runs-dir", str(runs), "campaign", "run", str(spec_path)], capfd)
+    code, _, err = run_cli(["--runs-dir", str(runs), "campaign", "run", str(spec_path)], capfd)
     assert code == 1
     assert "8 point(s) incomplete" in err and prometheus.url in err and "campaign resume" in err
     run = only_run(runs)
@@ -191,7 +181,7 @@ def test_prometheus_down_marks_points_incomplete_and_resume_redoes_them(
     assert len(incomplete_points(run)) == 8 and not completed_points(run)
     assert not list((run.path / "samples").glob("*.parquet"))  # nothing silently empty either
     prometheus.start()
-    code, _, err = cli(["--runs-dir", str(runs), "campaign", "resume", run.id], capfd)
+    code, _, err = run_cli(["--runs-dir", str(runs), "campaign", "resume", run.id], capfd)
     assert code == 0, err
     assert_exact_dataset(run)
     metrics = journaled_table(run, "metrics")
@@ -200,7 +190,7 @@ def test_prometheus_down_marks_points_incomplete_and_resume_redoes_them(
     assert run.metadata()["status"] == "completed" and not incomplete_points(run)
 
 
-class InjectedFaults(Testbed):
+class FakeFaultyTestbed(Testbed):
     """The replay twin with injected faults: an actuator that fails on one CPU value, or a node that vanishes."""
 
     def __init__(self, inner: Testbed, failing_cpu: float | None = None, lost_after: int | None = None,
@@ -230,21 +220,21 @@ class InjectedFaults(Testbed):
         return samples.iloc[:-3] if self.collected == self.short_at else samples  # a hole: 3 s never measured
 
 
-def injected_run(tmp_path: Path, microopt_csv: Path, grid: dict[str, Any] | None = None,
-                 **faults: Any) -> tuple[SweepRunner, InjectedFaults, list[Point]]:
-    """A campaign run of the small spec (``grid`` replaces its grid) on the injected-fault testbed."""
+def fake_faulty_run(tmp_path: Path, microopt_csv: Path, grid: dict[str, Any] | None = None,
+                 **faults: Any) -> tuple[SweepRunner, FakeFaultyTestbed, list[Point]]:
+    """A campaign run of the small spec (``grid`` replaces its grid) on the fake faulty testbed."""
     spec = load_campaign_spec(small_spec(tmp_path, microopt_csv, **({"grid": grid} if grid else {})))
     run = RunStore(tmp_path / "runs").create(spec.name, spec.model_dump(mode="json"), kind="campaign")
     run.update_metadata(testbed="replay", points_total=spec.points)
-    testbed = InjectedFaults(open_testbed(spec, "replay"), **faults)  # type: ignore[arg-type]
+    testbed = FakeFaultyTestbed(open_testbed(spec, "replay"), **faults)  # type: ignore[arg-type]
     runner = SweepRunner(campaign_sweep(spec), run, testbed, Progress(disable=True),
                          f"slicebed campaign resume {run.id}")
     return runner, testbed, plan_points(spec)
 
 
-def test_injected_actuator_failure_restores_peak_and_marks_the_point(
+def test_fake_testbed_actuator_failure_restores_peak_and_marks_the_point(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, testbed, points = injected_run(tmp_path, microopt_csv, failing_cpu=2000.0)
+    runner, testbed, points = fake_faulty_run(tmp_path, microopt_csv, failing_cpu=2000.0)
     outcome = runner.execute(points)
     assert outcome.completed == 4 and len(outcome.incomplete) == 4  # every point at 2000 millicores
     assert all("actuator failure" in reason and "peak" in reason for reason in outcome.incomplete.values())
@@ -253,40 +243,40 @@ def test_injected_actuator_failure_restores_peak_and_marks_the_point(
     assert restored[0]["allocation"] == {"embb": {"cpu_millicores": 4000.0, "bandwidth_mbps": 40.0}}
     peak = Allocation(4000.0, 40.0)
     assert sum(1 for _, allocation in testbed.applied if allocation == peak) == 4
-    code, _, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
+    code, _, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
     assert code == 0, err
     assert_exact_dataset(runner.run)
 
 
-def test_injected_actuator_failure_that_peak_cannot_fix_stops_resumably(tmp_path: Path, microopt_csv: Path) -> None:
+def test_fake_testbed_actuator_failure_that_peak_cannot_fix_stops_resumably(tmp_path: Path, microopt_csv: Path) -> None:
     grid = {"users": [1, 2], "bandwidth_mbps": [10, 20], "cpu_millicores": [1000, 4000]}
-    runner, _, points = injected_run(tmp_path, microopt_csv, grid, failing_cpu=4000.0)  # 4000 is also the peak
+    runner, _, points = fake_faulty_run(tmp_path, microopt_csv, grid, failing_cpu=4000.0)  # 4000 is also the peak
     with pytest.raises(RunStopped, match="restoring the safe \\(peak\\) allocation of slice embb failed too"):
         runner.execute(points)
     assert any(event["event"] == "safe_allocation_failed" for event in runner.run.events())
 
 
-def test_injected_node_loss_stops_with_one_line_and_the_run_resumes(
+def test_fake_testbed_node_loss_stops_with_one_line_and_the_run_resumes(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, _, points = injected_run(tmp_path, microopt_csv, lost_after=3)
+    runner, _, points = fake_faulty_run(tmp_path, microopt_csv, lost_after=3)
     with pytest.raises(RunStopped) as caught:
         runner.execute(points)
     message = str(caught.value)
     assert "Connection reset by peer" in message and f"campaign resume {runner.run.id}" in message
     assert "\n" not in message
     assert len(completed_points(runner.run)) == 3
-    code, _, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
+    code, _, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
     assert code == 0, err
     assert_exact_dataset(runner.run)
 
 
-def test_injected_hole_in_the_samples_marks_the_point_incomplete(
+def test_fake_testbed_hole_in_the_samples_marks_the_point_incomplete(
         tmp_path: Path, microopt_csv: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    runner, _, points = injected_run(tmp_path, microopt_csv, short_at=2)
+    runner, _, points = fake_faulty_run(tmp_path, microopt_csv, short_at=2)
     outcome = runner.execute(points)
     assert outcome.completed == 7
     assert list(outcome.incomplete.values()) == ["slice embb: the testbed returned 12 of 15 one-second samples"]
-    code, _, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
+    code, _, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "resume", runner.run.id], capfd)
     assert code == 0, err
     assert_exact_dataset(runner.run)
 
@@ -311,7 +301,7 @@ def test_a_full_disk_stops_cleanly_without_corrupt_parquet_and_resume_finishes(
     grid = {"users": [1, 2, 3], "bandwidth_mbps": [10, 20, 30, 40],
             "cpu_millicores": {"start": 500, "stop": 4000, "step": 500}}
     spec_path = small_spec(tmp_path, microopt_csv, grid=grid)  # 96 parts of >= 8 KiB: more than the disk holds
-    code, _, err = cli(["--runs-dir", str(small_disk), "campaign", "run", str(spec_path)], capfd)
+    code, _, err = run_cli(["--runs-dir", str(small_disk), "campaign", "run", str(spec_path)], capfd)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("slicebed: error: ")]
     assert len(errors) == 1 and "disk full" in errors[0] and err.splitlines()[-1] == errors[0], err
@@ -324,7 +314,7 @@ def test_a_full_disk_stops_cleanly_without_corrupt_parquet_and_resume_finishes(
     for part in parts:
         pq.read_table(part)  # every part left behind is whole
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
-    code, _, err = cli(["--runs-dir", str(small_disk), "campaign", "resume", run.id], capfd)
+    code, _, err = run_cli(["--runs-dir", str(small_disk), "campaign", "resume", run.id], capfd)
     assert code == 0, err
     assert_exact_dataset(run)
 
@@ -350,7 +340,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, capfd: pytest
         pytest.skip("systemd-analyze is not installed")
     units = tmp_path / "units"
     units.mkdir()
-    code, out, err = cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every", "6h",
+    code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every", "6h",
                           "--unit-dir", str(units)], capfd)
     written = json.loads(out.splitlines()[-1])["units"]
     assert sorted(Path(path).name for path in written) == [
@@ -369,7 +359,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, capfd: pytest
 
 def test_kubernetes_cronjob_validates_against_1_29(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    code, out, err = cli(["campaign", "schedule", str(SMOKE), "--every", "2h", "--kubernetes",
+    code, out, err = run_cli(["campaign", "schedule", str(SMOKE), "--every", "2h", "--kubernetes",
                           "--image", "registry.example/slicebed:0.1", "--namespace", "lab"], capfd)
     assert code == 0, err
     documents = list(yaml.safe_load_all(out))
@@ -391,15 +381,15 @@ def test_systemd_unit_names_are_sanitized() -> None:
 def test_runs_list_show_and_export_with_a_chunked_prometheus_window(
         tmp_path: Path, microopt_csv: Path, prometheus: PrometheusProcess, capfd: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "runs"
-    assert cli(["--runs-dir", str(runs), "campaign", "run", str(small_spec(tmp_path, microopt_csv))], capfd)[0] == 0
+    assert run_cli(["--runs-dir", str(runs), "campaign", "run", str(small_spec(tmp_path, microopt_csv))], capfd)[0] == 0
     run = only_run(runs)
-    code, out, _ = cli(["--runs-dir", str(runs), "runs", "list", "--json"], capfd)
+    code, out, _ = run_cli(["--runs-dir", str(runs), "runs", "list", "--json"], capfd)
     assert code == 0 and json.loads(out)[0]["points"] == "8/8"
-    code, out, _ = cli(["--runs-dir", str(runs), "runs", "show", run.id, "--json"], capfd)
+    code, out, _ = run_cli(["--runs-dir", str(runs), "runs", "show", run.id, "--json"], capfd)
     shown = json.loads(out)
     assert shown["status"] == "completed" and shown["points_completed"] == 8 and "dataset.parquet" in shown["files"]
     out_dir = tmp_path / "export"
-    code, out, err = cli(["--runs-dir", str(runs), "runs", "export", run.id, "--out", str(out_dir),
+    code, out, err = run_cli(["--runs-dir", str(runs), "runs", "export", run.id, "--out", str(out_dir),
                           "--prometheus-url", prometheus.url, "--query", "clock=time()",
                           "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-02T00:00:00Z"], capfd)
     assert code == 0, err

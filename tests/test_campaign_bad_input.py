@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import GOOD_QOS_CSV, GOOD_QOS_ROWS, QOS_CSV_HEADER, SLICEBED, assert_one_error_line, run_cli, set_dotted
 
 from controller.cli import main
-
-SLICEBED = Path(sys.executable).parent / "slicebed"
-HEADER = "time,total_bandwidth_usage,cpu,bw,n_users,qos"
-GOOD_ROWS = [f"2024-05-18 11:00:{second:02d}.5,19.8,2000.0,25.0,3.0,6.6" for second in range(20)]
 
 
 def base(dataset: Path) -> dict[str, Any]:
@@ -36,20 +32,9 @@ def base(dataset: Path) -> dict[str, Any]:
     }
 
 
-def change(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """Set (or with ``...`` delete) the dotted key ``path`` (list indexes as numbers)."""
-
-    def apply(document: dict[str, Any]) -> None:
-        *parents, last = [int(part) if part.isdigit() else part for part in path.split(".")]
-        target: Any = document
-        for part in parents:
-            target = target[part]
-        if value is ...:
-            del target[last]
-        else:
-            target[last] = value
-
-    return apply
+def set_key(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets the key ``dotted`` to ``value`` (``...`` deletes it)."""
+    return lambda document: set_dotted(document, dotted, value)
 
 
 @dataclass(frozen=True)
@@ -71,102 +56,83 @@ SPEC_CASES = [
     Case("tab indentation", ("YAML syntax error",), text=b"name: x\ngrid:\n\tusers: [1]\n"),
     Case("top-level list", ("expected a mapping", "list"), text=b"- name: x\n"),
     Case("top-level scalar", ("expected a mapping", "str"), text=b"just words\n"),
-    Case("missing name", ("name", "required key is missing"), change("name", ...)),
-    Case("missing grid", ("grid", "required key is missing"), change("grid", ...)),
-    Case("missing dwell", ("dwell_s", "required key is missing"), change("dwell_s", ...)),
-    Case("missing slices", ("slices", "required key is missing"), change("slices", ...)),
-    Case("missing grid axis", ("grid.cpu_millicores", "required key is missing"), change("grid.cpu_millicores", ...)),
-    Case("unknown top-level key", ("dwell", "unknown key"), change("dwell", 5)),
-    Case("unknown grid key", ("grid.user", "unknown key"), change("grid.user", [1])),
-    Case("unknown slice key", ("slices[0].q_thresh", "unknown key"), change("slices.0.q_thresh", 3)),
-    Case("bad campaign name", ("name", "should match pattern"), change("name", "../escape")),
-    Case("name is a number", ("name", "valid string"), change("name", 12)),
-    Case("negative dwell", ("dwell_s", "greater than or equal to 1"), change("dwell_s", -5)),
-    Case("zero dwell", ("dwell_s", "greater than or equal to 1"), change("dwell_s", 0)),
-    Case("dwell is text", ("dwell_s", "valid integer"), change("dwell_s", "seventy")),
-    Case("dwell is NaN", ("dwell_s",), change("dwell_s", float("nan"))),
-    Case("fractional dwell", ("dwell_s", "fractional part"), change("dwell_s", 1.5)),
-    Case("zero repetitions", ("repetitions", "greater than or equal to 1"), change("repetitions", 0)),
-    Case("negative settle", ("settle_s", "greater than or equal to 0"), change("settle_s", -1)),
-    Case("users is text", ("grid.users", "valid list"), change("grid.users", "five")),
-    Case("users empty list", ("grid.users", "needs at least one value"), change("grid.users", [])),
-    Case("duplicate users", ("grid.users", "duplicate value(s) 3"), change("grid.users", [3, 3])),
-    Case("fractional users", ("grid.users", "whole numbers"), change("grid.users", [2.5])),
-    Case("negative users", ("grid.users[0]", "greater than 0"), change("grid.users", [-1])),
-    Case("users entry is text", ("grid.users[1]", "valid number"), change("grid.users", [1, "two"])),
-    Case("NaN bandwidth", ("grid.bandwidth_mbps[0]", "finite number"), change("grid.bandwidth_mbps", [float("nan")])),
-    Case("infinite bandwidth", ("grid.bandwidth_mbps[0]",), change("grid.bandwidth_mbps", [float("inf")])),
+    Case("missing name", ("name", "required key is missing"), set_key("name", ...)),
+    Case("missing grid", ("grid", "required key is missing"), set_key("grid", ...)),
+    Case("missing dwell", ("dwell_s", "required key is missing"), set_key("dwell_s", ...)),
+    Case("missing slices", ("slices", "required key is missing"), set_key("slices", ...)),
+    Case("missing grid axis", ("grid.cpu_millicores", "required key is missing"), set_key("grid.cpu_millicores", ...)),
+    Case("unknown top-level key", ("dwell", "unknown key"), set_key("dwell", 5)),
+    Case("unknown grid key", ("grid.user", "unknown key"), set_key("grid.user", [1])),
+    Case("unknown slice key", ("slices[0].q_thresh", "unknown key"), set_key("slices.0.q_thresh", 3)),
+    Case("bad campaign name", ("name", "should match pattern"), set_key("name", "../escape")),
+    Case("name is a number", ("name", "valid string"), set_key("name", 12)),
+    Case("negative dwell", ("dwell_s", "greater than or equal to 1"), set_key("dwell_s", -5)),
+    Case("zero dwell", ("dwell_s", "greater than or equal to 1"), set_key("dwell_s", 0)),
+    Case("dwell is text", ("dwell_s", "valid integer"), set_key("dwell_s", "seventy")),
+    Case("dwell is NaN", ("dwell_s",), set_key("dwell_s", float("nan"))),
+    Case("fractional dwell", ("dwell_s", "fractional part"), set_key("dwell_s", 1.5)),
+    Case("zero repetitions", ("repetitions", "greater than or equal to 1"), set_key("repetitions", 0)),
+    Case("negative settle", ("settle_s", "greater than or equal to 0"), set_key("settle_s", -1)),
+    Case("users is text", ("grid.users", "valid list"), set_key("grid.users", "five")),
+    Case("users empty list", ("grid.users", "needs at least one value"), set_key("grid.users", [])),
+    Case("duplicate users", ("grid.users", "duplicate value(s) 3"), set_key("grid.users", [3, 3])),
+    Case("fractional users", ("grid.users", "whole numbers"), set_key("grid.users", [2.5])),
+    Case("negative users", ("grid.users[0]", "greater than 0"), set_key("grid.users", [-1])),
+    Case("users entry is text", ("grid.users[1]", "valid number"), set_key("grid.users", [1, "two"])),
+    Case("NaN bandwidth", ("grid.bandwidth_mbps[0]", "finite number"), set_key("grid.bandwidth_mbps", [float("nan")])),
+    Case("infinite bandwidth", ("grid.bandwidth_mbps[0]",), set_key("grid.bandwidth_mbps", [float("inf")])),
     Case("range start above stop", ("grid.cpu_millicores", "is above stop"),
-         change("grid.cpu_millicores", {"start": 3000, "stop": 1000, "step": 500})),
+         set_key("grid.cpu_millicores", {"start": 3000, "stop": 1000, "step": 500})),
     Case("range step zero", ("grid.cpu_millicores.step", "greater than 0"),
-         change("grid.cpu_millicores", {"start": 500, "stop": 1000, "step": 0})),
+         set_key("grid.cpu_millicores", {"start": 500, "stop": 1000, "step": 0})),
     Case("range without step", ("grid.cpu_millicores.step", "required key is missing"),
-         change("grid.cpu_millicores", {"start": 500, "stop": 1000})),
+         set_key("grid.cpu_millicores", {"start": 500, "stop": 1000})),
     Case("range unknown key", ("grid.cpu_millicores.stride", "unknown key"),
-         change("grid.cpu_millicores", {"start": 500, "stop": 1000, "step": 500, "stride": 1})),
+         set_key("grid.cpu_millicores", {"start": 500, "stop": 1000, "step": 500, "stride": 1})),
     Case("range too fine", ("grid.cpu_millicores", "more than 100000 values"),
-         change("grid.cpu_millicores", {"start": 500, "stop": 4000, "step": 0.001})),
+         set_key("grid.cpu_millicores", {"start": 500, "stop": 4000, "step": 0.001})),
     Case("grid outside bounds", ("grid.cpu_millicores value 4500", "outside slice embb's bounds"),
-         change("grid.cpu_millicores", [1000, 4500])),
+         set_key("grid.cpu_millicores", [1000, 4500])),
     Case("duplicate slice names", ("slices", "duplicate slice name(s): embb"),
          lambda d: d["slices"].append(copy.deepcopy(d["slices"][0]))),
-    Case("no slices", ("slices", "at least 1 item"), change("slices", [])),
-    Case("uppercase slice name", ("slices[0].name", "should match pattern"), change("slices.0.name", "EMBB")),
+    Case("no slices", ("slices", "at least 1 item"), set_key("slices", [])),
+    Case("uppercase slice name", ("slices[0].name", "should match pattern"), set_key("slices.0.name", "EMBB")),
     Case("bounds reversed", ("slices[0].bounds", "is above max"),
-         change("slices.0.bounds.cpu_millicores", [4000, 500])),
+         set_key("slices.0.bounds.cpu_millicores", [4000, 500])),
     Case("negative bound", ("slices[0].bounds.bandwidth_mbps[0]", "greater than 0"),
-         change("slices.0.bounds.bandwidth_mbps", [-5, 40])),
-    Case("unknown backend", ("testbed.backend", "'replay', 'local' or 'lab'"), change("testbed.backend", "cloud")),
-    Case("replay without dataset", ("testbed.replay", "needs 'dataset: CSV'"), change("testbed.replay.dataset", ...)),
-    Case("negative order seed", ("order.seed", "greater than or equal to 0"), change("order", {"seed": -1})),
-    Case("randomize is not a bool", ("order.randomize", "valid boolean"), change("order", {"randomize": "maybe"})),
+         set_key("slices.0.bounds.bandwidth_mbps", [-5, 40])),
+    Case("unknown backend", ("testbed.backend", "'replay', 'local' or 'lab'"), set_key("testbed.backend", "cloud")),
+    Case("replay without dataset", ("testbed.replay", "needs 'dataset: CSV'"), set_key("testbed.replay.dataset", ...)),
+    Case("negative order seed", ("order.seed", "greater than or equal to 0"), set_key("order", {"seed": -1})),
+    Case("randomize is not a bool", ("order.randomize", "valid boolean"), set_key("order", {"randomize": "maybe"})),
     Case("prometheus url not http", ("prometheus.url", "should match pattern"),
-         change("prometheus", {"url": "localhost:9090", "queries": {"a": "up"}})),
+         set_key("prometheus", {"url": "localhost:9090", "queries": {"a": "up"}})),
     Case("prometheus without queries", ("prometheus.queries", "at least 1 item"),
-         change("prometheus", {"url": "http://127.0.0.1:9090", "queries": {}})),
+         set_key("prometheus", {"url": "http://127.0.0.1:9090", "queries": {}})),
     Case("prometheus bad query name", ("prometheus.queries", "should match pattern"),
-         change("prometheus", {"url": "http://127.0.0.1:9090", "queries": {"9-bad": "up"}})),
+         set_key("prometheus", {"url": "http://127.0.0.1:9090", "queries": {"9-bad": "up"}})),
     Case("prometheus negative step", ("prometheus.step_s", "greater than 0"),
-         change("prometheus", {"url": "http://127.0.0.1:9090", "queries": {"a": "up"}, "step_s": -1})),
+         set_key("prometheus", {"url": "http://127.0.0.1:9090", "queries": {"a": "up"}, "step_s": -1})),
 ]
 
 DATASET_CASES = [  # the replay dataset a valid spec names
     ("missing dataset file", None, ("no such dataset file",)),
     ("empty dataset", b"", ("the file is empty",)),
     ("binary dataset", bytes(range(256)) * 8, ("not a readable CSV",)),
-    ("header only", (HEADER + "\n").encode(), ("header but no data rows",)),
+    ("header only", (QOS_CSV_HEADER + "\n").encode(), ("header but no data rows",)),
     ("missing column", b"time,cpu,bw\n2024-05-18 11:00:00,1,2\n", ("missing column(s)",)),
-    ("NaN qos", (HEADER + "\n" + GOOD_ROWS[0].rsplit(",", 1)[0] + ",nan\n").encode(), ("row 1", "qos", "NaN")),
-    ("negative bandwidth", (HEADER + "\n" + GOOD_ROWS[0].replace(",25.0,", ",-25.0,") + "\n").encode(),
+    ("NaN qos", (QOS_CSV_HEADER + "\n" + GOOD_QOS_ROWS[0].rsplit(",", 1)[0] + ",nan\n").encode(),
+     ("row 1", "qos", "NaN")),
+    ("negative bandwidth", (QOS_CSV_HEADER + "\n" + GOOD_QOS_ROWS[0].replace(",25.0,", ",-25.0,") + "\n").encode(),
      ("row 1", "bw", "negative")),
-    ("numeric times", (HEADER + "\n1,19.8,2000,25,3,6.6\n").encode(), ("column time holds numbers",)),
+    ("numeric times", (QOS_CSV_HEADER + "\n1,19.8,2000,25,3,6.6\n").encode(), ("column time holds numbers",)),
 ]
-
-
-def run_main(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        code = main(["--quiet", *argv])
-    except SystemExit as exc:
-        code = exc.code
-    _, err = capfd.readouterr()
-    return int(code or 0), err
-
-
-def assert_one_error_line(code: int, stderr: str, *fragments: str) -> str:
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("slicebed: error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     path = tmp_path / "good.csv"
-    path.write_text("\n".join([HEADER, *GOOD_ROWS]) + "\n", encoding="utf-8")
+    path.write_text(GOOD_QOS_CSV, encoding="utf-8")
     return path
 
 
@@ -181,8 +147,9 @@ def test_bad_campaign_spec(case: Case, tmp_path: Path, dataset: Path, capfd: pyt
         case.edit(document)
         spec.write_text(yaml.safe_dump(document), encoding="utf-8")
     runs = tmp_path / "runs"
-    code, err = run_main(["--runs-dir", str(runs), "campaign", "run", str(spec)], capfd)
-    assert_one_error_line(code, err, str(spec), *case.fragments)
+    code, _, err = run_cli(["--runs-dir", str(runs), "campaign", "run", str(spec)], capfd)
+    assert code == 2, err
+    assert_one_error_line(err, str(spec), *case.fragments)
     assert not runs.exists() or not any(runs.iterdir())  # nothing half-created
 
 
@@ -190,7 +157,7 @@ def test_the_base_spec_is_valid(tmp_path: Path, dataset: Path, capfd: pytest.Cap
     """The corpus' errors come from its edits: the unedited spec runs."""
     spec = tmp_path / "campaign.yaml"
     spec.write_text(yaml.safe_dump(base(dataset)), encoding="utf-8")
-    code, err = run_main(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec)], capfd)
+    code, _, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "run", str(spec)], capfd)
     assert code == 0, err
 
 
@@ -203,8 +170,9 @@ def test_bad_replay_dataset(name: str, content: bytes | None, fragments: tuple[s
     spec = tmp_path / "campaign.yaml"
     spec.write_text(yaml.safe_dump(base(data)), encoding="utf-8")
     runs = tmp_path / "runs"
-    code, err = run_main(["--runs-dir", str(runs), "campaign", "run", str(spec)], capfd)
-    assert_one_error_line(code, err, str(spec), str(data), *fragments)
+    code, _, err = run_cli(["--runs-dir", str(runs), "campaign", "run", str(spec)], capfd)
+    assert code == 2, err
+    assert_one_error_line(err, str(spec), str(data), *fragments)
     assert not runs.exists()
 
 
@@ -264,8 +232,9 @@ def test_bad_run_directory_or_cli_value(argv: list[str], fragments: tuple[str, .
     spec.write_text(yaml.safe_dump(base(dataset)), encoding="utf-8")
     filled = [part.format(spec=spec, tmp=tmp_path, runs=runs) for part in argv]
     before = sorted(path.name for path in runs.iterdir())
-    code, err = run_main(["--runs-dir", str(runs), *filled], capfd)
-    assert_one_error_line(code, err, *fragments)
+    code, _, err = run_cli(["--runs-dir", str(runs), *filled], capfd)
+    assert code == 2, err
+    assert_one_error_line(err, *fragments)
     assert sorted(path.name for path in runs.iterdir()) == before
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -281,7 +250,8 @@ def test_real_processes_print_one_line_and_exit_2(tmp_path: Path) -> None:
                                   stderr=subprocess.PIPE, text=True) for argv in commands]
     for process, fragment in zip(processes, ("cannot read as UTF-8", "not a campaign"), strict=True):
         _, err = process.communicate(timeout=120)
-        assert_one_error_line(process.returncode, err, fragment)
+        assert process.returncode == 2, err
+        assert_one_error_line(err, fragment)
 
 
 def test_runs_list_reports_unreadable_runs_instead_of_failing(tmp_path: Path,

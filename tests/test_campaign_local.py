@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from local_testbed import SLICEBED, run_slicebed, write_local_inventory
+from helpers import run_slicebed, slicebed_argv, venv_environment
+from local_testbed import deployed_local_testbed
 
 from controller.campaign.export import journaled_table
 from controller.campaign.journal import completed_points, incomplete_points
 from controller.campaign.plan import plan_points
 from controller.campaign.spec import load_campaign_spec
 from controller.deploy.inventory import load_inventory
-from controller.deploy.local_deployment import LocalDeployment as Deployment
 from core.runstore import RunStore
 
 PREFIX = "sbcmp-"
@@ -34,26 +34,11 @@ SUBNET = "10.94.0"
 pytestmark = pytest.mark.slow
 
 
-def write_inventory(directory: Path) -> Path:
-    return write_local_inventory(directory, PREFIX, SUBNET, prometheus_port=19490)
-
-
-def slicebed(*args: str, runs: Path, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    return run_slicebed(*args, runs=runs, timeout_s=timeout_s)
-
-
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("campaign-local")
-    inventory = write_inventory(directory)
-    up = slicebed("testbed", "up", "--inventory", str(inventory), runs=directory / "runs")
-    try:
-        assert up.returncode == 0, up.stderr
-        yield inventory
-    finally:
-        down = slicebed("testbed", "down", "--inventory", str(inventory), runs=directory / "runs")
-        assert down.returncode == 0, down.stderr
-        assert Deployment.open(inventory).leftovers() == []
+def deployed(tmp_path_factory: pytest.TempPathFactory, exclusive_testbed: None) -> Iterator[Path]:
+    """The inventory of an up testbed; brought down, and checked empty, at the end."""
+    with deployed_local_testbed(tmp_path_factory.mktemp("campaign-local"), PREFIX, SUBNET, 19490) as up:
+        yield up.inventory
 
 
 def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_nothing(
@@ -67,9 +52,8 @@ def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_noth
         "dwell_s": 4, "settle_s": 3,
     }), encoding="utf-8")
     runs = tmp_path / "runs"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    campaign = subprocess.Popen([SLICEBED, "--quiet", "--runs-dir", str(runs), "campaign", "run", str(spec_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    campaign = subprocess.Popen(slicebed_argv("campaign", "run", str(spec_path), runs=runs), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=venv_environment(OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and campaign.poll() is None:  # wait for two measured points
         listed = RunStore(runs).list()
@@ -80,7 +64,7 @@ def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_noth
     pid_file = load_inventory(deployed).state_dir / "pids" / "prometheus.pid"
     os.kill(int(pid_file.read_text(encoding="utf-8").split()[0]), signal.SIGTERM)  # the testbed's Prometheus
     time.sleep(6)  # at least one point's window without Prometheus
-    restarted = slicebed("testbed", "up", "--inventory", str(deployed), runs=tmp_path / "up-runs")
+    restarted = run_slicebed("testbed", "up", "--inventory", str(deployed), runs=tmp_path / "up-runs")
     assert restarted.returncode == 0, restarted.stderr
     _, err = campaign.communicate(timeout=600)
     run = RunStore(runs).list()[0]
@@ -89,7 +73,7 @@ def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_noth
     for _ in range(3):
         if run.metadata()["status"] == "completed":
             break
-        resumed = slicebed("campaign", "resume", run.id, runs=runs)
+        resumed = run_slicebed("campaign", "resume", run.id, runs=runs)
         assert resumed.returncode in (0, 1), resumed.stderr
     assert run.metadata()["status"] == "completed" and not incomplete_points(run)
     samples = journaled_table(run)

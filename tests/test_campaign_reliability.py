@@ -12,26 +12,25 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import slicebed_argv
 
 from collectors.dataset import load_qos_csv
 from controller.campaign.export import journaled_table
 from controller.cli import main
 from core.runstore import Run, RunStore
 
-SLICEBED = Path(sys.executable).parent / "slicebed"
 KILLS = 20
 PACE = "0.01"  # 10 testbed seconds per point -> 0.1 s of wall time
 
 pytestmark = pytest.mark.slow
 
 
-def write_spec(tmp_path: Path, microopt_csv: Path) -> Path:
+def kill9_spec(tmp_path: Path, microopt_csv: Path) -> Path:
     """160 points of 10 s: about 18 s of paced work, more than 20 short sessions get through."""
     document = {
         "name": "kill9", "seed": 4,
@@ -47,7 +46,7 @@ def write_spec(tmp_path: Path, microopt_csv: Path) -> Path:
 
 
 def start(runs: Path, *argv: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(SLICEBED), "--quiet", "--runs-dir", str(runs), *argv, "--pace", PACE],
+    return subprocess.Popen(slicebed_argv(*argv, "--pace", PACE, runs=runs),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -69,7 +68,7 @@ def wait_until_measuring(runs: Path, process: subprocess.Popen[bytes], timeout_s
 
 
 def test_twenty_kill_9s_lose_nothing_and_duplicate_nothing(tmp_path: Path, microopt_csv: Path) -> None:
-    spec = write_spec(tmp_path, microopt_csv)
+    spec = kill9_spec(tmp_path, microopt_csv)
     reference_runs = tmp_path / "reference"
     assert main(["--quiet", "--runs-dir", str(reference_runs), "campaign", "run", str(spec)]) == 0
     reference = journaled_table(RunStore(reference_runs).list()[0])

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from prometheus_process import PrometheusProcess, free_port
+from helpers import answers_http, free_port, proc_stat, wait_until_ready
+from prometheus_process import PrometheusProcess
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
@@ -146,18 +147,6 @@ def _program(name: str, *args: str, cgroup: CgroupCpuActuator | None = None,
                                 stdout=output, stderr=output, start_new_session=True, preexec_fn=join)
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            requests.get(f"{url}/metrics", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} did not come up: {log.read_text()}")
-
-
 @contextmanager
 def running_chain(tmp_path: Path, work_factor: int, rate_mbps: float, cgroup: CgroupCpuActuator | None = None,
                   verify_every: int = 0) -> Iterator[Chain]:
@@ -176,7 +165,7 @@ def running_chain(tmp_path: Path, work_factor: int, rate_mbps: float, cgroup: Cg
         processes["app"] = _program("app_server", "--mgmt", mgmt["app"], "--upf", f"127.0.0.1:{ports['n6']}",
                                     "--rate-mbps", str(rate_mbps), log=log)
         for name, process in processes.items():
-            _wait_ready(f"http://{mgmt[name]}", process, log)
+            wait_until_ready(answers_http(f"http://{mgmt[name]}/metrics"), process, f"the {name} program", 20, log)
         yield Chain(processes, f"http://{mgmt['app']}", f"http://{mgmt['ran']}", f"http://{mgmt['sink']}")
     finally:
         for process in processes.values():
@@ -224,7 +213,8 @@ def test_chain_delivers_each_users_rate_and_the_ue_deciphers_it(tmp_path: Path) 
 
 
 @pytest.fixture
-def ran_cgroup() -> Iterator[CgroupCpuActuator]:
+def ran_cgroup(exclusive_testbed: None) -> Iterator[CgroupCpuActuator]:
+    """A cgroup for the RAN emulator (CPU is measured: held while no other test session runs)."""
     group = CgroupCpuActuator(LocalRunner(), f"{PREFIX}-ran", Interval(10, 1000))
     group.create()
     try:
@@ -237,7 +227,8 @@ def ran_cgroup() -> Iterator[CgroupCpuActuator]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
+    assert fields is not None, f"process {pid} is gone"
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from fakes.kubernetes import FakeKubernetes
 from fakes.onos import FakeOnos
+from helpers import REPO, accepts_connections, free_port, wait_until_ready
 
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
@@ -31,16 +31,10 @@ from controller.testbeds.lab import LabInventory, SshRunners, open_lab_testbed
 from core.commands import CommandError, CommandRunner, LocalRunner
 from core.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 PASSPHRASE = "lp-Secret-passphrase-7731"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def keygen(path: Path, passphrase: str = "") -> None:
@@ -69,15 +63,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshTarget]:
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(home / "sshd_config")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"sshd did not start: {server.stderr.read().decode() if server.stderr else ''}")
-                time.sleep(0.05)
+        wait_until_ready(accepts_connections(port), server, "sshd", timeout_s=10)
         yield SshTarget(host="127.0.0.1", port=port, user="root", key_file=home / "user_key",
                         known_hosts=known_hosts, passphrase_env="LP_TEST_SSH_PASSPHRASE")
     finally:
@@ -378,17 +364,9 @@ def app_server() -> Iterator[int]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "dataplane.app_server", "--slice", "embb",
                                 "--mgmt", f"127.0.0.1:{port}", "--upf", f"127.0.0.1:{free_port()}",
-                                "--rate-mbps", "0.05"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--rate-mbps", "0.05"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"app server did not start: {process.stderr.read().decode() if process.stderr else ''}")
-                time.sleep(0.05)
+        wait_until_ready(accepts_connections(port), process, "the app server")
         yield port
     finally:
         process.terminate()
@@ -406,7 +384,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
     switch_runner, vsctl, port = ovs_queues
     gnb = CgroupCpuActuator(LocalRunner(), f"lp-lab-{os.getpid()}-embb", Interval(1, 1e6))
     gnb.create()
-    template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     variables = {**template["all"]["vars"], "prometheus_port": free_port(), "lab_backend": {
         "cpu": "cgroup", "bandwidth": "onos_queue", "cgroup": f"lp-lab-{os.getpid()}-{{slice}}",
         "ssh": {"user_env": "LP_SSH_USER", "key_env": "LP_SSH_KEY", "passphrase_env": "LP_TEST_SSH_PASSPHRASE",
@@ -452,9 +430,9 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
 
 
 def test_lab_backend_configuration_errors_are_one_line(tmp_path: Path) -> None:
-    example = LabInventory(ROOT / "inventory" / "lab.example.yml")  # the shipped example validates
+    example = LabInventory(REPO / "inventory" / "lab.example.yml")  # the shipped example validates
     assert example.settings.ovs.port and example.slices
-    template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     template["all"]["vars"].pop("lab_backend", None)
     inventory = tmp_path / "lab.yml"
     bounds = {"embb": (Interval(500, 4000), Interval(5, 50))}
@@ -481,7 +459,7 @@ def test_lab_backend_fake_kubernetes_resize_and_plain_ovs_queue(
     """The other actuator choices: CPU by pod resize (API server fake), bandwidth by the OvS queue alone."""
     server, kubeconfig = fake_kubernetes
     switch_runner, vsctl, port = ovs_queues
-    template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     template["all"]["vars"]["lab_backend"] = {
         "cpu": "pod_resize", "bandwidth": "ovs_queue", "prometheus_url": "http://127.0.0.1:1",
         "kubernetes": {"kubeconfig": str(kubeconfig), "namespace": "slices", "selector": "app=gnb,slice={slice}",

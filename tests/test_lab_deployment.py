@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
 from controller.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def local_lab_inventory(tmp_path: Path) -> Path:
-    document = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    document = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     variables = document["all"]["vars"]
     variables.pop("ansible_ssh_private_key_file")
     variables.update(ansible_connection="local", ansible_become=False, underlay_cidr="127.0.0.0/8",

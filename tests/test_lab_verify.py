@@ -17,23 +17,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, venv_environment
 
-ROOT = Path(__file__).resolve().parents[1]
-VERIFY = ROOT / ".ci" / "verify-lab"
-INVENTORY = ROOT / "inventory" / "lab.example.yml"
+VERIFY = REPO / ".ci" / "verify-lab"
+INVENTORY = REPO / "inventory" / "lab.example.yml"
 LAB_ROLES = ("kubernetes", "open5gs", "srsran", "oai", "onos")
 
 
 def verify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run .ci/verify-lab with this interpreter (the project's virtualenv)."""
-    return subprocess.run([sys.executable, str(VERIFY), *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(VERIFY), *args], cwd=REPO, capture_output=True, text=True,
                           env=env, check=False, timeout=600)
 
 
 def manifests_copy(tmp_path: Path, component: str) -> Path:
     """A scratch copy of one component's manifests (manifests/<component>) to break."""
     copy = tmp_path / component
-    shutil.copytree(ROOT / "manifests" / component, copy)
+    shutil.copytree(REPO / "manifests" / component, copy)
     return copy
 
 
@@ -51,7 +51,7 @@ def test_every_kustomization_renders_and_validates_strictly_against_1_29() -> No
                        result.stdout)
     assert counts, result.stdout
     kustomizations, deployable, objects = map(int, counts.groups())
-    assert kustomizations == len(list((ROOT / "manifests").rglob("kustomization.yaml")))
+    assert kustomizations == len(list((REPO / "manifests").rglob("kustomization.yaml")))
     assert deployable == 5  # the Open5GS core, two Open5GS slice overlays, one srsRAN and one OAI overlay
     assert objects >= 60
     # CRD kinds are listed as skipped, never silently passed
@@ -173,7 +173,7 @@ def test_every_playbook_and_role_passes_ansible_lint_production_profile() -> Non
 @pytest.mark.parametrize("role", LAB_ROLES)
 def test_role_layout(role: str) -> None:
     """Every lab role has defaults, handlers, meta (with main, preflight and uninstall entry points), tasks."""
-    directory = ROOT / "playbooks" / "roles" / role
+    directory = REPO / "playbooks" / "roles" / role
     for part in ("defaults/main.yml", "handlers/main.yml", "meta/main.yml", "meta/argument_specs.yml",
                  "tasks/main.yml", "tasks/install.yml", "tasks/uninstall.yml", "tasks/preflight.yml"):
         assert (directory / part).is_file(), f"{role}: missing {part}"
@@ -186,7 +186,7 @@ def test_role_layout(role: str) -> None:
 @pytest.mark.slow
 def test_kubeadm_configuration_enables_in_place_resize_and_systemd_cgroups(tmp_path: Path) -> None:
     """The kubernetes role's kubeadm template, rendered by Ansible's template module with the role defaults."""
-    role = ROOT / "playbooks" / "roles" / "kubernetes"
+    role = REPO / "playbooks" / "roles" / "kubernetes"
     play = tmp_path / "render.yml"
     play.write_text(yaml.safe_dump([{
         "name": "Render the kubeadm configuration", "hosts": "localhost", "connection": "local",
@@ -197,9 +197,8 @@ def test_kubeadm_configuration_enables_in_place_resize_and_systemd_cgroups(tmp_p
             "src": str(role / "templates" / "kubeadm-init.yaml.j2"), "dest": str(tmp_path / "kubeadm.yaml"),
             "mode": "0600"}}],
     }]))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(play)], capture_output=True, text=True,
-                            env=env, check=False, timeout=300)
+                            env=venv_environment(), check=False, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     documents = {doc["kind"]: doc for doc in yaml.safe_load_all((tmp_path / "kubeadm.yaml").read_text())}
     assert set(documents) == {"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"}
@@ -233,10 +232,9 @@ def run_onos_flows(tmp_path: Path, url: str, queue_ids: list[int]) -> subprocess
                                           "onos_user": "slicebed", "onos_password": "not-a-real-secret"}},
             {"name": "Steering flows", "ansible.builtin.include_role": {"name": "onos", "tasks_from": "flows"}},
         ]}]))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles")}
     return subprocess.run(["ansible-playbook", "-i", str(inventory), str(play)], capture_output=True, text=True,
-                          env=env, check=False, timeout=300)
+                          env=venv_environment(ANSIBLE_ROLES_PATH=str(REPO / "playbooks" / "roles")), check=False,
+                          timeout=300)
 
 
 @pytest.mark.slow

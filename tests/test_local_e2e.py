@@ -9,7 +9,6 @@ from inventory/local.yml), so it never collides with another testbed on the mach
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,11 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from local_testbed import REPO, run_slicebed, write_local_inventory
+from helpers import REPO, run_slicebed
+from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
-from controller.deploy.local_deployment import LocalDeployment
 from controller.testbeds.base import Allocation
 from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
 from core.errors import InputError
@@ -36,28 +35,16 @@ def _inventory(directory: Path, prefix: str = PREFIX) -> Path:
     return write_local_inventory(directory, prefix, SUBNET, prometheus_port=19390)
 
 
-def _slicebed(*args: str, runs: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
-    return run_slicebed(*args, runs=runs, timeout_s=timeout_s)
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, exclusive_testbed: None) -> Iterator[DeployedTestbed]:
+    """An up testbed; brought down, and checked empty, at the end."""
+    with deployed_local_testbed(tmp_path_factory.mktemp("e2e"), PREFIX, SUBNET, prometheus_port=19390) as up:
+        yield up
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """An up testbed (inventory path, runs directory); brought down, and checked empty, at the end."""
-    directory = tmp_path_factory.mktemp("e2e")
-    inventory, runs = _inventory(directory), directory / "runs"
-    up = _slicebed("testbed", "up", "--inventory", str(inventory), runs=runs)
-    try:
-        assert up.returncode == 0, up.stderr
-        yield inventory, runs
-    finally:
-        down = _slicebed("testbed", "down", "--inventory", str(inventory), runs=runs)
-        assert down.returncode == 0, down.stderr
-        assert LocalDeployment.open(inventory).leftovers() == []
-
-
-@pytest.fixture(scope="module")
-def testbed(deployed: tuple[Path, Path]) -> Iterator[LocalTestbed]:
-    with open_local_testbed(deployed[0], {"embb": (Interval(500, 4000), Interval(5, 40))}) as backend:
+def testbed(deployed: DeployedTestbed) -> Iterator[LocalTestbed]:
+    with open_local_testbed(deployed.inventory, {"embb": (Interval(500, 4000), Interval(5, 40))}) as backend:
         yield backend
 
 
@@ -106,9 +93,9 @@ def test_exported_metrics_match_what_the_sinks_measured(testbed: LocalTestbed) -
 
 
 @pytest.mark.slow
-def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deployed: tuple[Path, Path],
+def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deployed: DeployedTestbed,
                                                                         tmp_path: Path) -> None:
-    inventory, runs = deployed
+    inventory, runs = deployed.inventory, deployed.runs
     spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
     spec["name"], spec["testbed"]["inventory"] = "e2e-loop", str(inventory)
     spec["slices"][0]["traffic"] = [{"kind": "constant", "users": 2}]
@@ -117,14 +104,14 @@ def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deploye
     spec["validation"]["window_s"] = 8
     path = tmp_path / "e2e-loop.yaml"
     path.write_text(yaml.safe_dump(spec))
-    loop = _slicebed("loop", "run", str(path), "--testbed", "local", runs=runs)
+    loop = run_slicebed("loop", "run", str(path), "--testbed", "local", runs=runs)
     assert loop.returncode == 0, loop.stderr
     run = next(p for p in runs.iterdir() if "e2e-loop" in p.name)
     dataset = run / "dataset-embb.csv"
     frame = pd.read_csv(dataset)
     assert list(frame.columns) == ["time", "total_bandwidth_usage", "cpu", "bw", "n_users", "qos"]
     assert set(frame["n_users"]) == {1.0, 3.0} and set(frame["bw"]) == {5.0, 40.0}
-    trained = _slicebed("model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"), "--epochs", "50",
+    trained = run_slicebed("model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"), "--epochs", "50",
                         "--settle-s", "2", runs=runs)
     assert trained.returncode == 0, trained.stderr
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["train"]
@@ -144,7 +131,7 @@ def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: P
     spec["testbed"]["inventory"] = str(_inventory(tmp_path, NEVER_UP))
     path = tmp_path / "down.yaml"
     path.write_text(yaml.safe_dump(spec))
-    result = _slicebed("loop", "run", str(path), "--testbed", "local", runs=tmp_path / "runs")
+    result = run_slicebed("loop", "run", str(path), "--testbed", "local", runs=tmp_path / "runs")
     assert result.returncode == 2
     assert result.stderr.startswith("slicebed: error: the local testbed is not up") and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run

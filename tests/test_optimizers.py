@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from analysis.slice_model import SliceModel, load_model
+from analysis.slice_model import SliceModel
 from controller.optimizers.grid import solve_grid
 from controller.optimizers.microopt import solve_microopt
 from controller.problem import Problem, ProblemTensors, SliceProblem
@@ -18,15 +16,9 @@ CASES = [(1, 4, 0.2), (2, 3, 0.1), (2, 5, 0.3), (3, 3, 0.2), (3, 4, 0.1), (4, 5,
          (5, 4, 0.1), (5, 5, 0.3)]
 
 
-@pytest.fixture(scope="module")
-def model(trained_model_dir: Path) -> SliceModel:
-    torch.set_num_threads(1)
-    return load_model(trained_model_dir)
-
-
 @pytest.mark.parametrize(("users", "q_thresh", "beta"), CASES)
-def test_microopt_matches_grid_oracle(model: SliceModel, users: int, q_thresh: float, beta: float) -> None:
-    problem = Problem((SliceProblem("s", model, constant(users), q_thresh, beta),))
+def test_microopt_matches_grid_oracle(slice_model: SliceModel, users: int, q_thresh: float, beta: float) -> None:
+    problem = Problem((SliceProblem("s", slice_model, constant(users), q_thresh, beta),))
     grid = solve_grid(problem)
     answer = solve_microopt(problem)
     assert grid.feasible and answer.feasible
@@ -34,8 +26,8 @@ def test_microopt_matches_grid_oracle(model: SliceModel, users: int, q_thresh: f
     assert (answer.normalized - grid.normalized) / grid.normalized <= 0.005
 
 
-def test_returned_degradation_is_exact_and_within_beta(model: SliceModel) -> None:
-    problem = Problem((SliceProblem("s", model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
+def test_returned_degradation_is_exact_and_within_beta(slice_model: SliceModel) -> None:
+    problem = Problem((SliceProblem("s", slice_model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
     answer = solve_microopt(problem)
     tensors = ProblemTensors.build(problem)
     exact = tensors.expected_degradation(torch.as_tensor(answer.allocation, dtype=torch.float32)).numpy()
@@ -44,15 +36,15 @@ def test_returned_degradation_is_exact_and_within_beta(model: SliceModel) -> Non
     assert exact[0] <= 0.2
 
 
-def test_infeasible_problem_returns_best_effort(model: SliceModel) -> None:
-    problem = Problem((SliceProblem("s", model, constant(5), 20.0, 0.1),))
+def test_infeasible_problem_returns_best_effort(slice_model: SliceModel) -> None:
+    problem = Problem((SliceProblem("s", slice_model, constant(5), 20.0, 0.1),))
     answer = solve_microopt(problem)
     assert not answer.feasible
     assert answer.expected_degradation[0] > 0.1
 
 
-def test_shared_capacity_is_respected(model: SliceModel) -> None:
-    slices = tuple(SliceProblem(f"s{users}", model, constant(users), 4, 0.2) for users in (1, 3, 5))
+def test_shared_capacity_is_respected(slice_model: SliceModel) -> None:
+    slices = tuple(SliceProblem(f"s{users}", slice_model, constant(users), 4, 0.2) for users in (1, 3, 5))
     alone = np.array([solve_microopt(Problem((s,))).allocation[0] for s in slices])
     capacity = tuple(float(value) for value in 1.1 * alone.sum(0))
     answer = solve_microopt(Problem(slices, capacity=capacity))
@@ -61,8 +53,8 @@ def test_shared_capacity_is_respected(model: SliceModel) -> None:
     assert (answer.expected_degradation <= 0.2).all()
 
 
-def test_folded_model_matches_the_slice_model(model: SliceModel) -> None:
-    problem = Problem((SliceProblem("s", model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
+def test_folded_model_matches_the_slice_model(slice_model: SliceModel) -> None:
+    problem = Problem((SliceProblem("s", slice_model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
     tensors = ProblemTensors.build(problem)
     allocation = torch.tensor([[[500.0, 5.0]], [[1800.0, 17.5]], [[4500.0, 50.0]]])  # (3 candidates, 1 slice, K)
     mean, std = tensors.qos_distribution(allocation)
@@ -70,13 +62,13 @@ def test_folded_model_matches_the_slice_model(model: SliceModel) -> None:
     for index, (cpu, bandwidth) in enumerate(allocation[:, 0].tolist()):
         inputs = torch.stack((support, torch.full_like(support, bandwidth), torch.full_like(support, cpu)), -1)
         with torch.no_grad():
-            expected_mean, expected_std = model(inputs)
+            expected_mean, expected_std = slice_model(inputs)
         torch.testing.assert_close(mean[index, 0], expected_mean, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(std[index, 0], expected_std, rtol=1e-4, atol=1e-4)
 
 
-def test_binding_cpu_capacity_makes_slices_trade_cpu_for_bandwidth(model: SliceModel) -> None:
-    slices = tuple(SliceProblem(f"s{users}", model, constant(users), 4, 0.2) for users in (1, 2, 3, 4, 5))
+def test_binding_cpu_capacity_makes_slices_trade_cpu_for_bandwidth(slice_model: SliceModel) -> None:
+    slices = tuple(SliceProblem(f"s{users}", slice_model, constant(users), 4, 0.2) for users in (1, 2, 3, 4, 5))
     alone = np.array([solve_microopt(Problem((s,))).allocation[0] for s in slices])
     capacity = (0.98 * alone[:, 0].sum(), 2.0 * alone[:, 1].sum())
     answer = solve_microopt(Problem(slices, capacity=capacity))
@@ -87,9 +79,9 @@ def test_binding_cpu_capacity_makes_slices_trade_cpu_for_bandwidth(model: SliceM
     assert (answer.expected_degradation <= 0.2).all()
 
 
-def test_answers_stay_inside_bounds_that_float32_cannot_represent(model: SliceModel) -> None:
+def test_answers_stay_inside_bounds_that_float32_cannot_represent(slice_model: SliceModel) -> None:
     lower, upper = (500.3, 5.1), (4000.7, 40.3)
-    problem = Problem((SliceProblem("s", model, constant(1), 3, 0.3, lower=lower, upper=upper),))
+    problem = Problem((SliceProblem("s", slice_model, constant(1), 3, 0.3, lower=lower, upper=upper),))
     for answer in (solve_microopt(problem), solve_grid(problem)):
         assert (answer.allocation[0] >= np.asarray(lower)).all()
         assert (answer.allocation[0] <= np.asarray(upper)).all()

@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_address
@@ -25,6 +23,7 @@ import pytest
 import requests
 import yaml
 from fakes.openstack import FakeOpenStack
+from helpers import REPO, VENV_BIN, accepts_connections, free_port, wait_until_ready
 
 from controller.cli import main
 from controller.deploy.provision import CloudError, Provisioner, connect, write_inventory, write_known_hosts
@@ -33,8 +32,6 @@ from core.errors import InputError
 
 pytestmark = pytest.mark.slow  # Keystone takes ~8 s to set up once per session
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "lp-Keystone-admin-4417"
 SERVE_KEYSTONE = """
 import sys
@@ -46,11 +43,6 @@ class Quiet(WSGIRequestHandler):
 make_server("127.0.0.1", port, wsgi.initialize_public_application(), handler_class=Quiet).serve_forever()
 """
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -81,16 +73,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = subprocess.Popen([sys.executable, "-c", SERVE_KEYSTONE, str(port)], env=environment,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url, timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Keystone did not start: {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
-            time.sleep(0.1)
+        wait_until_ready(accepts_connections(port), server, "Keystone", timeout_s=60)
         yield url
     finally:
         server.terminate()
@@ -131,21 +114,27 @@ def catalog(keystone: str) -> Iterator[FakeOpenStack]:
 
 
 @pytest.fixture
-def cloud(catalog: FakeOpenStack, keystone: str, tmp_path: Path) -> Cloud:
-    """A fresh fake cloud (flavors, an image, a provider network) and a clouds.yaml with two clouds."""
+def clouds_yaml(keystone: str, tmp_path: Path) -> Path:
+    """A clouds.yaml naming the real Keystone three ways: ``lab`` (right password), ``wrong``, and ``down``."""
+    auth = {"auth_url": keystone, "username": "admin", "project_name": "admin", "user_domain_id": "default",
+            "project_domain_id": "default"}
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {
+        "lab": {"auth": {**auth, "password": ADMIN_PASSWORD}, "region_name": "RegionOne"},
+        "wrong": {"auth": {**auth, "password": ADMIN_PASSWORD + "-typo"}, "region_name": "RegionOne"},
+        "down": {"auth": {**auth, "auth_url": f"http://127.0.0.1:{free_port()}/v3", "password": "x"}}}}))
+    return path
+
+
+@pytest.fixture
+def cloud(catalog: FakeOpenStack, keystone: str, clouds_yaml: Path) -> Cloud:
+    """A fresh fake cloud (flavors, an image, a provider network) behind the real Keystone of ``clouds_yaml``."""
     catalog.reset()
     for name, vcpus, ram_gib in (("m1.small", 2, 4), ("edge.16", 16, 16), ("big.20", 20, 24),
                                  ("regional.32", 32, 32), ("central.64", 64, 64), ("huge.128", 128, 128)):
         catalog.add_flavor(name, vcpus, ram_gib * 1024, 160)
     catalog.add_image("ubuntu-24.04")
     catalog.add_network("provider", external_cidr="203.0.113.0/24")
-    auth = {"auth_url": keystone, "username": "admin", "project_name": "admin", "user_domain_id": "default",
-            "project_domain_id": "default"}
-    clouds_yaml = tmp_path / "clouds.yaml"
-    clouds_yaml.write_text(yaml.safe_dump({"clouds": {
-        "lab": {"auth": {**auth, "password": ADMIN_PASSWORD}, "region_name": "RegionOne"},
-        "wrong": {"auth": {**auth, "password": ADMIN_PASSWORD + "-typo"}, "region_name": "RegionOne"},
-        "down": {"auth": {**auth, "auth_url": f"http://127.0.0.1:{free_port()}/v3", "password": "x"}}}}))
     return Cloud(keystone, catalog, clouds_yaml)
 
 
@@ -153,16 +142,16 @@ def cloud(catalog: FakeOpenStack, keystone: str, tmp_path: Path) -> Cloud:
 def topology_file(tmp_path: Path) -> Path:
     """The shipped example topology, with a throw-away public key, two edge VMs and no router."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id")], check=True)
-    document = yaml.safe_load((ROOT / "topologies" / "lab.example.yaml").read_text())
+    document = yaml.safe_load((REPO / "topologies" / "lab.example.yaml").read_text())
     document.update(ssh_public_key=str(tmp_path / "id.pub"), external_network=None,
-                    inventory_template=str(ROOT / "inventory" / "lab.example.yml"))
+                    inventory_template=str(REPO / "inventory" / "lab.example.yml"))
     document["tiers"]["edge"]["count"] = 2
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
 
 
-def test_keystone_authenticates_from_clouds_yaml(cloud: Cloud) -> None:
+def test_keystone_authenticates_from_clouds_yaml_and_its_catalog_leads_to_the_fakes(cloud: Cloud) -> None:
     connection = connect("lab", cloud.clouds_yaml)
     token = connection.auth_token
     check = requests.post(f"{cloud.auth_url}/auth/tokens", json=password_auth("admin", ADMIN_PASSWORD), timeout=10)
@@ -171,25 +160,25 @@ def test_keystone_authenticates_from_clouds_yaml(cloud: Cloud) -> None:
     assert connection.compute.get_endpoint() == f"{cloud.fake.url}/compute/v2.1"  # discovered from the catalog
 
 
-def test_keystone_refusals_are_one_line_without_secrets(cloud: Cloud, caplog: pytest.LogCaptureFixture) -> None:
+def test_keystone_refusals_are_one_line_without_secrets(clouds_yaml: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     messages = []
     for name, pattern in (("wrong", "refused the credentials .HTTP 401.; check username, password"),
                           ("down", "cannot reach Keystone at http://127.0.0.1:"),
                           ("absent", "cloud 'absent': .*not found")):
         with pytest.raises(InputError, match=pattern) as refused:
-            connect(name, cloud.clouds_yaml)
+            connect(name, clouds_yaml)
         messages.append(str(refused.value))
     with pytest.raises(InputError, match="no such file"):
-        connect("lab", cloud.clouds_yaml.with_name("missing.yaml"))
+        connect("lab", clouds_yaml.with_name("missing.yaml"))
     assert all("\n" not in message for message in messages)
     for text in [*messages, caplog.text]:
         assert ADMIN_PASSWORD not in text
 
 
-def test_cli_bad_password_exits_2_with_one_line(cloud: Cloud, topology_file: Path,
+def test_cli_bad_password_exits_2_with_one_line(clouds_yaml: Path, topology_file: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["--quiet", "provision", "--cloud", "wrong", "--clouds-yaml", str(cloud.clouds_yaml),
+    status = main(["--quiet", "provision", "--cloud", "wrong", "--clouds-yaml", str(clouds_yaml),
                    "--topology", str(topology_file)])
     err = capsys.readouterr().err
     assert status == 2
@@ -230,7 +219,7 @@ def test_provision_fake_creates_is_idempotent_and_destroys_only_its_own(cloud: C
     inventory = tmp_path / "inventory" / "lab.yml"
     write_inventory(topology, outcome.hosts, inventory, "lab")
     written = yaml.safe_load(inventory.read_text())
-    template = yaml.safe_load((ROOT / "inventory" / "lab.example.yml").read_text())
+    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     assert {k: v for k, v in written["all"]["vars"].items() if "underlay" not in k} == {
         k: v for k, v in template["all"]["vars"].items() if "underlay" not in k}
     assert set(written["all"]["children"]) == set(template["all"]["children"])

@@ -6,16 +6,14 @@ own prefix (``sbt<random>-``), management subnet and ports, so they never collid
 
 from __future__ import annotations
 
-import os
 import random
-import secrets
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import REPO, VENV_BIN, needs_root, proc_stat, venv_environment
+from local_testbed import LOCAL_INVENTORY, inventory_hosts, write_local_inventory
 
 from controller.cli import main
 from controller.deploy.check import check_testbed
@@ -25,46 +23,6 @@ from controller.deploy.preflight import require_free_ports, require_root, requir
 from controller.deploy.state import StateDir
 from core.errors import InputError
 from dataplane.delayer import Delayer
-
-REPO = Path(__file__).resolve().parents[1]
-LOCAL_INVENTORY = REPO / "inventory" / "local.yml"
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the local testbed needs root (CI runs as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _hosts(document: dict) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-
-    def walk(group: dict) -> None:
-        found.update(group.get("hosts") or {})
-        for child in (group.get("children") or {}).values():
-            walk(child)
-
-    walk(document["all"])
-    return found
-
-
-def write_inventory(directory: Path, edit=None, **overrides) -> Path:
-    """inventory/local.yml with a unique prefix, management subnet and ports (plus ``overrides``, then ``edit``)."""
-    document = yaml.safe_load(LOCAL_INVENTORY.read_text())
-    third = random.Random(secrets.token_bytes(8)).randrange(1, 254)
-    variables = document["all"]["vars"]
-    variables.update({"testbed_prefix": f"sbt{secrets.token_hex(2)}-", "mgmt_subnet": f"10.234.{third}.0/24",
-                      "mgmt_gateway": f"10.234.{third}.254", "prometheus_port": free_port(),
-                      "node_exporter_port": free_port(), **overrides})
-    for host in _hosts(document).values():
-        host["mgmt_address"] = host["mgmt_address"].replace("10.99.0.", f"10.234.{third}.")
-    if edit is not None:
-        edit(document)
-    path = directory / "inventory.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
 
 # ---- inventory validation (fast) ----
 
@@ -85,11 +43,11 @@ def _drop_ue(document: dict) -> None:
 
 
 def _bad_ip(document: dict) -> None:
-    _hosts(document)["edge"]["mgmt_address"] = "10.99.0.300"
+    inventory_hosts(document)["edge"]["mgmt_address"] = "10.99.0.300"
 
 
 def _duplicate_id(document: dict) -> None:
-    _hosts(document)["ue"]["node_id"] = 1
+    inventory_hosts(document)["ue"]["node_id"] = 1
 
 
 def _unknown_key(document: dict) -> None:
@@ -101,7 +59,7 @@ def _jitter(document: dict) -> None:
 
 
 def _tier_without_transport(document: dict) -> None:
-    del _hosts(document)["regional"]["transport_address"]
+    del inventory_hosts(document)["regional"]["transport_address"]
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
@@ -114,7 +72,7 @@ def _tier_without_transport(document: dict) -> None:
     (_tier_without_transport, "a tier needs transport_address"),
 ])
 def test_bad_inventory_is_one_line(tmp_path: Path, edit, expected: str) -> None:
-    path = write_inventory(tmp_path, edit)
+    path = write_local_inventory(tmp_path, edit=edit)
     with pytest.raises(InputError) as caught:
         load_inventory(path)
     assert expected in str(caught.value) and str(path) in str(caught.value)
@@ -123,7 +81,7 @@ def test_bad_inventory_is_one_line(tmp_path: Path, edit, expected: str) -> None:
 
 def test_bad_prefix_and_malformed_yaml(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="testbed_prefix"):
-        load_inventory(write_inventory(tmp_path, testbed_prefix="waytoolongprefix-"))
+        load_inventory(write_local_inventory(tmp_path, testbed_prefix="waytoolongprefix-"))
     broken = tmp_path / "broken.yml"
     broken.write_text("all: {vars: [\n")
     with pytest.raises(InputError, match="YAML syntax error"):
@@ -131,7 +89,7 @@ def test_bad_prefix_and_malformed_yaml(tmp_path: Path) -> None:
 
 
 def test_cli_bad_inventory_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_inventory(tmp_path, _add_host)
+    path = write_local_inventory(tmp_path, edit=_add_host)
     assert main(["testbed", "status", "--inventory", str(path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("slicebed: error:") and "camera" in error and "\n" not in error
@@ -155,7 +113,7 @@ def test_preflight_rejects_a_taken_port(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        inventory = load_inventory(write_inventory(tmp_path, prometheus_port=taken))
+        inventory = load_inventory(write_local_inventory(tmp_path, prometheus_port=taken))
         with pytest.raises(InputError, match=f"prometheus_port {taken} is already taken"):
             require_free_ports(inventory, StateDir(tmp_path / "state"))
 
@@ -195,19 +153,21 @@ def assert_nothing_left(testbed: LocalDeployment, pids: dict[str, int | None]) -
     assert testbed.leftovers() == []
     assert prefix not in _ip_names("ip", "netns", "list")
     assert prefix not in _ip_names("ip", "-br", "link")
-    for pid in pids.values():
-        assert pid is None or not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    for name, pid in pids.items():
+        stat = proc_stat(pid) if pid is not None else None
+        assert stat is None or stat[0] in ("Z", "X"), f"{name} (pid {pid}) still runs in state {stat[0]}"
     for hierarchy in ("cpu", "cpuacct", ""):
         assert not Path("/sys/fs/cgroup", hierarchy, f"{prefix}edge").exists()
 
 
 @pytest.mark.slow
 @needs_root
+@pytest.mark.usefixtures("exclusive_testbed")
 def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> None:
     def half_a_core(document: dict) -> None:  # a limit below the machine's 2 CPUs, so that it binds
-        _hosts(document)["edge"]["cpu_millicores"] = 500
+        inventory_hosts(document)["edge"]["cpu_millicores"] = 500
 
-    testbed = LocalDeployment.open(write_inventory(tmp_path, half_a_core), dataplane=False)
+    testbed = LocalDeployment.open(write_local_inventory(tmp_path, edit=half_a_core), dataplane=False)
     try:
         dry = testbed.up(tmp_path / "dry-run", dry_run=True)
         assert dry.succeeded and any("namespace" in change for change in dry.changes)
@@ -233,8 +193,9 @@ def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @needs_root
+@pytest.mark.usefixtures("exclusive_testbed")
 def test_down_after_a_half_finished_up_and_automatic_cleanup(tmp_path: Path) -> None:
-    testbed = LocalDeployment.open(write_inventory(tmp_path), dataplane=False)
+    testbed = LocalDeployment.open(write_local_inventory(tmp_path), dataplane=False)
     broken_prometheus = {"monitoring_prometheus_binary": "/bin/false"}
     with pytest.raises(DeployError, match=r"Run Prometheus.*exited with status 1"):
         testbed.up(tmp_path / "half", remove_on_failure=False, overrides=broken_prometheus)
@@ -250,8 +211,8 @@ def test_down_after_a_half_finished_up_and_automatic_cleanup(tmp_path: Path) -> 
 
 def test_playbooks_pass_ansible_syntax_check(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "--syntax-check", "-i", str(LOCAL_INVENTORY),
+        [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", str(LOCAL_INVENTORY),
          "-e", f"testbed_state_dir={tmp_path}", "testbed-up.yml", "testbed-down.yml"],
-        cwd=REPO / "playbooks", env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "playbooks" / "ansible.cfg")},
+        cwd=REPO / "playbooks", env=venv_environment(ANSIBLE_CONFIG=str(REPO / "playbooks" / "ansible.cfg")),
         capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
