@@ -11,6 +11,7 @@ The network learns the QoS min-max normalized by the training range (recorded in
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> Sli
         raise InputError(f"{directory}: no slice model here (expected {MODEL_FILE}; train one with "
                          "`slicebed model train`)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign file's pickle protocol draws a UserWarning before the refusal
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise InputError(f"{path}: not a readable slicebed model checkpoint ({type(exc).__name__})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:

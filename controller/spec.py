@@ -6,6 +6,7 @@ Relative paths in a spec are resolved against the spec file's directory.
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,7 +105,9 @@ class TraceTraffic(StrictModel):
             return np.asarray(self.values, dtype=float)
         assert self.file is not None
         try:
-            values = np.loadtxt(self.file, dtype=float, ndmin=1, comments="#")
+            with warnings.catch_warnings():  # an empty file draws a UserWarning; it is refused as an empty trace
+                warnings.simplefilter("ignore")
+                values = np.loadtxt(self.file, dtype=float, ndmin=1, comments="#")
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.file}: not a one-column users/s trace ({exc})") from None
         return values

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import pickle
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -169,6 +171,8 @@ SPEC_CASES = [
     pytest.param(setting("slices.0.name", "Bad Name"), ["slices[0].name:", "'Bad Name'"], id="slice-name"),
     pytest.param(uneven_levels, ["slices: every slice needs the same number of traffic levels"], id="uneven-levels"),
     pytest.param(trace_file("2\n-1\n3\n"), ["slices[0].traffic[0]:", "finite and > 0"], id="trace-negative"),
+    pytest.param(trace_file("# users/s, one a line\n"), ["slices[0].traffic[0]: traffic trace is empty"],
+                 id="trace-empty"),
     pytest.param(setting("slices.0.traffic.0", {"kind": "trace", "file": "absent.txt"}),
                  ["slices[0].traffic[0]:", "absent.txt", "not a one-column users/s trace"], id="trace-missing"),
 ]
@@ -336,6 +340,24 @@ def model_file(write: Callable[[Path], None]) -> ModelMaker:
     return make
 
 
+class Payload:
+    """Unpickled, it makes the directory ``marker``: proof that loading a model file ran its code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.mkdir, (str(self.marker),)
+
+
+def pickle_payload(path: Path) -> None:
+    """A model.pt that is a plain pickle (protocol 5: torch warns about it) whose loading would run code."""
+    with path.open("wb") as handle:
+        pickle.dump({"format": "slicebed.slice_model", "state_dict": Payload(path.parent / PAYLOAD_RAN)}, handle,
+                    protocol=5)
+
+
+PAYLOAD_RAN = "payload-ran"
 ARCHITECTURE = {"width": 16, "depth": 3, "head_width": 16}
 MODEL_CASES = [
     pytest.param(lambda directory, _good: directory, ["no slice model here (expected model.pt"], id="missing-dir"),
@@ -362,6 +384,8 @@ MODEL_CASES = [
     pytest.param(checkpoint_with(scale={"low": float("nan"), "high": 1.0}), ["recorded QoS scale"], id="nan-scale"),
     pytest.param(lambda directory, _good: (directory.mkdir(), csv_bytes(GOOD_QOS_CSV)(directory / "x.csv"))
                  and directory / "x.csv", ["not a readable slicebed model checkpoint"], id="a-csv-file"),
+    pytest.param(model_file(pickle_payload), ["not a readable slicebed model checkpoint (UnpicklingError)"],
+                 id="pickle-payload"),
 ]
 
 
@@ -505,12 +529,14 @@ def optimize_values(case_id: str) -> Builder:
 PROCESS_CASES = [
     pytest.param(loop_spec("yaml-syntax"), id="loop-yaml-syntax"),
     pytest.param(loop_spec("unknown-nested"), id="loop-unknown-nested-key"),
+    pytest.param(loop_spec("trace-empty"), id="loop-trace-empty"),
     pytest.param(loop_input("testbed.replay.dataset", bad_csv("nan-qos"), ["row 3: column qos is empty or NaN"]),
                  id="loop-replay-dataset-nan"),
     pytest.param(loop_input("slices.0.model", bad_model("version-2"), ["checkpoint version 2"]),
                  id="loop-slice-model-version-2"),
     pytest.param(dataset_command("train", "missing-qos-column"), id="train-missing-column"),
     pytest.param(model_command("garbage-model-pt"), id="optimize-garbage-model"),
+    pytest.param(model_command("pickle-payload"), id="optimize-pickle-payload"),
     pytest.param(optimize_values("beta-1.5"), id="optimize-beta-1.5"),
     pytest.param(optimize_values("beta-text"), id="optimize-beta-text"),
 ]
@@ -546,6 +572,19 @@ def test_slicebed_process_reports_one_line(processes: dict[str, tuple[subprocess
     assert out == ""
     assert_one_error_line(err, invocation.named, *invocation.fragments)
     assert not (directory / "runs").exists()
+
+
+def test_a_pickle_payload_is_live_and_slicebed_never_runs_it(
+        processes: dict[str, tuple[subprocess.Popen[str], Path, Invocation]], tmp_path: Path) -> None:
+    """The payload runs when the file is unpickled as such; slicebed refused it (one line, above) without."""
+    process, directory, _invocation = processes["optimize-pickle-payload"]
+    process.wait(timeout=300)
+    assert process.returncode == 2
+    assert not (directory / "model" / PAYLOAD_RAN).exists()
+    pickle_payload(tmp_path / MODEL_FILE)
+    with (tmp_path / MODEL_FILE).open("rb") as handle:
+        pickle.load(handle)  # what an unsafe loader would do
+    assert (tmp_path / PAYLOAD_RAN).is_dir()
 
 
 def test_infeasible_problem_is_a_best_effort_answer(trained_model_dir: Path, tmp_path: Path) -> None:
