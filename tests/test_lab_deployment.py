@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, assert_one_error_line
 
 from controller.cli import main
 
@@ -36,11 +36,10 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
     runs = tmp_path / "runs"
     status = main(["--quiet", "--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory),
                    "--dry-run"])
-    error = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert len(error) == 1
-    assert error[0].startswith("slicebed: error: testbed up failed at Check the node's underlay address")
-    assert "needs an IPv4 address in underlay_cidr 127.0.0.0/8" in error[0]
+    assert_one_error_line(capsys.readouterr().err,
+                          "slicebed: error: testbed up failed at Check the node's underlay address",
+                          "needs an IPv4 address in underlay_cidr 127.0.0.0/8")
     (run,) = runs.iterdir()
     assert run.name.split("-")[1:4] == ["testbed", "up", "lab"]
     metadata = json.loads((run / "metadata.json").read_text())
@@ -53,4 +52,4 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
 def test_lab_status_and_check_say_they_measure_the_local_testbed(
         action: str, local_lab_inventory: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["testbed", action, "--inventory", str(local_lab_inventory)]) == 2
-    assert f"`testbed {action}` measures the local testbed" in capsys.readouterr().err
+    assert_one_error_line(capsys.readouterr().err, f"`testbed {action}` measures the local testbed")

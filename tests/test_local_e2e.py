@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from helpers import REPO, run_slicebed
+from helpers import REPO, assert_one_error_line, run_slicebed
 from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
@@ -133,5 +133,5 @@ def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: P
     path.write_text(yaml.safe_dump(spec))
     result = run_slicebed("loop", "run", str(path), "--testbed", "local", runs=tmp_path / "runs")
     assert result.returncode == 2
-    assert result.stderr.startswith("slicebed: error: the local testbed is not up") and "Traceback" not in result.stderr
+    assert_one_error_line(result.stderr, "slicebed: error: the local testbed is not up")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run

@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 from fakes.openstack import FakeOpenStack
-from helpers import REPO, VENV_BIN, accepts_connections, free_port, wait_until_ready
+from helpers import REPO, VENV_BIN, accepts_connections, assert_one_error_line, free_port, wait_until_ready
 
 from controller.cli import main
 from controller.deploy.provision import CloudError, Provisioner, connect, write_inventory, write_known_hosts
@@ -182,7 +182,7 @@ def test_cli_bad_password_exits_2_with_one_line(clouds_yaml: Path, topology_file
                    "--topology", str(topology_file)])
     err = capsys.readouterr().err
     assert status == 2
-    assert err.startswith("slicebed: error: cloud 'wrong': Keystone at ") and err.count("\n") == 1
+    assert_one_error_line(err, "slicebed: error: cloud 'wrong': Keystone at ")
     assert ADMIN_PASSWORD not in err
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import assert_one_error_line
 
 from controller.cli import main
 from controller.reproduce.cases import ABLATION_METHODS, DYNAMIC_METHODS, THRESHOLD_METHODS
@@ -80,7 +81,7 @@ def test_bad_input_is_one_line_and_creates_no_run(trained_model_dir: Path, tmp_p
     status = main(["--runs-dir", str(tmp_path / "runs"), "reproduce", "microopt", *filled])
     error = capsys.readouterr().err
     assert status == 2
-    assert error.startswith("slicebed: error:") and message in error and error.count("\n") == 1
+    assert_one_error_line(error, message)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO, VENV_BIN, needs_root, proc_stat, venv_environment
+from helpers import REPO, VENV_BIN, assert_one_error_line, needs_root, proc_stat, venv_environment
 from local_testbed import LOCAL_INVENTORY, inventory_hosts, write_local_inventory
 
 from controller.cli import main
@@ -91,8 +91,7 @@ def test_bad_prefix_and_malformed_yaml(tmp_path: Path) -> None:
 def test_cli_bad_inventory_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_local_inventory(tmp_path, edit=_add_host)
     assert main(["testbed", "status", "--inventory", str(path)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("slicebed: error:") and "camera" in error and "\n" not in error
+    assert_one_error_line(capsys.readouterr().err, str(path), "camera")
 
 
 # ---- preflight (fast) ----
