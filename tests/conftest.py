@@ -11,6 +11,7 @@ import torch
 from helpers import SHARED
 from local_testbed import testbed_session_lock
 from prometheus_process import Exporter, PrometheusProcess
+from reference import unfolded_float64
 
 from analysis.slice_model import SliceModel, load_model, save_model
 from analysis.training import TrainingConfig, train
@@ -43,6 +44,12 @@ def slice_model(trained_model_dir: Path) -> SliceModel:
     """The trained slice model of ``trained_model_dir``, loaded (evaluation mode, CPU, one torch thread)."""
     torch.set_num_threads(1)
     return load_model(trained_model_dir)
+
+
+@pytest.fixture(scope="session")
+def float64_model(slice_model: SliceModel) -> SliceModel:
+    """The slice model unfolded in float64, for the independent reference of ``reference.py``."""
+    return unfolded_float64(slice_model)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from controller.campaign.session import campaign_lock
 from controller.campaign.spec import load_campaign_spec
 from controller.testbeds import open_testbed
 from controller.testbeds.base import Allocation, Testbed
-from core.errors import RunStopped
+from core.errors import InputError, RunStopped
 from core.runstore import Run, RunStore
 
 SMOKE = REPO / "campaigns" / "replay-smoke.yaml"
@@ -328,7 +328,7 @@ def test_a_full_disk_stops_cleanly_without_corrupt_parquet_and_resume_finishes(
 def test_every_parses_and_maps_to_cron_where_exact(every: str, seconds: int, cron: str | None) -> None:
     assert parse_every(every) == seconds
     if cron is None:
-        with pytest.raises(Exception, match="cannot repeat exactly"):
+        with pytest.raises(InputError, match="a Kubernetes CronJob cannot repeat exactly"):
             cron_schedule(seconds)
     else:
         assert cron_schedule(seconds) == cron

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from reference import unfolded_float64
 from rich.progress import Progress
 
+from analysis.slice_model import load_model
 from collectors.dataset import load_qos_csv
 from controller.campaign.export import journaled_table
 from controller.campaign.journal import completed_points
@@ -100,11 +104,18 @@ def test_a_loop_dataset_trains_through_the_same_cli(tmp_path: Path, microopt_csv
     dataset = RunStore(runs).list()[0].path / "dataset-embb.csv"
     capsys.readouterr()
     assert main(["--quiet", "model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"),
-                 "--epochs", "50", "--settle-s", "0"]) == 0
+                 "--epochs", "200", "--settle-s", "0"]) == 0
     assert main(["model", "eval", "--model", str(tmp_path / "model"), "--data", str(dataset), "--json",
                  "--settle-s", "0"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert metrics["n"] == 2 * 3 * 3 * 20 and metrics["mae"] > 0
+    rows = pd.read_csv(dataset)
+    assert metrics["n"] == len(rows) == 2 * 3 * 3 * 20
+    model = unfolded_float64(load_model(tmp_path / "model"))
+    with torch.no_grad():
+        predicted = model(torch.tensor(rows[["n_users", "bw", "cpu"]].to_numpy(dtype=float)))[0].numpy()
+    errors = np.abs(predicted - rows["qos"].to_numpy())
+    assert metrics["mae"] == pytest.approx(errors.mean(), rel=1e-4)  # what the model really misses by
+    assert errors.mean() < np.abs(rows["qos"] - rows["qos"].mean()).mean()  # and it beats a constant guess
 
 
 def test_achieved_degradation_weights_seconds_by_users() -> None:
