@@ -11,17 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_campaign import cli
+from helpers import REPO, assert_one_error_line, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "experiments" / "sharing-synthetic.yaml"
+EXAMPLE = REPO / "experiments" / "sharing-synthetic.yaml"
 
 
 def one_line_error(argv: list[str], capfd: pytest.CaptureFixture[str], expected: str) -> None:
-    code, out, err = cli(argv, capfd)
+    code, out, err = run_cli(argv, capfd)
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("slicebed: error: ") and "Traceback" not in err, err
-    assert expected in err, err
+    assert_one_error_line(err, expected)
 
 
 def small_spec(tmp_path: Path, **changes: Any) -> Path:
@@ -36,7 +34,7 @@ def small_spec(tmp_path: Path, **changes: Any) -> Path:
 
 
 def test_the_example_spec_trial_phase_as_json(capfd: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(["sharing", "trial", str(EXAMPLE), "--json"], capfd)
+    code, out, err = run_cli(["sharing", "trial", str(EXAMPLE), "--json"], capfd)
     assert code == 0, err
     trial = json.loads(out)
     assert 0 < trial["Sh_prbs"] <= trial["NoSh_prbs"] == sum(trial["NoSh_reserved"].values())
@@ -44,7 +42,7 @@ def test_the_example_spec_trial_phase_as_json(capfd: pytest.CaptureFixture[str])
 
 
 def test_evaluate_writes_tables_figures_and_a_report(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(["sharing", "evaluate", str(small_spec(tmp_path)), "--out", str(tmp_path / "runs"),
+    code, out, err = run_cli(["sharing", "evaluate", str(small_spec(tmp_path)), "--out", str(tmp_path / "runs"),
                           "--json"], capfd)
     assert code == 0, err
     summary = json.loads(out)
@@ -122,7 +120,7 @@ def test_reproduce_with_missing_madrid_files_is_one_line(tmp_path: Path, capfd: 
 @pytest.mark.slow
 def test_quick_reproduction(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     started = time.perf_counter()
-    code, out, err = cli(["reproduce", "sharing", "--quick", "--json", "--out", str(tmp_path)], capfd)
+    code, out, err = run_cli(["reproduce", "sharing", "--quick", "--json", "--out", str(tmp_path)], capfd)
     assert code == 0, err
     assert time.perf_counter() - started < 60
     summary = json.loads(out)
