@@ -330,12 +330,13 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     return spec
 
 
-def describe_validation_error(path: Path, error: ValidationError) -> str:
-    """One line naming the file, the first offending key and what is allowed."""
+def describe_validation_error(path: Path, error: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """One line naming the file, the first offending key and what is allowed (keys of ``root``'s models,
+    ExperimentSpec by default)."""
     first = error.errors(include_url=False)[0]
     location = _dotted(first["loc"])
     if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(first["loc"][:-1])
+        allowed = _allowed_keys(first["loc"][:-1], root or ExperimentSpec)
         hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
         message = f"unknown key{hint}"
     elif first["type"] == "missing":
@@ -365,9 +366,9 @@ def _is_traffic_tag(location: tuple[Any, ...], index: int) -> bool:
     return index > 0 and isinstance(location[index - 1], int) and location[index] in TRAFFIC_KINDS
 
 
-def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found by walking ``location`` from ExperimentSpec (best effort)."""
-    model: Any = ExperimentSpec
+def _allowed_keys(location: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """Field names of the model found by walking ``location`` from ``root`` (best effort)."""
+    model: Any = root
     for index, part in enumerate(location):
         if isinstance(part, int) or model is None:
             continue
