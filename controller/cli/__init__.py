@@ -25,6 +25,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "testbed": "deploy, inspect, measure and remove a testbed (local or lab inventory)",
     "provision": "create lab VMs, networks and an inventory on OpenStack",
     "sharing": "robust resource sharing by hypothesis testing: trial phase, schemes, anomalies",
+    "place": "place slices' VNFs over edge, regional and central tiers (SlicePilot)",
 }
 """Command group -> one-line help. Group ``NAME`` lives in ``controller.cli.NAME`` with ``register(parser)``."""
 

@@ -1,4 +1,5 @@
-"""``slicebed reproduce microopt``: the MicroOpt paper's comparison of allocation methods on one model."""
+"""``slicebed reproduce microopt|sharing|slicepilot``: rerun a paper's comparison of methods (MicroOpt: allocation
+on one model; robust sharing; SlicePilot: slice placement)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``reproduce microopt`` and ``reproduce sharing``."""
+    """Add ``reproduce microopt``, ``reproduce sharing`` and ``reproduce slicepilot``."""
     reproduce = parser.add_subparsers(
         dest="paper", required=True)
     microopt = reproduce.add_parser("microopt", help="MicroOpt vs Atlas(+), CaDRL(+), Peak-alloc and ablations: "
@@ -51,6 +52,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     sharing.add_argument("--tbs-table", type=Path, help="3GPP TBS table CSV (default: $SLICEBED_TBS_TABLE, else "
                          "shared/datasets/robust_sharing/tbs_table_x2_from_pickle.csv beside the checkout)")
     sharing.set_defaults(handler=cmd_reproduce_sharing)
+
+    slicepilot = reproduce.add_parser("slicepilot", help="SlicePilot placement: ILP, per-type and monolithic "
+                                      "double DQN, heuristics at 5/10/15 slices (Sec. V-C, Fig. 8)")
+    slicepilot.add_argument("--spec", type=Path, help="placement spec YAML (default: the paper's setting)")
+    slicepilot.add_argument("--agents", type=Path, help="trained agents to use (default: train them in the run)")
+    slicepilot.add_argument("--trials", type=int, help="instances per slice count (default 10, 2 with --quick)")
+    slicepilot.add_argument("--episodes", type=int, help="training episodes per agent (default 1500, 150 with "
+                            "--quick)")
+    slicepilot.add_argument("--seed", type=int, default=0, help="seed of the instances and the training (default 0)")
+    slicepilot.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs "
+                            "root)")
+    slicepilot.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    slicepilot.add_argument("--quick", action="store_true", help="CI-sized run: 2 trials, short training")
+    slicepilot.set_defaults(handler=cmd_reproduce_slicepilot)
 
 
 def cmd_reproduce_sharing(args: argparse.Namespace) -> int:
@@ -117,5 +132,53 @@ def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
     else:
         print_table("per method (all cases)", [{"method": method, **values}
                                                for method, values in summary["methods"].items()])
+        console.print(f"report: {run.path / 'report.md'}")
+    return 0
+
+
+def cmd_reproduce_slicepilot(args: argparse.Namespace) -> int:
+    from controller.placement import outputs as placement_outputs
+    from controller.placement import reproduce as placement
+    from controller.placement.problem import build_problem
+    from controller.placement.rl.training import TrainingSettings, agent_names, load_agents, train_agent
+    from controller.placement.spec import load_placement_spec
+
+    for option in ("trials", "episodes"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise InputError(f"--{option} must be >= 1, got {value}")
+    problem = build_problem(load_placement_spec(args.spec), args.spec or "default placement spec")
+    fields = {"trials": args.trials} if args.trials is not None else {}
+    config = placement.ReproduceConfig.quick(seed=args.seed, **fields) if args.quick else \
+        placement.ReproduceConfig(seed=args.seed, **fields)
+    training_fields = {"seed": args.seed, **({"episodes": args.episodes} if args.episodes is not None else {})}
+    training = TrainingSettings.quick(**training_fields) if args.quick else TrainingSettings(**training_fields)
+    agents = load_agents(problem, args.agents) if args.agents is not None else None
+    store = RunStore(args.out if args.out is not None else args.runs_dir)
+    with terminate_as_interrupt():
+        run = store.create("reproduce-slicepilot", {
+            "spec": str(args.spec) if args.spec else None, "agents": str(args.agents) if args.agents else None,
+            "quick": args.quick, **config.model_dump(mode="json"), "training": training.model_dump(mode="json")},
+            kind="reproduce")
+        console.print(f"run [bold]{run.id}[/] in {run.path}")
+        with run.finishing_on_error(), progress_bar(args.quiet) as progress:
+            summaries = []
+            if agents is None:
+                for name in agent_names(problem):
+                    task = progress.add_task(f"train {name}", total=training.episodes)
+                    summaries.append(train_agent(problem, name, training, run.models_dir,
+                                                 lambda episode, task=task: progress.update(task, completed=episode)))
+                agents = load_agents(problem, run.models_dir)
+            else:
+                summaries = [agent.meta["summary"] for agent in agents.values()]
+            task = progress.add_task("place", total=len(config.slices) * config.trials)
+            result = placement.run_reproduction(problem, agents, config,
+                                                lambda label: progress.update(task, advance=1, description=label))
+            summary = placement_outputs.write_outputs(run, problem, config, result, summaries)
+        run.finish("completed", seconds=result.seconds)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_table("targets", summary["targets"])
         console.print(f"report: {run.path / 'report.md'}")
     return 0

@@ -1,0 +1,1 @@
+"""Deep RL placement: the MDP (env), the double-DQN agent and its training."""
