@@ -6,7 +6,9 @@ before 1.33 a strategic-merge ``PATCH`` of the pod whose only change is ``spec.c
 (InPlacePodVerticalScaling), from 1.33 the same patch on ``pods/{name}/resize`` (patching the pod's
 resources directly is then Forbidden). A Guaranteed pod must keep requests == limits (its QoS class is
 immutable); a CPU beyond the node's allocatable is marked Infeasible. The kubelet applies an accepted resize
-by the next read. Requests need ``Authorization: Bearer <token>``; errors are ``Status`` objects.
+by the next read. Also ``POST /apis/apps/v1/namespaces/{ns}/deployments`` (409 AlreadyExists when the name is
+taken), ``PUT`` and ``GET`` of ``.../deployments/{name}``: Deployments are stored as sent (the placement overlays).
+Requests need ``Authorization: Bearer <token>``; errors are ``Status`` objects.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class FakeKubernetes(JsonServer):
         self.route("GET", pods + "/(?P<name>[a-z0-9.-]+)", self._read)
         self.route("PATCH", pods + "/(?P<name>[a-z0-9.-]+)", self._patch_pod)
         self.route("PATCH", pods + "/(?P<name>[a-z0-9.-]+)/resize", self._patch_resize)
+        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
+        deployments = "/apis/apps/v1/namespaces/(?P<ns>[a-z0-9-]+)/deployments"
+        self.route("POST", deployments, self._create_deployment)
+        self.route("PUT", deployments + "/(?P<name>[a-z0-9.-]+)", self._replace_deployment)
+        self.route("GET", deployments + "/(?P<name>[a-z0-9.-]+)", self._read_deployment)
 
     def add_pod(self, namespace: str, name: str, labels: dict[str, str], container: str, cpu: str,
                 phase: str = "Running") -> None:
@@ -59,8 +66,8 @@ class FakeKubernetes(JsonServer):
             raise HttpError(401, "Unauthorized")
 
     def error_body(self, error: HttpError) -> Any:
-        reasons = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 415: "UnsupportedMediaType",
-                   422: "Invalid"}
+        reasons = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "AlreadyExists",
+                   415: "UnsupportedMediaType", 422: "Invalid"}
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": error.message, "reason": reasons.get(error.status, "BadRequest"), "code": error.status}
 
@@ -135,3 +142,29 @@ class FakeKubernetes(JsonServer):
         if key not in self.pods:
             raise HttpError(404, f"pods \"{key[1]}\" not found")
         return key
+
+    def _create_deployment(self, request: Request) -> Response:
+        assert request.match is not None
+        body = request.body
+        if not isinstance(body, dict) or body.get("kind") != "Deployment" or "name" not in body.get("metadata", {}):
+            raise HttpError(422, "Deployment is invalid: metadata.name: Required value")
+        key = (request.match["ns"], body["metadata"]["name"])
+        if key in self.deployments:
+            raise HttpError(409, f'deployments.apps "{key[1]}" already exists')
+        self.deployments[key] = copy.deepcopy(body)
+        return Response(201, body)
+
+    def _replace_deployment(self, request: Request) -> Response:
+        assert request.match is not None
+        key = (request.match["ns"], request.match["name"])
+        if key not in self.deployments:
+            raise HttpError(404, f'deployments.apps "{key[1]}" not found')
+        self.deployments[key] = copy.deepcopy(request.body)
+        return Response(200, request.body)
+
+    def _read_deployment(self, request: Request) -> Response:
+        assert request.match is not None
+        key = (request.match["ns"], request.match["name"])
+        if key not in self.deployments:
+            raise HttpError(404, f'deployments.apps "{key[1]}" not found')
+        return Response(200, self.deployments[key])

@@ -110,7 +110,7 @@ def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir
     dqn = _new_agent(problem, name, settings)
     env = _environment(problem, name, settings)
     buffer = ReplayBuffer(settings.buffer_size, observation_size(problem, name == MONOLITHIC), problem.n_tiers)
-    first, rewards, seconds = 0, [], 0.0
+    first, rewards, seconds, steps = 0, [], 0.0, 0
     if path.exists():
         state = _read(path)
         if state["meta"].get("settings") != settings.model_dump(mode="json") or state["meta"]["shape"] != \
@@ -124,8 +124,8 @@ def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         first, rewards, seconds = state["meta"]["episode"], state["rewards"], state["meta"]["seconds"]
+        steps = state["meta"]["steps"]
     started = time.perf_counter() - seconds
-    steps = 0
     for episode in range(first, settings.episodes):
         epsilon = _epsilon(settings, episode)
         state_vector, total, done = env.reset(rng), 0.0, not env.queue
@@ -141,7 +141,7 @@ def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir
         on_episode(episode + 1)
         finished = episode + 1 == settings.episodes
         if finished or (episode + 1) % settings.checkpoint_every == 0:
-            summary = {"agent": name, "episodes": episode + 1, "seconds": time.perf_counter() - started,
+            summary = {"agent": name, "episodes": episode + 1, "steps": steps, "seconds": time.perf_counter() - started,
                        "final_reward": float(np.mean(rewards[-max(1, len(rewards) // 10):]))}
             _save(path, problem, name, settings, dqn, buffer, rng, rewards, summary, finished)
     return summary
@@ -155,7 +155,8 @@ def _epsilon(settings: TrainingSettings, episode: int) -> float:
 def _save(path: Path, problem: Problem, name: str, settings: TrainingSettings, dqn: DoubleDQN, buffer: ReplayBuffer,
           rng: np.random.Generator, rewards: list[float], summary: dict[str, Any], finished: bool) -> None:
     meta = {"agent": name, "shape": _shape(problem), "settings": settings.model_dump(mode="json"),
-            "hidden": settings.hidden_for(name), "episode": summary["episodes"], "seconds": summary["seconds"],
+            "hidden": settings.hidden_for(name), "episode": summary["episodes"], "steps": summary["steps"],
+            "seconds": summary["seconds"],
             "finished": finished, "summary": summary}
     state = {"meta": meta, "dqn": dqn.state_dict(), "rewards": rewards}
     if not finished:  # what resuming needs; a finished agent keeps only its networks
