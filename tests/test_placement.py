@@ -181,7 +181,7 @@ def test_heuristics_follow_their_rule_and_never_overfill(problem: Problem) -> No
 
 
 def test_environment_rewards(problem: Problem) -> None:
-    env = PlacementEnv(problem, [0], monolithic=False, resource_penalty=10, max_queue=1)
+    env = PlacementEnv(problem, [0], monolithic=False, resource_penalty=10, cost_reward=5, max_queue=1)
     env.reset(np.random.default_rng(0))
     env.occupancy.cpu[:] = [0, 0, problem.cap_cpu[2]]  # central full
     env.occupancy.mem[:] = 0
@@ -194,8 +194,8 @@ def test_environment_rewards(problem: Problem) -> None:
     env.occupancy.cpu[:] = 0
     env.occupancy.mem[:] = 0
     total = [env.step(tier) for tier in (2, 2, 2, 2, 0, 0, 0)]
-    assert total[-1][2] and total[-1][1] == pytest.approx(0 + 20)  # edge weight 0, SLA met: +20 (URLLC)
-    assert total[0][1] == pytest.approx(1.0)  # the cheapest tier's cost-efficiency reward
+    assert total[-1][2] and total[-1][1] == pytest.approx(0 + 20)  # edge reward 0, SLA met: +20 (URLLC)
+    assert total[0][1] == pytest.approx(5.0)  # the cheapest tier earns the whole cost reward
 
 
 def test_training_is_seeded_and_resumes_from_its_checkpoint(problem: Problem, tmp_path: Path) -> None:

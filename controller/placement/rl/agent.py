@@ -58,6 +58,30 @@ class ReplayBuffer:
             setattr(self, name, value)
 
 
+class FrozenPolicy:
+    """The online network's weights as numpy arrays, for placement decisions.
+
+    One state at a time through a small MLP is dominated by torch's per-call overhead; the same arithmetic in
+    numpy takes microseconds, which is what the decision-time comparison with the ILP should measure.
+    """
+
+    def __init__(self, network: nn.Sequential) -> None:
+        self.layers = [(layer.weight.detach().numpy().T.copy(), layer.bias.detach().numpy().copy())
+                       for layer in network if isinstance(layer, nn.Linear)]
+
+    def values(self, state: np.ndarray) -> np.ndarray:
+        """Q-values of every action in ``state``."""
+        x = state
+        for weight, bias in self.layers[:-1]:
+            x = np.maximum(x @ weight + bias, 0.0)
+        weight, bias = self.layers[-1]
+        return x @ weight + bias
+
+    def greedy(self, state: np.ndarray, mask: np.ndarray) -> int:
+        """The valid action with the largest Q-value (decisions never ask for a tier without room)."""
+        return int(np.argmax(np.where(mask, self.values(state), -np.inf)))
+
+
 class DoubleDQN:
     """One agent: online and target networks, Adam, and the double-Q update."""
 
@@ -70,12 +94,6 @@ class DoubleDQN:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=learning_rate)
         self.gamma, self.sync_every, self.updates = gamma, sync_every, 0
         self.actions = actions
-
-    def greedy(self, state: np.ndarray, mask: np.ndarray) -> int:
-        """The valid action with the largest Q-value (decision time: full tiers are never asked for)."""
-        with torch.no_grad():
-            values = self.online(torch.from_numpy(state)).numpy()
-        return int(np.argmax(np.where(mask, values, -np.inf)))
 
     def explore(self, state: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
         """Epsilon-greedy over every tier (training: a full tier earns the resource penalty, eq. 9)."""

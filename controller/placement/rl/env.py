@@ -7,8 +7,9 @@ next (one-hot) and its demand, which tiers have room for it, and the tiers alrea
 The monolithic agent's state adds the slice type (one-hot).
 
 Action (eq. 8): a tier. Rewards: ``-resource_penalty`` for a tier without room (eq. 9; the VNF stays to be
-placed), the tier's cost-efficiency weight (eq. 10: 1 on the cheapest tier, 0 on the dearest) and, once the slice's
-last VNF is placed, ``+sla_reward`` if it meets its latency bound and consolidation, else ``-sla_reward`` (eq. 11).
+placed), the tier's cost-efficiency reward (eq. 10: ``cost_reward`` on the cheapest tier, 0 on the dearest) and,
+once the slice's last VNF is placed, ``+sla_reward`` if it meets its latency bound and consolidation, else
+``-sla_reward`` (eq. 11).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def observation_size(problem: Problem, monolithic: bool) -> int:
 
 
 def cost_weights(problem: Problem) -> np.ndarray:
-    """Eq. (10)'s per-tier cost-efficiency reward: 1 on the cheapest tier (per core plus GiB), 0 on the dearest."""
+    """Eq. (10)'s per-tier cost-efficiency vector before scaling: 1 on the cheapest tier (per core plus GiB), 0 on
+    the dearest."""
     prices = np.array([tier.cost_per_core_hour + tier.cost_per_gib_hour for tier in problem.spec.tiers])
     spread = prices.max() - prices.min()
     return (prices.max() - prices) / spread if spread > 0 else np.ones_like(prices)
@@ -69,8 +71,8 @@ def observe(problem: Problem, occupancy: Occupancy, type_index: int, vnf: int, p
 
 def queue_of(problem: Problem, types: list[int]) -> Queue:
     """The queue summary of slices of ``types``."""
-    return Queue(len(types), float(sum(problem.cpu[t].sum() for t in types)),
-                 float(sum(problem.mem[t].sum() for t in types)))
+    index = np.asarray(types, dtype=np.int64)
+    return Queue(len(types), float(problem.cpu[index].sum()), float(problem.mem[index].sum()))
 
 
 class PlacementEnv:
@@ -81,11 +83,11 @@ class PlacementEnv:
     """
 
     def __init__(self, problem: Problem, types: list[int], monolithic: bool, resource_penalty: float,
-                 max_queue: int, type_weights: np.ndarray | None = None) -> None:
+                 cost_reward: float, max_queue: int, type_weights: np.ndarray | None = None) -> None:
         self.problem, self.types, self.monolithic = problem, types, monolithic
         self.resource_penalty, self.max_queue = resource_penalty, max_queue
         self.type_weights = type_weights
-        self.weights = cost_weights(problem)
+        self.weights = cost_reward * cost_weights(problem)
         self.occupancy = Occupancy(problem)
         self.queue: list[int] = []
         self.partial: list[int] = []

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.placement.placement import Placement, Step, place_sequentially
 from controller.placement.problem import DEFAULT_TYPE_PROBABILITIES, Problem, Requests
-from controller.placement.rl.agent import DoubleDQN, ReplayBuffer
+from controller.placement.rl.agent import DoubleDQN, FrozenPolicy, ReplayBuffer
 from controller.placement.rl.env import PlacementEnv, observation_size, observe, queue_of
 from core.errors import InputError
 from core.runstore import write_json_atomic
@@ -43,7 +43,8 @@ class TrainingSettings(BaseModel):
     epsilon_decay: float = Field(0.6, gt=0, le=1, description="fraction of the episodes epsilon decays over")
     hidden: dict[str, list[int]] = Field(default_factory=lambda: {
         "embb": [128, 128, 128], "urllc": [128, 128, 128], "mmtc": [256, 256, 256], MONOLITHIC: [128, 128, 128]})
-    resource_penalty: float = Field(10, gt=0)
+    resource_penalty: float = Field(10, gt=0, description="eq. (9): penalty for a tier without room")
+    cost_reward: float = Field(5, gt=0, description="eq. (10): reward for the cheapest tier (0 on the dearest)")
     max_queue: int = Field(8, ge=1, le=100, description="most slices queued in one training episode")
     train_every: int = Field(1, ge=1, description="environment steps per gradient step")
     checkpoint_every: int = Field(250, ge=1)
@@ -66,10 +67,7 @@ class TrainedAgent:
 
     def __init__(self, name: str, dqn: DoubleDQN, meta: dict[str, Any]) -> None:
         self.name, self.dqn, self.meta = name, dqn, meta
-
-    @property
-    def monolithic(self) -> bool:
-        return self.name == MONOLITHIC
+        self.policy = FrozenPolicy(dqn.online)
 
 
 def _shape(problem: Problem) -> dict[str, Any]:
@@ -91,8 +89,9 @@ def _environment(problem: Problem, name: str, settings: TrainingSettings) -> Pla
         weights = np.array([DEFAULT_TYPE_PROBABILITIES.get(t, 0.0) for t in problem.types])
         weights = weights / weights.sum() if weights.sum() > 0 else None
         return PlacementEnv(problem, list(range(len(problem.types))), True, settings.resource_penalty,
-                            settings.max_queue, weights)
-    return PlacementEnv(problem, [problem.type_index(name)], False, settings.resource_penalty, settings.max_queue)
+                            settings.cost_reward, settings.max_queue, weights)
+    return PlacementEnv(problem, [problem.type_index(name)], False, settings.resource_penalty, settings.cost_reward,
+                        settings.max_queue)
 
 
 def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir: Path,
@@ -218,7 +217,6 @@ def place_with_agents(problem: Problem, requests: Requests, agents: dict[str, Tr
         waiting = [t for t in step.requests.types[step.slice_index:] if monolithic or t == step.type_index]
         state = observe(problem, step.occupancy, step.type_index, step.vnf, step.partial,
                         queue_of(problem, waiting), monolithic)
-        return agent.dqn.greedy(state, step.fits)
+        return agent.policy.greedy(state, step.fits)
 
-    torch.set_num_threads(1)
     return place_sequentially(problem, requests, method, choose)
