@@ -52,7 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--out", type=Path, required=True, help="directory the agents (<name>.pt) are written to")
     train.add_argument("--agent", action="append", help="train only this agent (a slice type or monolithic; "
                        "repeatable)")
-    train.add_argument("--episodes", type=int, help="episodes per agent (default 1500, 150 with --quick)")
+    train.add_argument("--episodes", type=int, help="episodes per agent (default 1000, 150 with --quick)")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     train.add_argument("--quick", action="store_true", help="CI-sized training: few episodes, small networks")

@@ -58,7 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     slicepilot.add_argument("--spec", type=Path, help="placement spec YAML (default: the paper's setting)")
     slicepilot.add_argument("--agents", type=Path, help="trained agents to use (default: train them in the run)")
     slicepilot.add_argument("--trials", type=int, help="instances per slice count (default 10, 2 with --quick)")
-    slicepilot.add_argument("--episodes", type=int, help="training episodes per agent (default 1500, 150 with "
+    slicepilot.add_argument("--episodes", type=int, help="training episodes per agent (default 1000, 150 with "
                             "--quick)")
     slicepilot.add_argument("--seed", type=int, default=0, help="seed of the instances and the training (default 0)")
     slicepilot.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs "

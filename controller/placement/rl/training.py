@@ -32,7 +32,7 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    episodes: int = Field(1500, ge=1, le=1_000_000, description="episodes per agent")
+    episodes: int = Field(1000, ge=1, le=1_000_000, description="episodes per agent")
     batch_size: int = Field(64, ge=1, le=4096)
     buffer_size: int = Field(10_000, ge=1, le=10_000_000)
     sync_every: int = Field(200, ge=1, description="updates between target-network copies")
@@ -46,7 +46,7 @@ class TrainingSettings(BaseModel):
     resource_penalty: float = Field(10, gt=0, description="eq. (9): penalty for a tier without room")
     cost_reward: float = Field(5, gt=0, description="eq. (10): reward for the cheapest tier (0 on the dearest)")
     max_queue: int = Field(8, ge=1, le=100, description="most slices queued in one training episode")
-    train_every: int = Field(1, ge=1, description="environment steps per gradient step")
+    train_every: int = Field(2, ge=1, description="environment steps per gradient step")
     checkpoint_every: int = Field(250, ge=1)
     seed: int = 0
     threads: int = Field(1, ge=1, le=64, description="torch CPU threads")
