@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakes.kubernetes import FakeKubernetes
+from fakes.kubernetes import FakeKubernetes, write_kubeconfig
 from fakes.onos import FakeOnos
 from helpers import REPO, accepts_connections, free_port, wait_until_ready
 
@@ -183,13 +183,7 @@ def fake_kubernetes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     with FakeKubernetes(K8S_TOKEN, minor=request.param, allocatable_cpu=8000) as server:
         server.add_pod("slices", "gnb-embb-7d9f", {"app": "gnb", "slice": "embb"}, "gnb", "1000m")
         server.add_pod("slices", "gnb-urllc-51aa", {"app": "gnb", "slice": "urllc"}, "gnb", "1")
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": server.url}}],
-            "users": [{"name": "admin", "user": {"token": K8S_TOKEN}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}]}))
-        yield server, kubeconfig
+        yield server, write_kubeconfig(tmp_path / "kubeconfig", server.url, K8S_TOKEN)
 
 
 def pod_actuator(kubeconfig: Path, selector: str = "app=gnb,slice=embb") -> PodResizeCpuActuator:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fakes.kubernetes import FakeKubernetes
+from fakes.kubernetes import FakeKubernetes, write_kubeconfig
 from test_bad_input import assert_one_error_line, run_main
 
 from controller.placement.problem import build_problem
@@ -188,13 +188,7 @@ def test_overlays_pin_each_vnf_to_its_tier_and_validate_against_1_29(overlays: P
 @pytest.fixture
 def fake_kubernetes(tmp_path: Path) -> Iterator[tuple[FakeKubernetes, Path]]:
     with FakeKubernetes(TOKEN) as server:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": server.url}}],
-            "users": [{"name": "admin", "user": {"token": TOKEN}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}]}))
-        yield server, kubeconfig
+        yield server, write_kubeconfig(tmp_path / "kubeconfig", server.url, TOKEN)
 
 
 def test_deploy_fake_creates_then_replaces_the_deployments(overlays: Path, fake_kubernetes: tuple[FakeKubernetes,

@@ -14,7 +14,10 @@ Requests need ``Authorization: Bearer <token>``; errors are ``Status`` objects.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from fakes.http import HttpError, JsonServer, Request, Response
 
@@ -23,6 +26,16 @@ PATCH_TYPES = ("application/strategic-merge-patch+json", "application/merge-patc
 
 def millicores(quantity: str) -> float:
     return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+
+
+def write_kubeconfig(path: Path, server_url: str, token: str) -> Path:
+    """A kubeconfig at ``path`` whose current context reaches ``server_url`` with a bearer ``token``."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": server_url}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}]}))
+    return path
 
 
 class FakeKubernetes(JsonServer):
