@@ -1,18 +1,20 @@
 """The exact placement, eq. (6), with OR-Tools CP-SAT.
 
-Variables x[s, v, k] = 1 when VNF v of slice s runs on tier k. Constraints: one tier per VNF (1), CPU (2) and
-memory (3) capacity per tier, the user-plane latency bound (4) as clauses forbidding every tier tuple of the
-user-plane path that breaks it, and consolidation (5) as equal tiers for the VNFs of the group. The objective
-is the hourly cost in micro-dollars.
+Constraints: one tier per VNF (1), CPU (2) and memory (3) capacity per tier, the user-plane latency bound (4) and
+consolidation (5); the objective is the hourly cost in micro-dollars.
 
+- **Symmetry breaking by aggregation.** Slices of one type are interchangeable, so instead of x[s, v, k] the model
+  counts how many slices of each type take each tier pattern of each group of coupled VNFs (the user-plane path,
+  a consolidated group, every other VNF alone); patterns breaking (4) or (5) are left out. No two solutions are
+  permutations of each other, and the counts are handed back to the slices in arrival order.
 - **Batch** (:func:`solve_batch`): every slice at once, the true optimum with CP-SAT's proof status, bound and
-  gap. Slices of the same type are interchangeable, so their tier vectors are ordered (a lexicographic code,
-  symmetry breaking), and the search starts from the cheapest SLA-feasible heuristic placement (warm start).
+  gap; the search starts from the best heuristic placement (warm start).
 - **Online** (:func:`solve_online`): slices arrive one by one and are placed optimally on what is left,
   earlier placements staying, as SlicePilot's slice-wise decomposition does; a slice that no longer fits is
   rejected.
-- **Infeasible**: the model is solved again with one assumption literal per constraint (a tier's CPU or
-  memory, a slice's latency bound or consolidation); CP-SAT's sufficient assumptions name the binding ones.
+- **Infeasible**: the model is built again with every pattern and one assumption literal per constraint (a tier's
+  CPU or memory, a type's latency bound or consolidation); CP-SAT's sufficient assumptions, shrunk by a deletion
+  filter, name the binding ones.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ class IlpSettings(BaseModel):
     relative_gap: float = Field(0.0, ge=0, le=1, description="stop once within this fraction of the bound")
     workers: int = Field(2, ge=1, le=64, description="CP-SAT search workers (the machine has 2 cores)")
     seed: int = 0
-    symmetry_breaking: bool = True
     warm_start: bool = True
 
 

@@ -26,7 +26,7 @@ from controller.placement.reproduce import (
 from controller.reproduce.plots import grouped_bars
 from core.runstore import Run
 
-RL_METHODS = ("ilp", "ilp-online", "slicepilot", "monolithic")
+SPEEDUP_METHODS = ("ilp", "ilp-online", "slicepilot", "monolithic")
 
 
 def utilization(table: pd.DataFrame, tiers: tuple[str, ...], resource: str, path: Path) -> Path:
@@ -48,7 +48,7 @@ def utilization(table: pd.DataFrame, tiers: tuple[str, ...], resource: str, path
 
 
 def _figures(plots: Path, table: pd.DataFrame, tiers: tuple[str, ...]) -> list[Path]:
-    rl = table[table["method"].isin(RL_METHODS)]
+    rl = table[table["method"].isin(SPEEDUP_METHODS)]
     return [
         grouped_bars(table, "slices", "cost_per_hour", plots / "fig8a-cost.png", "slices", "cost ($/h)",
                      "Fig. 8a: deployment cost"),

@@ -30,14 +30,17 @@ class Placement:
     details: dict[str, Any] = field(default_factory=dict)
 
     def document(self, problem: Problem, requests: Requests) -> dict[str, Any]:
-        """Plain data: method, times and ``slices.<name>`` -> type, tiers per VNF (``vnfs: null`` if rejected)."""
+        """Plain data: method, times and ``slices.<name>`` -> type, tier per VNF (``vnfs: null`` if rejected), flavors,
+        the user-plane latency of eq. (4) and the bound a testbed check should confirm."""
         slices = {}
         for name, type_index in zip(requests.names, requests.types, strict=True):
             tiers = self.assignment.get(name)
             slices[name] = {"type": problem.types[type_index],
                             "vnfs": None if tiers is None else {problem.vnfs[v]: problem.tiers[k]
                                                                 for v, k in enumerate(tiers)},
-                            "flavors": dict(zip(problem.vnfs, problem.flavors[type_index], strict=True))}
+                            "flavors": dict(zip(problem.vnfs, problem.flavors[type_index], strict=True)),
+                            "latency_ms": None if tiers is None else problem.slice_latency_ms(tiers),
+                            "latency_bound_ms": float(problem.bounds_ms[type_index])}
         return {"method": self.method, "decision_s": self.decision_s, "details": self.details,
                 "tiers": list(problem.tiers), "slices": slices}
 

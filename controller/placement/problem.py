@@ -84,10 +84,6 @@ class Problem:
         """$/h of a slice placed on ``assignment``."""
         return float(sum(self.cost[type_index, vnf, tier] for vnf, tier in enumerate(assignment)))
 
-    @property
-    def total_cpu_cores(self) -> float:
-        return float(self.cap_cpu.sum()) / 1000
-
 
 def path_latency_ms(latency_ms: np.ndarray, upf_latency_ms: np.ndarray, radio: int,
                     tiers_of_path: tuple[int, ...]) -> float:
@@ -156,9 +152,14 @@ def build_problem(spec: PlacementSpec, source: str | Path = "placement spec") ->
         flavors.append(tuple(type_flavors))
     radio = tiers.index(spec.radio_tier) if spec.radio_tier else 0
     path = tuple(vnfs.index(name) for name in spec.user_plane_path)
-    if len(tiers) ** len(path) > MAX_PATH_COMBINATIONS:
-        raise InputError(f"{source}: {len(tiers)} tiers and a {len(path)}-VNF user-plane path give too many "
-                         "latency combinations; shorten user_plane_path")
+    for type_name, slice_type in spec.slice_types.items():
+        group = set(slice_type.consolidate)
+        coupled = max(len(path), len(group)) if group.isdisjoint(spec.user_plane_path) else \
+            len(group | set(spec.user_plane_path))
+        if len(tiers) ** coupled > MAX_PATH_COMBINATIONS:
+            raise InputError(f"{source}: slice_types.{type_name}: {len(tiers)} tiers and {coupled} VNFs coupled by "
+                             "the user-plane path and consolidation give too many tier combinations; shorten "
+                             "user_plane_path or consolidate")
     latency = shortest_latencies(spec, str(source))
     upf_latency = np.array([tier.upf_latency_ms for tier in spec.tiers])
     combinations = list(itertools.product(range(len(tiers)), repeat=len(path)))
