@@ -133,9 +133,11 @@ def cmd_place_solve(args: argparse.Namespace) -> int:
         return 0
     rows: list[dict[str, Any]] = []
     for name, entry in document["slices"].items():
-        tiers = entry["vnfs"] or {}
-        rows.append({"slice": name, "type": entry["type"], **{vnf: tiers.get(vnf, "-") for vnf in problem.vnfs}})
-    print_table(f"placement ({args.method})", rows)
+        by_tier = {tier: [vnf for vnf, chosen in (entry["vnfs"] or {}).items() if chosen == tier]
+                   for tier in problem.tiers}
+        rows.append({"slice": name, "type": entry["type"], **{tier: " ".join(vnfs) for tier, vnfs in by_tier.items()},
+                     "latency_ms": entry["latency_ms"] if entry["vnfs"] else "rejected"})
+    print_table(f"placement ({args.method}): VNFs per tier", rows)
     print_table("result", [{"metric": key, "value": value} for key, value in result.items() if key != "method"])
     if "status" in placement.details:
         details = placement.details
