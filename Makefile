@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_shared_capacity.py
 	$(BIN)/python benchmarks/bench_campaign.py
 	$(BIN)/python benchmarks/bench_sharing.py
+	$(BIN)/python benchmarks/bench_placement.py
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
 setup: $(STAMP)
