@@ -213,8 +213,8 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(problem: Problem, tm
         train_agent(problem, "urllc", TINY, tmp_path / "resumed", interrupt)
     resumed = train_agent(problem, "urllc", TINY, tmp_path / "resumed")
     assert resumed["episodes"] == straight["episodes"] == 30
-    a = torch.load(tmp_path / "straight" / "urllc.pt", weights_only=False)["dqn"]["online"]
-    b = torch.load(tmp_path / "resumed" / "urllc.pt", weights_only=False)["dqn"]["online"]
+    a = torch.load(tmp_path / "straight" / "urllc.pt", weights_only=True)["dqn"]["online"]
+    b = torch.load(tmp_path / "resumed" / "urllc.pt", weights_only=True)["dqn"]["online"]
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert (tmp_path / "resumed" / "urllc.json").is_file()
 

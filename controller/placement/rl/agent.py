@@ -49,13 +49,17 @@ class ReplayBuffer:
         return tuple(torch.from_numpy(array[index]) for array in (
             self.states, self.actions, self.rewards, self.next_states, self.dones, self.next_masks))
 
+    ARRAYS = ("states", "next_states", "actions", "rewards", "dones", "next_masks")
+
     def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ("size", "position", "states", "next_states", "actions",
-                                                       "rewards", "dones", "next_masks")}
+        """The buffer as tensors and integers (loadable with ``torch.load(weights_only=True)``)."""
+        return {"size": self.size, "position": self.position,
+                **{name: torch.from_numpy(getattr(self, name)) for name in self.ARRAYS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
+        self.size, self.position = state["size"], state["position"]
+        for name in self.ARRAYS:
+            setattr(self, name, state[name].numpy())
 
 
 class FrozenPolicy:

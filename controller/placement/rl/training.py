@@ -112,8 +112,8 @@ def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir
     first, rewards, seconds, steps = 0, [], 0.0, 0
     if path.exists():
         state = _read(path)
-        if state["meta"].get("settings") != settings.model_dump(mode="json") or state["meta"]["shape"] != \
-                _shape(problem):
+        if _comparable(state["meta"].get("settings", {})) != _comparable(settings.model_dump(mode="json")) or \
+                state["meta"]["shape"] != _shape(problem):
             raise InputError(f"{path}: an agent trained with other settings or for another problem is there; "
                              "choose another --out directory")
         dqn.load_state_dict(state["dqn"])
@@ -146,6 +146,11 @@ def train_agent(problem: Problem, name: str, settings: TrainingSettings, out_dir
     return summary
 
 
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings that change what is learned (the thread count does not)."""
+    return {key: value for key, value in settings.items() if key != "threads"}
+
+
 def _epsilon(settings: TrainingSettings, episode: int) -> float:
     progress = min(1.0, episode / max(1.0, settings.epsilon_decay * settings.episodes))
     return settings.epsilon_start + (settings.epsilon_end - settings.epsilon_start) * progress
@@ -168,9 +173,9 @@ def _save(path: Path, problem: Problem, name: str, settings: TrainingSettings, d
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: torch raises many kinds
+    try:  # weights_only: an agent file holds tensors and plain data, and loading runs no pickled code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated, foreign or unsafe file: torch raises many kinds
         raise InputError(f"{path}: not a slicebed placement agent ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "meta" not in state or "dqn" not in state:
         raise InputError(f"{path}: not a slicebed placement agent")
