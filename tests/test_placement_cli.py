@@ -230,3 +230,14 @@ def test_reproduce_slicepilot_quick_trains_and_reports(tmp_path: Path, capfd: py
     assert json.loads((run / "metadata.json").read_text())["status"] == "completed"
     assert sorted(path.name for path in (run / "models").glob("*.pt")) == ["embb.pt", "mmtc.pt", "monolithic.pt",
                                                                           "urllc.pt"]
+
+
+def test_latency_from_an_inventory_next_to_the_spec(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inventory.yml").write_text((ROOT / "inventory" / "local.yml").read_text())
+    spec = write_spec(tmp_path, {"latency_inventory": "inventory.yml"})
+    code, stdout, _ = run_main(["place", "solve", "--spec", str(spec), "--slices", "3", "--json"], capfd)
+    assert code == 0 and json.loads(stdout)["score"]["sla_violations"] == 0
+    (tmp_path / "inventory.yml").write_text("all:\n  vars: {testbed_mode: local}\n")
+    code, _, stderr = run_main(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
+    assert code == 2
+    assert_one_error_line(stderr, "inventory.yml: all.vars.latency: no latency list")
