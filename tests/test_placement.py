@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO
 
 from controller.placement.heuristics import HEURISTICS, place_heuristic
 from controller.placement.ilp import IlpSettings, solve_batch, solve_online
@@ -62,7 +63,7 @@ def test_defaults_are_the_papers_setting(problem: Problem) -> None:
 
 
 def test_latency_read_from_the_testbed_inventory(tmp_path: Path) -> None:
-    spec = PlacementSpec(latency_inventory=Path(__file__).parents[1] / "inventory" / "local.yml")
+    spec = PlacementSpec(latency_inventory=REPO / "inventory" / "local.yml")
     problem = build_problem(spec)
     assert problem.latency_ms[0, 1] == 5 and problem.latency_ms[1, 2] == 10 and problem.latency_ms[0, 2] == 15
 

@@ -17,13 +17,12 @@ import pytest
 import torch
 import yaml
 from fakes.kubernetes import FakeKubernetes, write_kubeconfig
-from test_bad_input import assert_one_error_line, run_main
+from helpers import REPO, assert_one_error_line, run_cli, write_file
 
 from controller.placement.problem import build_problem
 from controller.placement.rl.training import TrainingSettings, train_agent
 from controller.placement.spec import PlacementSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "placement-fake-token-7731"
 
 
@@ -41,15 +40,13 @@ def tiny_agents(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_spec(tmp_path: Path, document: dict) -> Path:
-    path = tmp_path / "placement.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
+    return write_file(tmp_path / "placement.yaml", document)
 
 
 def test_solve_writes_the_placement_and_prints_one_json_object(tmp_path: Path,
                                                                capfd: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "placement.json"
-    code, stdout, _ = run_main(["place", "solve", "--slices", "10", "--seed", "2", "--out", str(out), "--json"], capfd)
+    code, stdout, _ = run_cli(["place", "solve", "--slices", "10", "--seed", "2", "--out", str(out), "--json"], capfd)
     assert code == 0
     result = json.loads(stdout)
     assert result["details"]["status"] == "OPTIMAL" and result["score"]["sla_violations"] == 0
@@ -62,19 +59,19 @@ def test_solve_writes_the_placement_and_prints_one_json_object(tmp_path: Path,
 
 def test_spec_slices_and_heuristic_human_table(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {"slices": [{"name": "cam", "type": "urllc"}, {"name": "video", "type": "embb"}]})
-    code, stdout, _ = run_main(["place", "solve", "--spec", str(spec), "--method", "cost-aware"], capfd)
+    code, stdout, _ = run_cli(["place", "solve", "--spec", str(spec), "--method", "cost-aware"], capfd)
     assert code == 0 and "cam" in stdout and "video" in stdout and "sla_violations" in stdout
 
 
 def test_agents_place_through_the_cli(tiny_agents: Path, capfd: pytest.CaptureFixture[str]) -> None:
     for method in ("slicepilot", "monolithic"):
-        code, stdout, _ = run_main(["place", "solve", "--slices", "5", "--method", method, "--agents",
+        code, stdout, _ = run_cli(["place", "solve", "--slices", "5", "--method", method, "--agents",
                                     str(tiny_agents), "--json"], capfd)
         assert code == 0 and json.loads(stdout)["method"] == method
 
 
 def test_train_quick_prints_one_json_object(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run_main(["place", "train", "--out", str(tmp_path), "--agent", "urllc", "--episodes", "4",
+    code, stdout, _ = run_cli(["place", "train", "--out", str(tmp_path), "--agent", "urllc", "--episodes", "4",
                                 "--quick", "--json"], capfd)
     assert code == 0
     assert [agent["episodes"] for agent in json.loads(stdout)["agents"]] == [4]
@@ -102,7 +99,7 @@ BAD_SPECS = {
 def test_bad_spec_is_one_line(case: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     document, fragments = BAD_SPECS[case]
     spec = write_spec(tmp_path, document)
-    code, stdout, stderr = run_main(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
+    code, stdout, stderr = run_cli(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
     assert code == 2 and stdout == ""
     assert_one_error_line(stderr, str(spec), *fragments)
 
@@ -113,7 +110,7 @@ def test_agent_trained_for_another_tier_count_is_one_line(tiny_agents: Path, tmp
     spec = write_spec(tmp_path, {"tiers": tiers[1:], "latency": [{"a": "regional", "b": "central", "delay_ms": 10}],
                                  "slice_types": {"urllc": {"latency_bound_ms": 20}, "embb": {"latency_bound_ms": 20},
                                                  "mmtc": {"latency_bound_ms": 50}}})
-    code, _, stderr = run_main(["place", "solve", "--spec", str(spec), "--slices", "3", "--method", "slicepilot",
+    code, _, stderr = run_cli(["place", "solve", "--spec", str(spec), "--slices", "3", "--method", "slicepilot",
                                 "--agents", str(tiny_agents)], capfd)
     assert code == 2
     assert_one_error_line(stderr, "was trained for 3 tiers (edge, regional, central)", "this problem has 2",
@@ -123,7 +120,7 @@ def test_agent_trained_for_another_tier_count_is_one_line(tiny_agents: Path, tmp
 def test_infeasible_instance_is_one_line_naming_the_binding_constraints(tmp_path: Path,
                                                                         capfd: pytest.CaptureFixture[str]) -> None:
     spec = write_spec(tmp_path, {"slices": [{"name": f"u{i}", "type": "urllc"} for i in range(9)]})
-    code, _, stderr = run_main(["place", "solve", "--spec", str(spec)], capfd)
+    code, _, stderr = run_cli(["place", "solve", "--spec", str(spec)], capfd)
     assert code == 2
     assert_one_error_line(stderr, "no placement of the 9 slices", "edge CPU capacity (16 cores",
                           "latency bound of the urllc slices (10 ms)")
@@ -141,11 +138,11 @@ def test_bad_options_and_files_are_one_line(tmp_path: Path, capfd: pytest.Captur
         (["reproduce", "slicepilot", "--trials", "0"], "--trials must be >= 1"),
     ]
     for argv, fragment in cases:
-        code, _, stderr = run_main(argv, capfd)
+        code, _, stderr = run_cli(argv, capfd)
         assert code == 2, argv
         assert_one_error_line(stderr, fragment)
     (tmp_path / "urllc.pt").write_bytes(b"not a torch file")
-    code, _, stderr = run_main(["place", "solve", "--slices", "2", "--method", "slicepilot", "--agents",
+    code, _, stderr = run_cli(["place", "solve", "--slices", "2", "--method", "slicepilot", "--agents",
                                 str(tmp_path)], capfd)
     assert code == 2
     assert_one_error_line(stderr, "urllc.pt: not a slicebed placement agent")
@@ -154,12 +151,12 @@ def test_bad_options_and_files_are_one_line(tmp_path: Path, capfd: pytest.Captur
 @pytest.fixture
 def overlays(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Path:
     placement = tmp_path / "placement.json"
-    assert run_main(["place", "solve", "--slices", "6", "--seed", "1", "--out", str(placement)], capfd)[0] == 0
+    assert run_cli(["place", "solve", "--slices", "6", "--seed", "1", "--out", str(placement)], capfd)[0] == 0
     document = json.loads(placement.read_text())
     document["slices"]["s6"]["vnfs"] = None  # a rejected slice gets no overlay
     placement.write_text(json.dumps(document))
     out = tmp_path / "manifests"
-    code, stdout, _ = run_main(["place", "manifests", str(placement), "--out", str(out), "--json"], capfd)
+    code, stdout, _ = run_cli(["place", "manifests", str(placement), "--out", str(out), "--json"], capfd)
     assert code == 0 and sorted(json.loads(stdout)["overlays"]) == ["s1", "s2", "s3", "s4", "s5"]
     return out
 
@@ -180,7 +177,7 @@ def test_overlays_pin_each_vnf_to_its_tier_and_validate_against_1_29(overlays: P
         term = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert term == [{"matchExpressions": [{"key": "slicebed.io/tier", "operator": "In", "values": [tier]}]}]
     assert not (overlays / "s6").exists()
-    check = subprocess.run([sys.executable, str(ROOT / ".ci" / "verify-lab"), "--step", "manifests",
+    check = subprocess.run([sys.executable, str(REPO / ".ci" / "verify-lab"), "--step", "manifests",
                             "--manifests-dir", str(overlays)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "6 kustomizations (5 deployable), 42 objects checked against Kubernetes 1.29.0" in check.stdout  # 7 in base
@@ -196,17 +193,17 @@ def test_deploy_fake_creates_then_replaces_the_deployments(overlays: Path, fake_
                                                            Path], capfd: pytest.CaptureFixture[str]) -> None:
     server, kubeconfig = fake_kubernetes
     argv = ["place", "deploy", str(overlays / "s1"), str(overlays / "s2"), "--kubeconfig", str(kubeconfig), "--json"]
-    code, stdout, _ = run_main(argv, capfd)
+    code, stdout, _ = run_cli(argv, capfd)
     assert code == 0 and len(json.loads(stdout)["applied"]) == 14
     deployment = server.deployments[("slicebed", "s1-upf")]
     placement = json.loads((overlays.parent / "placement.json").read_text())
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
         "slicebed.io/tier": placement["slices"]["s1"]["vnfs"]["upf"]}
-    assert run_main(argv, capfd)[0] == 0  # again: each Deployment exists (409) and is replaced
+    assert run_cli(argv, capfd)[0] == 0  # again: each Deployment exists (409) and is replaced
     assert [r.method for r in server.requests if r.path.endswith("/s1-upf")] == ["PUT"]
     wrong = kubeconfig.read_text().replace(TOKEN, "wrong-token")
     kubeconfig.write_text(wrong)
-    code, _, stderr = run_main(argv, capfd)
+    code, _, stderr = run_cli(argv, capfd)
     assert code == 2
     assert_one_error_line(stderr, "Deployment slicebed/s1-amf: the API server answered 401")
     assert "wrong-token" not in stderr
@@ -214,7 +211,7 @@ def test_deploy_fake_creates_then_replaces_the_deployments(overlays: Path, fake_
 
 @pytest.mark.slow
 def test_reproduce_slicepilot_quick_trains_and_reports(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = run_main(["--runs-dir", str(tmp_path), "reproduce", "slicepilot", "--quick", "--trials", "1",
+    code, stdout, _ = run_cli(["--runs-dir", str(tmp_path), "reproduce", "slicepilot", "--quick", "--trials", "1",
                                 "--json"], capfd)
     assert code == 0
     summary = json.loads(stdout)
@@ -233,11 +230,11 @@ def test_reproduce_slicepilot_quick_trains_and_reports(tmp_path: Path, capfd: py
 
 
 def test_latency_from_an_inventory_next_to_the_spec(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "inventory.yml").write_text((ROOT / "inventory" / "local.yml").read_text())
+    (tmp_path / "inventory.yml").write_text((REPO / "inventory" / "local.yml").read_text())
     spec = write_spec(tmp_path, {"latency_inventory": "inventory.yml"})
-    code, stdout, _ = run_main(["place", "solve", "--spec", str(spec), "--slices", "3", "--json"], capfd)
+    code, stdout, _ = run_cli(["place", "solve", "--spec", str(spec), "--slices", "3", "--json"], capfd)
     assert code == 0 and json.loads(stdout)["score"]["sla_violations"] == 0
     (tmp_path / "inventory.yml").write_text("all:\n  vars: {testbed_mode: local}\n")
-    code, _, stderr = run_main(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
+    code, _, stderr = run_cli(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
     assert code == 2
     assert_one_error_line(stderr, "inventory.yml: all.vars.latency: no latency list")
