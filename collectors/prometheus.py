@@ -61,6 +61,14 @@ class RetryPolicy:
             delay = min(delay * 2, self.max_delay_s)
 
 
+def prometheus_ready(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the Prometheus at ``url`` answers its readiness endpoint (``/-/ready``) with 200."""
+    try:
+        return requests.get(f"{url.rstrip('/')}/-/ready", timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def chunk_bounds(start: float, end: float, step_s: float,
                  max_points: int = MAX_POINTS_PER_SERIES) -> list[tuple[float, float]]:
     """Split the step grid ``start, start + step, ... <= end`` into (first, last) pairs of <= ``max_points`` each.

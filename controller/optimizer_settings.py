@@ -5,16 +5,16 @@ Experiment specs validate against these; the solvers themselves (``controller.op
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from core.validation import StrictModel
 
 DEFAULT_ETA: tuple[float, float] = (1 / 4500, 1 / 50)
 """Cost weights eta of (cpu_millicores, bandwidth_mbps): the paper's normalization by the largest allocation."""
 
 
-class MicroOptSettings(BaseModel):
+class MicroOptSettings(StrictModel):
     """Hyper-parameters of Algorithm 1 (names follow the paper where it names them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     random_samples: int = Field(256, ge=1, description="random allocations evaluated to pick the starts")
     starts: int = Field(4, ge=1, description="gradient-descent starts run in parallel")
@@ -42,10 +42,8 @@ class MicroOptSettings(BaseModel):
     seed: int = 0
 
 
-class GridSettings(BaseModel):
+class GridSettings(StrictModel):
     """Grid resolution and evaluation batch size."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpu_step: float = Field(5.0, gt=0, description="millicores between grid lines")
     bandwidth_step: float = Field(0.05, gt=0, description="Mbps between grid lines")

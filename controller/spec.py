@@ -13,21 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from collectors.dataset import DEFAULT_SETTLE_S
 from controller import traffic
 from controller.optimizer_settings import DEFAULT_ETA, GridSettings, MicroOptSettings
 from core.errors import InputError
+from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
 
 SLICE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-
-
-class StrictModel(BaseModel):
-    """Base of every spec section: unknown keys are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SampledTraffic(StrictModel):
@@ -124,9 +119,6 @@ class TraceTraffic(StrictModel):
         return f"trace {self.file.name}" if self.file else f"trace ({len(self.values or [])} s)"
 
 
-TRAFFIC_KINDS: dict[str, type[BaseModel]] = {
-    "constant": ConstantTraffic, "truncated_normal": TruncatedNormalTraffic, "trace": TraceTraffic,
-}
 TrafficSpec = Annotated[ConstantTraffic | TruncatedNormalTraffic | TraceTraffic, Field(discriminator="kind")]
 
 
@@ -315,11 +307,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     """
     path = Path(path)
     document = read_yaml_mapping(path)
-    try:
-        spec = ExperimentSpec.model_validate(document)
-    except ValidationError as exc:
-        raise InputError(describe_validation_error(path, exc)) from None
-    spec = resolve_paths(spec, path.parent)
+    spec = resolve_paths(validate(ExperimentSpec, document, path), path.parent)
     for index, slice_spec in enumerate(spec.slices):
         for level, profile in enumerate(slice_spec.traffic):
             if isinstance(profile, TraceTraffic) and profile.file is not None:
@@ -328,81 +316,6 @@ def load_spec(path: str | Path) -> ExperimentSpec:
                 except InputError as exc:
                     raise InputError(f"{path}: slices[{index}].traffic[{level}]: {exc}") from None
     return spec
-
-
-def describe_validation_error(path: Path, error: ValidationError, root: type[BaseModel] | None = None) -> str:
-    """One line naming the file, the first offending key and what is allowed (keys of ``root``'s models,
-    ExperimentSpec by default)."""
-    first = error.errors(include_url=False)[0]
-    location = _dotted(first["loc"])
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(first["loc"][:-1], root or ExperimentSpec)
-        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
-        message = f"unknown key{hint}"
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] not in ("value_error", "union_tag_invalid", "union_tag_not_found"):
-            message += f", got {first.get('input')!r}"
-    more = len(error.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{path}: {location or '(top level)'}: {message}{suffix}"
-
-
-def _dotted(location: tuple[Any, ...]) -> str:
-    """``('slices', 0, 'traffic', 0, 'constant', 'users')`` -> ``slices[0].traffic[0].users``."""
-    text = ""
-    for index, part in enumerate(location):
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not _is_traffic_tag(location, index):
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _is_traffic_tag(location: tuple[Any, ...], index: int) -> bool:
-    """Whether ``location[index]`` is the union tag pydantic inserts after a traffic list index."""
-    return index > 0 and isinstance(location[index - 1], int) and location[index] in TRAFFIC_KINDS
-
-
-def _allowed_keys(location: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
-    """Field names of the model found by walking ``location`` from ``root`` (best effort)."""
-    model: Any = root
-    for index, part in enumerate(location):
-        if isinstance(part, int) or model is None:
-            continue
-        if _is_traffic_tag(location, index):
-            model = TRAFFIC_KINDS[part]
-            continue
-        field = model.model_fields.get(part)
-        model = _model_of(field.annotation) if field else None
-    return sorted(model.model_fields) if model is not None else []
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in getattr(annotation, "__args__", ()):
-        found = _model_of(argument)
-        if found is not None:
-            return found
-    return None
-
-
-def resolve_paths(spec: ExperimentSpec, base: Path) -> ExperimentSpec:
-    """Make every relative path in ``spec`` relative to ``base`` (the spec file's directory)."""
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, Path):
-            return value if value.is_absolute() else (base / value).resolve()
-        if isinstance(value, BaseModel):
-            return value.model_copy(update={name: fix(getattr(value, name)) for name in type(value).model_fields})
-        if isinstance(value, list):
-            return [fix(item) for item in value]
-        return value
-
-    return fix(spec)
 
 
 def spec_document(spec: ExperimentSpec) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from prometheus_process import PrometheusProcess
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
 from controller.actuators.cgroup import CgroupCpuActuator
-from controller.testbeds.local import PrometheusQosMeter
+from controller.testbeds.qos_meter import PrometheusQosMeter
 from core.commands import LocalRunner
 from dataplane import cipher, packets
 from dataplane.app_server import RateProfile, argparse_trace

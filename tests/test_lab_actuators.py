@@ -26,8 +26,10 @@ from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
 from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering, steering_flow
 from controller.actuators.ovs import OvsQueueActuator
 from controller.actuators.ssh import SshRunner, SshTarget
+from controller.deploy.inventory import load_lab_inventory
 from controller.testbeds.base import Allocation
-from controller.testbeds.lab import LabInventory, SshRunners, open_lab_testbed
+from controller.testbeds.lab import open_lab_testbed
+from controller.testbeds.ssh_pool import SshRunners
 from core.commands import CommandError, CommandRunner, LocalRunner
 from core.errors import InputError
 
@@ -393,7 +395,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
         "sdn_controller": {"hosts": {"central-1": None}}, "monitoring_server": {"hosts": {"central-1": None}}}}}))
     monkeypatch.setenv("LP_SSH_USER", "root")
     monkeypatch.setenv("LP_SSH_KEY", str(sshd.key_file))
-    ssh = SshRunners(LabInventory(inventory).settings.ssh)
+    ssh = SshRunners(load_lab_inventory(inventory).settings.ssh)
 
     def runner_for(host: str) -> CommandRunner:
         return switch_runner if host == hosts["regional"] else ssh(host)  # the switch lives in our namespace
@@ -424,7 +426,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
 
 
 def test_lab_backend_configuration_errors_are_one_line(tmp_path: Path) -> None:
-    example = LabInventory(REPO / "inventory" / "lab.example.yml")  # the shipped example validates
+    example = load_lab_inventory(REPO / "inventory" / "lab.example.yml")  # the shipped example validates
     assert example.settings.ovs.port and example.slices
     template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
     template["all"]["vars"].pop("lab_backend", None)

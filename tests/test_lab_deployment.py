@@ -3,17 +3,20 @@
 No lab host is reached: the inventory's three nodes are this machine (``ansible_connection: local``) and its
 underlay network is loopback, which facts never list, so site.yml stops at its first preflight check, in check
 mode, before any task could change anything. That proves the dispatch, check mode and the one-line failure.
+`testbed status` on a lab asks the nodes (here: loopback) and the monitoring server's real Prometheus.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import REPO, assert_one_error_line
+from prometheus_process import PrometheusProcess
 
 from controller.cli import main
 
@@ -48,8 +51,41 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
     assert "--check" in (stdout.parent / "command").read_text()
 
 
-@pytest.mark.parametrize("action", ["status", "check"])
-def test_lab_status_and_check_say_they_measure_the_local_testbed(
-        action: str, local_lab_inventory: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["testbed", action, "--inventory", str(local_lab_inventory)]) == 2
-    assert_one_error_line(capsys.readouterr().err, f"`testbed {action}` measures the local testbed")
+def test_lab_check_says_it_measures_the_local_testbed(local_lab_inventory: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["testbed", "check", "--inventory", str(local_lab_inventory)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "`testbed check` measures the local testbed")
+
+
+def test_lab_status_asks_the_nodes_and_prometheus(local_lab_inventory: Path, prometheus: PrometheusProcess,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Every node is this host (127.0.0.1); a listening socket stands in for their sshd, Prometheus is real."""
+    document = yaml.safe_load(local_lab_inventory.read_text())
+    for tier in ("edge", "regional", "central"):
+        for host in document["all"]["children"][tier]["hosts"].values():
+            host["ansible_host"] = "127.0.0.1"
+    document["all"]["vars"]["prometheus_port"] = prometheus.port
+    with socket.create_server(("127.0.0.1", 0)) as sshd:
+        document["all"]["vars"]["lab_backend"]["ssh"] = {"port": sshd.getsockname()[1]}
+        local_lab_inventory.write_text(yaml.safe_dump(document))
+        assert main(["testbed", "status", "--inventory", str(local_lab_inventory)]) == 0
+        answering = json.loads(capsys.readouterr().out)
+    assert answering["up"] is True and answering["mode"] == "lab"
+    assert answering["nodes_answering_ssh"] == {"edge-1": True, "regional-1": True, "central-1": True}
+    assert answering["prometheus"] == {"url": prometheus.url, "ready": True}
+    prometheus.stop()
+    assert main(["testbed", "status", "--inventory", str(local_lab_inventory)]) == 0  # nothing answers now
+    silent = json.loads(capsys.readouterr().out)
+    assert silent["up"] is False and not any(silent["nodes_answering_ssh"].values())
+    assert silent["prometheus"]["ready"] is False
+
+
+def test_lab_up_refuses_an_inventory_without_a_monitoring_server(local_lab_inventory: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    document = yaml.safe_load(local_lab_inventory.read_text())
+    del document["all"]["children"]["monitoring_server"]
+    local_lab_inventory.write_text(yaml.safe_dump(document))
+    runs = tmp_path / "runs"
+    assert main(["--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "group monitoring_server has no hosts")
+    assert not runs.exists()  # refused before the run directory

@@ -22,8 +22,8 @@ from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_i
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
-from controller.testbeds.base import Allocation
-from controller.testbeds.local import LocalTestbed, LocalTestbedUnavailable, open_local_testbed, program_url
+from controller.testbeds.base import Allocation, TestbedUnavailable
+from controller.testbeds.local import LocalTestbed, open_local_testbed, program_url
 from core.errors import InputError
 
 PREFIX = "sbe2e-"
@@ -119,7 +119,7 @@ def test_a_short_closed_loop_runs_and_its_dataset_trains_through_the_cli(deploye
 
 def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:
     inventory = _inventory(tmp_path, NEVER_UP)
-    with pytest.raises(LocalTestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
+    with pytest.raises(TestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
         open_local_testbed(inventory, {"embb": (Interval(500, 4000), Interval(5, 40))})
     with pytest.raises(InputError, match="slice\\(s\\) urllc are not deployed"):
         open_local_testbed(inventory, {"urllc": (Interval(500, 4000), Interval(5, 40))})

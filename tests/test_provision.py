@@ -325,7 +325,7 @@ def test_topology_validation_is_one_line(tmp_path: Path, topology_file: Path) ->
     cases = {
         "tiers.edge.cpus: unknown key (allowed keys: count, disk_gib, flavor, ram_gib, vcpus)":
             lambda d: d["tiers"]["edge"].update(cpus=4),
-        "ingress.0: icmp rules take no ports": lambda d: d.update(ingress=[{"protocol": "icmp", "ports": [1, 2]}]),
+        "ingress[0]: icmp rules take no ports": lambda d: d.update(ingress=[{"protocol": "icmp", "ports": [1, 2]}]),
         "roles.sdn_controller is on tier regional, which has count 0":
             lambda d: d["tiers"]["regional"].update(count=0) or d["roles"].update(sdn_controller="regional"),
         "name: String should match pattern": lambda d: d.update(name="Bad Name"),

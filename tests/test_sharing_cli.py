@@ -61,7 +61,7 @@ def test_evaluate_writes_tables_figures_and_a_report(tmp_path: Path, capfd: pyte
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"windows": [5000]}, "window n=5000 is longer than the regular phase (360 slots)"),
-    ({"windows": [1]}, "windows.0: Input should be greater than or equal to 2"),
+    ({"windows": [1]}, "windows[0]: Input should be greater than or equal to 2, got 1"),
     ({"colour": "red"}, "spec.yaml: colour: unknown key"),
     ({"anomalous_slices": ["ns9"]}, "anomalous_slices names unknown slice(s) ns9"),
 ])

@@ -16,9 +16,10 @@ from helpers import REPO, VENV_BIN, assert_one_error_line, needs_root, proc_stat
 from local_testbed import LOCAL_INVENTORY, inventory_hosts, write_local_inventory
 
 from controller.cli import main
+from controller.deploy.ansible_driver import DeployError
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import load_inventory
-from controller.deploy.local_deployment import DeployError, LocalDeployment
+from controller.deploy.local_deployment import LocalDeployment
 from controller.deploy.preflight import require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
 from core.errors import InputError

@@ -22,10 +22,10 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from controller.spec import Bounds, StrictModel, TestbedSpec, _dotted, reject_duplicate_names, resolve_paths
-from core.errors import InputError
+from controller.spec import Bounds, TestbedSpec, reject_duplicate_names
+from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml, require_mapping
 
 MAX_POINTS = 100_000
@@ -165,39 +165,4 @@ def load_campaign_spec(path: str | Path) -> CampaignSpec:
 def campaign_from_document(document: Any, source: Path) -> CampaignSpec:
     """Validate parsed YAML (``source`` names it in errors and anchors relative paths)."""
     require_mapping(document, source)
-    try:
-        spec = CampaignSpec.model_validate(document)
-    except ValidationError as exc:
-        raise InputError(describe_campaign_error(source, exc)) from None
-    return resolve_paths(spec, source.parent)  # type: ignore[arg-type]  # works on any StrictModel
-
-
-def describe_campaign_error(path: Path, error: ValidationError) -> str:
-    """One line: the file, the first offending key and the problem."""
-    errors = error.errors(include_url=False)
-    # an axis is a list or a range: report the branch the input was meant for, not "should be a list"
-    relevant = [e for e in errors if e["type"] not in ("list_type", "model_type", "model_attributes_type")]
-    relevant = relevant or errors[:1]
-    first = relevant[0]
-    location = _dotted(tuple(part for part in first["loc"] if not _is_union_tag(part)))
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        if kind != "value_error":
-            message += f", got {_short(first.get('input'))}"
-    more = len(relevant) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{path}: {location or '(top level)'}: {message}{suffix}"
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part.startswith(("list[", "function-after[")) or part == "AxisRange")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return resolve_paths(validate(CampaignSpec, document, source), source.parent)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
 
 from analysis.slice_model import load_model, pick_device
 from controller.cli.common import add_device, console, print_table
@@ -18,6 +17,7 @@ from controller.problem import DEFAULT_ETA, Problem, SliceProblem
 from controller.spec import TrafficSpec
 from controller.traffic import constant
 from core.errors import InputError
+from core.validation import validate
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -91,10 +91,6 @@ def parse_traffic(text: str) -> Any:
                              f"'{{kind: ..., ...}}' ({type(exc).__name__})") from None
     try:
         document = yaml.safe_load(source)
-        return TypeAdapter(TrafficSpec).validate_python(document)
     except yaml.YAMLError:
         raise InputError(f"--traffic: not YAML: {text!r}") from None
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = "".join(f"{part}: " for part in first["loc"])
-        raise InputError(f"--traffic: {where}{first['msg']}") from None
+    return validate(TrafficSpec, document, "--traffic")

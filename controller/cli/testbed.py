@@ -1,7 +1,8 @@
 """``slicebed testbed up|down|status|check``: a testbed deployed with Ansible (ansible-runner).
 
 The inventory decides which: ``testbed_mode: local`` (the default; namespaces on this host) or ``lab`` (real nodes,
-``playbooks/site.yml``). ``status`` and ``check`` measure the local testbed.
+``playbooks/site.yml``); both are a :class:`~controller.deploy.deployment.Deployment`. ``check`` measures the
+local testbed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 from controller.cli.common import console, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
 from controller.deploy.check import check_testbed
-from controller.deploy.inventory import DEFAULT_INVENTORY
-from controller.deploy.lab_deployment import LabDeployment, inventory_mode
-from controller.deploy.local_deployment import LocalDeployment, status_json
+from controller.deploy.deployment import Deployment, open_deployment
+from controller.deploy.inventory import DEFAULT_INVENTORY, inventory_mode
+from controller.deploy.local_deployment import LocalDeployment
 from core.errors import InputError
 from core.runstore import RunStore
 
@@ -31,7 +32,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     up.set_defaults(handler=cmd_up)
     down = testbed.add_parser("down", help="stop every process and remove every object the testbed created")
     down.set_defaults(handler=cmd_down)
-    status = testbed.add_parser("status", help="what runs now (JSON)")
+    status = testbed.add_parser("status", help="what runs now (JSON): the local testbed's namespaces, processes "
+                                "and Prometheus; a lab's nodes and Prometheus")
     status.set_defaults(handler=cmd_status)
     check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration")
     check.add_argument("--json", action="store_true", help="print the measurements as JSON")
@@ -41,18 +43,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                             help=f"Ansible inventory of the testbed (default {DEFAULT_INVENTORY})")
 
 
+def _deployment(args: argparse.Namespace) -> Deployment:
+    return open_deployment(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
+
+
 def _run_playbook(args: argparse.Namespace, action: str) -> int:
-    testbed: LocalDeployment | LabDeployment
-    if inventory_mode(args.inventory) == "lab":
-        testbed = LabDeployment.open(args.inventory)
-        name = f"testbed-{action}-lab"
-    else:
-        testbed = LocalDeployment.open(args.inventory, dataplane=not getattr(args, "no_dataplane", False))
-        if action == "up":
-            testbed.preflight()  # before the run directory: bad input leaves nothing behind
-        name = f"testbed-{action}-{testbed.inventory.prefix.rstrip('-')}"
+    testbed = _deployment(args)
+    if action == "up":
+        testbed.preflight()  # before the run directory: bad input leaves nothing behind
     dry_run = bool(getattr(args, "dry_run", False))
-    run = RunStore(args.runs_dir).create(name, {"inventory": str(args.inventory.resolve()), "dry_run": dry_run},
+    run = RunStore(args.runs_dir).create(f"testbed-{action}-{testbed.name}",
+                                         {"inventory": str(args.inventory.resolve()), "dry_run": dry_run},
                                          kind="testbed")
     with progress_bar(args.quiet) as progress:
         task = progress.add_task(f"testbed {action}", total=None)
@@ -63,20 +64,11 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
         with run.finishing_on_error():
             if action == "down":
                 result = testbed.down(run.path / "ansible", on_task=on_task)
-            elif isinstance(testbed, LabDeployment):
-                result = testbed.up(run.path / "ansible", dry_run=dry_run, on_task=on_task)
             else:
                 result = testbed.up(run.path / "ansible", dry_run=dry_run, on_task=on_task, preflight_done=True)
     run.finish("completed", recap=result.recap, seconds=result.seconds)
     _report(result, action, run.path, dry_run)
     return 0
-
-
-def _local(args: argparse.Namespace) -> LocalDeployment:
-    if inventory_mode(args.inventory) == "lab":
-        raise InputError(f"{args.inventory}: `testbed {args.action}` measures the local testbed; on a lab use "
-                         "Prometheus and `ansible -i INVENTORY all -m ping`")
-    return LocalDeployment.open(args.inventory)
 
 
 def _report(result: PlaybookResult, action: str, run_path: Path, dry_run: bool) -> None:
@@ -98,12 +90,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(status_json(_local(args)))
+    print(json.dumps(_deployment(args).status(), indent=2, sort_keys=True))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    testbed = _local(args)
+    if inventory_mode(args.inventory) != "local":
+        raise InputError(f"{args.inventory}: `testbed check` measures the local testbed; on a lab, `testbed status` "
+                         "says whether the nodes and Prometheus answer")
+    testbed = LocalDeployment.open(args.inventory)
     with console.status("measuring bandwidth, delay and CPU limits"):
         measurements = check_testbed(testbed)
     if args.json:

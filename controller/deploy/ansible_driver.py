@@ -12,8 +12,14 @@ from typing import Any
 
 import ansible_runner
 
+from core.errors import SlicebedError
+
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 RECAP_COUNTS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+
+
+class DeployError(SlicebedError):
+    """A playbook failed; the message names the task, the host and the cause."""
 
 
 @dataclass
@@ -37,6 +43,14 @@ class PlaybookResult:
 
     def first_failure(self) -> str:
         return self.failures[0] if self.failures else f"ansible-playbook ended {self.status}"
+
+    def require_success(self, action: str, note: str = "") -> PlaybookResult:
+        """This result if the playbook succeeded; else a :class:`DeployError` naming the first failed task
+        (``note`` is added to the message) and the Ansible log."""
+        if not self.succeeded:
+            raise DeployError(f"testbed {action} failed at {self.first_failure()}{note} "
+                              f"(Ansible log: {self.artifacts / 'stdout'})")
+        return self
 
 
 def _one_line(text: str) -> str:

@@ -1,30 +1,37 @@
 """A lab testbed: ``playbooks/site.yml`` over the real nodes of a lab inventory (``testbed_mode: lab``).
 
-The same ``slicebed testbed up|down`` as the local testbed: ``up`` runs every component's install plays (with
-``--dry-run``, Ansible's check mode), ``down`` runs their uninstall plays in reverse order (tag ``uninstall``).
+The same ``slicebed testbed up|down|status`` as the local testbed: ``up`` runs every component's install plays
+(with ``--dry-run``, Ansible's check mode), ``down`` runs their uninstall plays in reverse order (tag
+``uninstall``), ``status`` asks whether every node answers on its SSH port and Prometheus is ready.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
-from controller.deploy.local_deployment import DeployError
-from controller.testbeds.lab import LabInventory
-from core.yamlfile import read_yaml
+from controller.deploy.inventory.lab import LabInventory, load_lab_inventory
+from core.errors import InputError
 
 SITE_PLAYBOOK = "site.yml"
+SITE_GROUPS = ("edge", "regional", "central", "kube_control_plane", "sdn_controller", "monitoring_server")
+"""The groups site.yml installs components on: each needs a host."""
+NODE_GROUPS = ("edge", "regional", "central")
+SSH_PORT = 22
 
 
-def inventory_mode(path: Path) -> str:
-    """``all.vars.testbed_mode`` of an inventory: ``local`` (the default) or ``lab``."""
-    document = read_yaml(path)
+def answers(address: str, port: int, timeout_s: float = 2.0) -> bool:
+    """Whether a TCP connection to ``address:port`` is accepted within ``timeout_s``."""
     try:
-        return str(document["all"]["vars"].get("testbed_mode", "local"))
-    except (TypeError, KeyError, AttributeError):
-        return "local"  # the local inventory loader reports what is wrong with the file
+        with socket.create_connection((address, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -32,24 +39,41 @@ class LabDeployment:
     """One lab testbed, as its inventory describes it."""
 
     inventory: LabInventory
+    name = "lab"
 
     @classmethod
     def open(cls, inventory_path: Path) -> LabDeployment:
-        return cls(LabInventory(inventory_path))
+        return cls(load_lab_inventory(inventory_path))
 
-    def up(self, artifacts_dir: Path, dry_run: bool = False,
-           on_task: Callable[[str], None] | None = None) -> PlaybookResult:
+    def preflight(self) -> None:
+        """Every group site.yml installs on has a host (one InputError line naming the first empty group)."""
+        for group in SITE_GROUPS:
+            if not self.inventory.groups.get(group):
+                raise InputError(f"{self.inventory.path}: group {group} has no hosts; site.yml installs on the "
+                                 f"groups {', '.join(SITE_GROUPS)}")
+
+    def up(self, artifacts_dir: Path, dry_run: bool = False, on_task: Callable[[str], None] | None = None,
+           preflight_done: bool = False) -> PlaybookResult:
         """Install every component (``site.yml``); in check mode only report what would change."""
-        return self._site(artifacts_dir, dry_run, on_task, tags=None, action="up")
+        if not preflight_done:
+            self.preflight()
+        return self._site(artifacts_dir, dry_run, on_task, tags=None).require_success("up")
 
     def down(self, artifacts_dir: Path, on_task: Callable[[str], None] | None = None) -> PlaybookResult:
         """Uninstall every component, in reverse order (``site.yml --tags uninstall``)."""
-        return self._site(artifacts_dir, False, on_task, tags="uninstall", action="down")
+        return self._site(artifacts_dir, False, on_task, tags="uninstall").require_success("down")
 
-    def _site(self, artifacts_dir: Path, dry_run: bool, on_task: Callable[[str], None] | None, tags: str | None,
-              action: str) -> PlaybookResult:
-        result = run_playbook(SITE_PLAYBOOK, self.inventory.path, {}, artifacts_dir, dry_run, on_task, tags)
-        if not result.succeeded:
-            raise DeployError(f"testbed {action} failed at {result.first_failure()} "
-                              f"(Ansible log: {result.artifacts / 'stdout'})")
-        return result
+    def status(self) -> dict[str, Any]:
+        """Whether each node accepts connections on its SSH port and the monitoring server's Prometheus is ready."""
+        variables = self.inventory.variables
+        port = variables.lab_backend.ssh.port if variables.lab_backend is not None else SSH_PORT
+        nodes = {name: answers(self.inventory.addresses[name], port)
+                 for group in NODE_GROUPS for name in self.inventory.groups.get(group, [])}
+        prometheus = f"http://{self.inventory.first_host('monitoring_server')}:{variables.prometheus_port}"
+        ready = prometheus_ready(prometheus)
+        return {"mode": "lab", "inventory": str(self.inventory.path), "up": all(nodes.values()) and ready,
+                "nodes_answering_ssh": nodes, "prometheus": {"url": prometheus, "ready": ready}}
+
+    def _site(self, artifacts_dir: Path, dry_run: bool, on_task: Callable[[str], None] | None,
+              tags: str | None) -> PlaybookResult:
+        return run_playbook(SITE_PLAYBOOK, self.inventory.path, {}, artifacts_dir, dry_run, on_task, tags)

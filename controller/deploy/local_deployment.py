@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory import LocalInventory, load_inventory
 from controller.deploy.preflight import KernelFeatures, preflight, require_root
 from controller.deploy.state import StateDir, pid_alive
-from core.errors import SlicebedError
 
 UP_PLAYBOOK = "testbed-up.yml"
 DOWN_PLAYBOOK = "testbed-down.yml"
-
-
-class DeployError(SlicebedError):
-    """A playbook failed; the message names the task, the host and the cause."""
 
 
 @dataclass
@@ -36,6 +30,10 @@ class LocalDeployment:
         return cls(load_inventory(inventory_path), dataplane)
 
     @property
+    def name(self) -> str:
+        return self.inventory.prefix.rstrip("-")
+
+    @property
     def state(self) -> StateDir:
         return StateDir(self.inventory.state_dir)
 
@@ -47,7 +45,7 @@ class LocalDeployment:
         return preflight(self.inventory, self.state)
 
     def up(self, artifacts_dir: Path, dry_run: bool = False, on_task: Callable[[str], None] | None = None,
-           remove_on_failure: bool = True, preflight_done: bool = False,
+           preflight_done: bool = False, *, remove_on_failure: bool = True,
            overrides: dict[str, Any] | None = None) -> PlaybookResult:
         """Run the up playbook (after preflight). On failure everything built so far is removed, then DeployError.
 
@@ -59,13 +57,10 @@ class LocalDeployment:
             self.state.record_inventory(self.inventory.path)
         extravars = {**self.extravars(), **(overrides or {})}
         result = run_playbook(UP_PLAYBOOK, self.inventory.path, extravars, artifacts_dir, dry_run, on_task)
-        if not result.succeeded:
-            if remove_on_failure and not dry_run:
-                self.down(artifacts_dir / "cleanup", on_task)
-            removed = "; the half-built testbed was removed" if remove_on_failure and not dry_run else ""
-            raise DeployError(f"testbed up failed at {result.first_failure()}{removed} "
-                              f"(Ansible log: {result.artifacts / 'stdout'})")
-        return result
+        removing = remove_on_failure and not dry_run and not result.succeeded
+        if removing:
+            self.down(artifacts_dir / "cleanup", on_task)
+        return result.require_success("up", "; the half-built testbed was removed" if removing else "")
 
     def down(self, artifacts_dir: Path, on_task: Callable[[str], None] | None = None) -> PlaybookResult:
         """Stop every recorded process and remove every object the topology names, then the state directory."""
@@ -78,11 +73,8 @@ class LocalDeployment:
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             inventory_file = artifacts_dir / "inventory.yml"
             inventory_file.write_bytes(recorded.read_bytes())
-        result = run_playbook(DOWN_PLAYBOOK, inventory_file, extravars, artifacts_dir, False, on_task)
-        if not result.succeeded:
-            raise DeployError(f"testbed down failed at {result.first_failure()} "
-                              f"(Ansible log: {result.artifacts / 'stdout'})")
-        return result
+        return run_playbook(DOWN_PLAYBOOK, inventory_file, extravars, artifacts_dir, False, on_task).require_success(
+            "down")
 
     def leftovers(self) -> list[str]:
         """Anything of this testbed still present: namespaces, root links, cgroups, processes, state dir."""
@@ -106,16 +98,9 @@ class LocalDeployment:
             ["ovs-vsctl", f"--db=unix:{socket}", "--timeout=3", "br-exists", self.inventory.bridge],
             capture_output=True, check=False).returncode == 0
         prometheus = f"http://127.0.0.1:{self.inventory.settings.prometheus_port}"
-        try:
-            with urllib.request.urlopen(f"{prometheus}/-/ready", timeout=2) as response:
-                ready = response.status == 200
-        except OSError:
-            ready = False
+        ready = prometheus_ready(prometheus)
         running = all(namespaces.values()) and bridge and ready and all(processes.values())
         return {"prefix": self.inventory.prefix, "state_dir": str(self.state.path), "up": running,
                 "namespaces": namespaces, "processes": processes, "ovs_bridge": bridge,
                 "prometheus": {"url": prometheus, "ready": ready}}
 
-
-def status_json(testbed: LocalDeployment) -> str:
-    return json.dumps(testbed.status(), indent=2, sort_keys=True)

@@ -10,10 +10,10 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from controller.spec import StrictModel
 from core.errors import InputError
+from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
 
 TIERS = ("edge", "regional", "central")
@@ -117,39 +117,8 @@ def load_topology(path: str | Path) -> Topology:
     """
     path = Path(path)
     document = read_yaml_mapping(path)
-    try:
-        topology = Topology.model_validate(document)
-    except ValidationError as exc:
-        raise InputError(f"{path}: {_describe(exc)}") from None
-    topology = topology.model_copy(update={name: _resolve(getattr(topology, name), path.parent)
-                                           for name in PATH_FIELDS})
+    topology = resolve_paths(validate(Topology, document, path), path.parent)
     for name in PATH_FIELDS:
         if not getattr(topology, name).is_file():
             raise InputError(f"{path}: {name}: {getattr(topology, name)} does not exist")
     return topology
-
-
-def _resolve(value: Path, base: Path) -> Path:
-    value = value.expanduser()
-    return value if value.is_absolute() else base / value
-
-
-def _describe(error: ValidationError) -> str:
-    """The first problem as ``key.path: message`` (with the allowed keys for an unknown key)."""
-    first = error.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        model: type[BaseModel] | None = Topology
-        for part in first["loc"][:-1]:
-            field = model.model_fields.get(str(part)) if model else None
-            annotation = field.annotation if field else None
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        allowed = f" (allowed keys: {', '.join(sorted(model.model_fields))})" if model else ""
-        message = f"unknown key{allowed}"
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] != "value_error":
-            message += f", got {first.get('input')!r}"
-    return f"{location}: {message}"

@@ -22,18 +22,17 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.optimizers.base import BestTracker, Solution, evaluate_allocation
 from controller.optimizers.bnn import BayesianMLP
 from controller.problem import Problem, ProblemTensors
 from controller.traffic import constant
+from core.validation import StrictModel
 
 
-class AtlasSettings(BaseModel):
+class AtlasSettings(StrictModel):
     """Budgets and hyper-parameters of Atlas's BNN and its Bayesian optimization."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     traffic: Literal["peak", "distribution"] = Field("peak", description="peak: Atlas; distribution: Atlas+")
     pretrain_samples: int = Field(256, ge=2, description="slice-model queries at random allocations before BO")

@@ -30,20 +30,19 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.optimizers.base import Solution, evaluate_allocation
 from controller.problem import Problem, ProblemTensors, SliceProblem
 from controller.traffic import TrafficDistribution, constant, truncated_normal
+from core.validation import StrictModel
 
 USERS_LOW, USERS_HIGH = 1.0, 5.0
 """The users/s range of the generalist policy's training distributions (the dataset's range)."""
 
 
-class CaDRLSettings(BaseModel):
+class CaDRLSettings(StrictModel):
     """Training budget and hyper-parameters of IPO."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     traffic: Literal["general", "predicted"] = Field(
         "general", description="general: CaDRL, one policy per SLA over random traffic; predicted: CaDRL+")

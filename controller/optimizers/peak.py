@@ -11,18 +11,17 @@ import time
 from dataclasses import replace
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.optimizers.base import Solution, evaluate_allocation
 from controller.optimizers.grid import GridSettings, solve_grid
 from controller.problem import Problem
 from controller.traffic import constant
+from core.validation import StrictModel
 
 
-class PeakSettings(BaseModel):
+class PeakSettings(StrictModel):
     """The static provisioning target of Peak-alloc and the grid it is searched on."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     peak_users: float | None = Field(5.0, gt=0, description="users/s provisioned for; None: the traffic's peak")
     q_thresh: float = Field(5.0, gt=0, description="QoS threshold provisioned for, Mbps per user")

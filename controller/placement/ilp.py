@@ -25,20 +25,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ortools.sat.python import cp_model
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.placement.heuristics import HEURISTICS, place_heuristic
 from controller.placement.placement import Assignment, Occupancy, Placement
 from controller.placement.problem import Problem, Requests
+from core.validation import StrictModel
 
 MICRO = 1_000_000
 """The objective counts micro-dollars per hour (CP-SAT needs integers)."""
 
 
-class IlpSettings(BaseModel):
+class IlpSettings(StrictModel):
     """CP-SAT budget and options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     time_limit_s: float = Field(10.0, gt=0, le=3600, description="stop the search after this long")
     relative_gap: float = Field(0.0, ge=0, le=1, description="stop once within this fraction of the bound")

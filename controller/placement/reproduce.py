@@ -14,22 +14,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.placement.heuristics import HEURISTICS, place_heuristic
 from controller.placement.ilp import IlpSettings, solve_batch, solve_online
 from controller.placement.placement import Placement, score
 from controller.placement.problem import Problem, Requests, draw_requests
 from controller.placement.rl.training import TrainedAgent, place_with_agents
+from core.validation import StrictModel
 
 METHODS = ("ilp", "ilp-online", "slicepilot", "monolithic", *HEURISTICS)
 MAX_REDRAWS = 50
 
 
-class ReproduceConfig(BaseModel):
+class ReproduceConfig(StrictModel):
     """The instance grid: slice counts, trials per count, seed, and the ILP's budget."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     slices: tuple[int, ...] = (5, 10, 15)
     trials: int = Field(10, ge=1, le=1000)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from controller.spec import StrictModel, describe_validation_error
 from core.errors import InputError
+from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml, read_yaml_mapping
 
 NAME = r"^[a-z][a-z0-9-]{0,23}$"
@@ -199,11 +199,7 @@ def inventory_latency(path: Path, tiers: list[str]) -> list[LatencySpec]:
         raise InputError(f"{path}: all.vars.latency: no latency list to read inter-tier latencies from")
     result = []
     for index, entry in enumerate(links):
-        try:
-            link = LatencySpec.model_validate(entry)
-        except ValidationError as exc:
-            raise InputError(describe_validation_error(path, exc).replace(
-                f"{path}: ", f"{path}: all.vars.latency[{index}].", 1)) from None
+        link = validate(LatencySpec, entry, path, at=f"all.vars.latency[{index}]")
         for end in (link.a, link.b):
             if end not in tiers:
                 raise InputError(f"{path}: all.vars.latency[{index}]: unknown tier {end!r}; the placement spec's "
@@ -222,10 +218,4 @@ def load_placement_spec(path: str | Path | None) -> PlacementSpec:
         return PlacementSpec()
     path = Path(path)
     document = read_yaml_mapping(path)
-    try:
-        spec = PlacementSpec.model_validate(document)
-    except ValidationError as exc:
-        raise InputError(describe_validation_error(path, exc, PlacementSpec)) from None
-    if spec.latency_inventory is not None and not spec.latency_inventory.is_absolute():
-        spec = spec.model_copy(update={"latency_inventory": (path.parent / spec.latency_inventory).resolve()})
-    return spec
+    return resolve_paths(validate(PlacementSpec, document, path), path.parent)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.traffic import TrafficDistribution, constant, dynamic_traffic
+from core.validation import StrictModel
 
 DEFAULT_SIGMA_MEAN = 0.5
 DEFAULT_SIGMA_MAX = 1.5
@@ -26,10 +27,8 @@ ABLATION_METHODS = ("microopt-0sigma", "microopt-2sigma")
 DYNAMIC_METHODS = ("microopt", "atlas", "atlas+", "cadrl", "cadrl+", "peak")
 
 
-class ReproduceConfig(BaseModel):
+class ReproduceConfig(StrictModel):
     """What to run: the case grid, the traffic spreads and the methods' settings overrides."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     users: tuple[float, ...] = (1, 2, 3, 4, 5)
     q_thresh: tuple[float, ...] = (3.0, 4.0, 5.0)

@@ -6,11 +6,11 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from controller.sharing.multiplexer import Scheme
-from controller.spec import SLICE_NAME, StrictModel, reject_duplicate_names, resolve_paths
-from core.errors import InputError
+from controller.spec import SLICE_NAME, reject_duplicate_names
+from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
 
 PAPER_WINDOWS = (50, 100, 150, 200, 250)
@@ -141,11 +141,4 @@ def load_sharing_spec(path: Path) -> SharingSpec:
         InputError: unreadable, not YAML, or invalid; one line naming the file, the key and the problem.
     """
     document = read_yaml_mapping(path)
-    try:
-        spec = SharingSpec.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        location = ".".join(str(part) for part in first["loc"] if part not in ("synthetic", "madrid", "campaign"))
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-        raise InputError(f"{path}: {location or '(top level)'}: {message}") from None
-    return resolve_paths(spec, path.parent)  # type: ignore[arg-type]
+    return resolve_paths(validate(SharingSpec, document, path), path.parent)

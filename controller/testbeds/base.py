@@ -14,10 +14,16 @@ from types import TracebackType
 
 import pandas as pd
 
-from core.errors import InputError
+from core.errors import InputError, SlicebedError
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("time", "slice", "total_bandwidth_usage", "cpu", "bw", "n_users", "qos")
 """A QoS sample: the MicroOpt columns plus the slice it belongs to."""
+
+
+class TestbedUnavailable(SlicebedError):
+    """The testbed is not up, or one of its programs does not answer."""
+
+    __test__ = False  # an error, not a pytest test class despite its name
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from controller.placement.placement import Placement, Step, place_sequentially
 from controller.placement.problem import DEFAULT_TYPE_PROBABILITIES, Problem, Requests
@@ -23,14 +23,13 @@ from controller.placement.rl.agent import DoubleDQN, FrozenPolicy, ReplayBuffer
 from controller.placement.rl.env import PlacementEnv, observation_size, observe, queue_of
 from core.errors import InputError
 from core.runstore import write_json_atomic
+from core.validation import StrictModel
 
 MONOLITHIC = "monolithic"
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(StrictModel):
     """Hyperparameters (the paper's where its text kept them; see docs/placement.md for the chosen ones)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     episodes: int = Field(1000, ge=1, le=1_000_000, description="episodes per agent")
     batch_size: int = Field(64, ge=1, le=4096)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from controller.deploy.inventory.document import host_entries, read_inventory
 from core.errors import InputError
-from core.yamlfile import read_yaml
+from core.validation import StrictModel, validate
 
 TIERS = ("edge", "regional", "central")
 ENDPOINTS = ("app", "ue")
@@ -24,11 +25,7 @@ STATE_ROOT = Path("/run/slicebed")
 MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Route(Strict):
+class Route(StrictModel):
     to: str
     via: ipaddress.IPv4Address
 
@@ -40,7 +37,7 @@ class Route(Strict):
         return value
 
 
-class HostVars(Strict):
+class HostVars(StrictModel):
     """Per-host variables of a namespace node."""
 
     node_id: int = Field(ge=1, le=250)
@@ -48,19 +45,19 @@ class HostVars(Strict):
     transport_address: ipaddress.IPv4Address | None = None
     transport_mac: str | None = Field(default=None, pattern=MAC_PATTERN)
     cpu_millicores: int | None = Field(default=None, ge=10, le=256000)
-    routes: list[Route] = []
+    routes: list[Route] = Field(default_factory=list)
     ansible_connection: str | None = None
     ansible_python_interpreter: str | None = None
     netns_name: str | None = None
 
 
-class SliceVars(Strict):
+class SliceVars(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
     dscp: int = Field(ge=0, le=63)
     bandwidth_mbps: float = Field(gt=0, le=10000)
 
 
-class Latency(Strict):
+class Latency(StrictModel):
     a: Literal["edge", "regional", "central"]
     b: Literal["edge", "regional", "central"]
     delay_ms: float = Field(ge=0, le=1000)
@@ -75,7 +72,7 @@ class Latency(Strict):
         return self
 
 
-class Link(Strict):
+class Link(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9]{0,14}$")
     a: str
     a_address: ipaddress.IPv4Address
@@ -84,7 +81,7 @@ class Link(Strict):
     prefixlen: int = Field(ge=8, le=30)
 
 
-class GlobalVars(Strict):
+class GlobalVars(StrictModel):
     """The inventory's ``all.vars``."""
 
     testbed_mode: Literal["local"] = "local"
@@ -93,8 +90,8 @@ class GlobalVars(Strict):
     mgmt_gateway: ipaddress.IPv4Address
     transport_subnet: ipaddress.IPv4Network
     slices: list[SliceVars] = Field(min_length=1)
-    latency: list[Latency] = []
-    links: list[Link] = []
+    latency: list[Latency] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     node_exporter_port: int = Field(default=9100, ge=1, le=65535)
     scrape_interval_s: float = Field(default=1, gt=0, le=60)
@@ -119,7 +116,6 @@ class LocalInventory:
     """A validated local-testbed inventory and the names derived from it."""
 
     path: Path
-    document: dict[str, Any]
     settings: GlobalVars
     hosts: dict[str, HostVars]
 
@@ -154,40 +150,12 @@ class LocalInventory:
         return f"{self.prefix}{host}"
 
 
-def _hosts_of(group: dict[str, Any], where: str, found: dict[str, tuple[str, Any]]) -> None:
-    """Collect ``hosts`` of ``group`` and its children (recursively) into ``found`` (name -> (group path, vars))."""
-    if not isinstance(group, dict):
-        raise InputError(f"{where}: expected a mapping with hosts/children/vars")
-    if not isinstance(group.get("hosts") or {}, dict) or not isinstance(group.get("children") or {}, dict):
-        raise InputError(f"{where}: hosts and children must be mappings (name: settings), not lists")
-    for name, host_vars in (group.get("hosts") or {}).items():
-        found[str(name)] = (where, host_vars or {})
-    for child_name, child in (group.get("children") or {}).items():
-        _hosts_of(child or {}, f"{where}.children.{child_name}", found)
-
-
-def _one_line(error: ValidationError, where: str) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}{'.' + location if location else ''}: {message}"
-
-
 def load_inventory(path: str | Path) -> LocalInventory:
     """Read and validate a local-testbed inventory; raise InputError (one line) on any mistake."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such inventory file; pass --inventory inventory/local.yml or a copy")
-    document = read_yaml(path)
-    if not isinstance(document, dict) or not isinstance(document.get("all"), dict):
-        raise InputError(f"{path}: an Ansible YAML inventory starts with `all:` (with vars and children)")
-    top = document["all"]
-    try:
-        settings = GlobalVars.model_validate(top.get("vars") or {})
-    except ValidationError as exc:
-        raise InputError(f"{path}: {_one_line(exc, 'all.vars')}") from None
-    found: dict[str, tuple[str, Any]] = {}
-    _hosts_of(top, "all", found)
+    top = read_inventory(path)
+    settings = validate(GlobalVars, top.get("vars") or {}, path, at="all.vars")
+    found = {entry.name: entry for entry in host_entries(top, path)}
     unknown = sorted(set(found) - set(LOCAL_HOSTS))
     if unknown:
         raise InputError(f"{path}: unknown host {unknown[0]!r}; the local testbed's hosts are "
@@ -195,14 +163,9 @@ def load_inventory(path: str | Path) -> LocalInventory:
     missing = [host for host in LOCAL_HOSTS if host not in found]
     if missing:
         raise InputError(f"{path}: host {missing[0]!r} is missing; the local testbed needs {', '.join(LOCAL_HOSTS)}")
-    hosts: dict[str, HostVars] = {}
-    for name, (where, host_vars) in found.items():
-        try:
-            hosts[name] = HostVars.model_validate(host_vars)
-        except ValidationError as exc:
-            raise InputError(f"{path}: {_one_line(exc, f'{where}.hosts.{name}')}") from None
+    hosts = {name: validate(HostVars, entry.variables, path, at=entry.where) for name, entry in found.items()}
     _check_topology(path, settings, hosts)
-    return LocalInventory(path=path, document=document, settings=settings, hosts=hosts)
+    return LocalInventory(path=path, settings=settings, hosts=hosts)
 
 
 def _check_topology(path: Path, settings: GlobalVars, hosts: dict[str, HostVars]) -> None:

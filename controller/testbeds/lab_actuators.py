@@ -1,0 +1,60 @@
+"""The actuators of a lab's slices, as its inventory's ``lab_backend`` section chooses them.
+
+CPU: the gNB's cgroup over SSH (``cgroup``) or in-place pod resize (``pod_resize``). Bandwidth: the
+slice's OvS queue over SSH (``ovs_queue``), or the same queue with ONOS steering the slice's GTP-U
+traffic into it (``onos_queue``). Queue ids are discovered from OVSDB, the ONOS device and port by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.actuators.base import ActuatorError, BandwidthActuator, CpuActuator, Interval
+from controller.actuators.cgroup import CgroupCpuActuator
+from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
+from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering
+from controller.actuators.ovs import OvsQueueActuator
+from controller.deploy.inventory.lab import BACKEND_SECTION, LabInventory
+from core.commands import CommandRunner
+from core.errors import InputError
+
+RunnerFactory = Callable[[str], CommandRunner]
+"""A node address -> the command runner on that node."""
+
+
+def onos_client(inventory: LabInventory) -> OnosClient:
+    """The ONOS REST client of the lab (credentials from the environment variables the inventory names)."""
+    variables = inventory.variables
+    url = inventory.settings.onos_url or f"http://{inventory.first_host('sdn_controller')}:8181"
+    return OnosClient.from_env(url, variables.onos_user_env, variables.onos_password_env)
+
+
+def cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, runner_for: RunnerFactory) -> CpuActuator:
+    """The slice gNB's CPU: its pod resized in place, or its cgroup on the edge node."""
+    settings = inventory.settings
+    if settings.cpu == "pod_resize":
+        kubernetes = settings.kubernetes
+        return PodResizeCpuActuator(open_api(kubernetes.kubeconfig.expanduser(), kubernetes.context),
+                                    kubernetes.namespace, kubernetes.selector.replace("{slice}", slice_name),
+                                    kubernetes.container, bounds)
+    cgroup = settings.cgroup.replace("{slice}", slice_name)
+    actuator = CgroupCpuActuator(runner_for(inventory.first_host("edge")), cgroup, bounds)
+    if not actuator.exists():
+        raise ActuatorError(f"{actuator.runner.node}: the gNB cgroup {actuator.path} does not exist; is the "
+                            f"slice's gNB running (or all.vars.{BACKEND_SECTION}.cgroup wrong)?")
+    return actuator
+
+
+def bandwidth_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, runner_for: RunnerFactory,
+                       onos: OnosClient | None) -> BandwidthActuator:
+    """The slice's OvS queue on the configured tier's port; with ``onos``, steered into it by ONOS."""
+    ovs = inventory.settings.ovs
+    queue = OvsQueueActuator(runner_for(inventory.first_host(ovs.tier)), ovs.vsctl, ovs.port, slice_name, bounds)
+    if onos is None:
+        return queue
+    gnb_n3_ip = inventory.gnb_n3_ip(slice_name)
+    if not gnb_n3_ip:
+        raise InputError(f"{inventory.path}: slice {slice_name} has no gnb_n3_ip (ONOS steers its GTP-U by it)")
+    steering = OnosQueueSteeringActuator(onos, Steering(f"{gnb_n3_ip}/32", ovs.port, queue.queue_id), queue)
+    steering.install()
+    return steering
