@@ -21,7 +21,7 @@ from helpers import REPO, assert_one_error_line, run_cli, write_file
 
 from controller.placement.problem import build_problem
 from controller.placement.rl.training import TrainingSettings, train_agent
-from controller.placement.spec import PlacementSpec
+from controller.placement.spec import PlacementSpec, load_placement_spec
 
 TOKEN = "placement-fake-token-7731"
 
@@ -238,3 +238,13 @@ def test_latency_from_an_inventory_next_to_the_spec(tmp_path: Path, capfd: pytes
     code, _, stderr = run_cli(["place", "solve", "--spec", str(spec), "--slices", "3"], capfd)
     assert code == 2
     assert_one_error_line(stderr, "inventory.yml: all.vars.latency: no latency list")
+
+
+def test_example_spec_writes_out_the_defaults_and_solves(capfd: pytest.CaptureFixture[str]) -> None:
+    example = REPO / "experiments" / "placement-slicepilot.yaml"
+    spec = load_placement_spec(example)
+    defaults = PlacementSpec().model_dump(exclude={"latency", "latency_inventory", "slices"})
+    assert spec.model_dump(exclude={"latency", "latency_inventory", "slices"}) == defaults
+    assert build_problem(spec).latency_ms.tolist() == [[0, 5, 15], [5, 0, 10], [15, 10, 0]]
+    code, stdout, _ = run_cli(["place", "solve", "--spec", str(example), "--json"], capfd)
+    assert code == 0 and len(json.loads(stdout)["slices"]) == 6
