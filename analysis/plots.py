@@ -85,6 +85,20 @@ def plot_training_history(history: Sequence[dict[str, float]], path: Path, title
     return save_figure(figure, path)
 
 
+def plot_pit(pit_values: np.ndarray, path: Path, title: str, bins: int = 20) -> Path:
+    """Histogram of probability-integral-transform values: flat at 1 for a calibrated model; a U shape
+    means sigma is too small (overconfident), a hump in the middle that it is too large."""
+    figure, axes = plt.subplots(figsize=(6.4, 4))
+    axes.hist(np.clip(pit_values, 0.0, 1.0), bins=bins, range=(0.0, 1.0), density=True, color="tab:blue",
+              edgecolor="white")
+    axes.axhline(1.0, color="red", linestyle="--", label="calibrated (uniform)")
+    axes.set_xlabel("PIT = Phi((qos - mean) / sigma)")
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend()
+    return save_figure(figure, path)
+
+
 def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) -> None:
     slices = list(dict.fromkeys(frame["slice"]))
     levels = sorted(frame["level"].unique())

@@ -1,105 +1,52 @@
-"""The MicroOpt slice model: a Gaussian DNN mapping (users, bandwidth, CPU) to a QoS distribution.
+"""Slice models: the architectures, building one from its configuration, and their checkpoints.
 
-Architecture (MicroOpt, Sec. VI-A1): BatchNorm on the inputs, ``depth`` shared hidden layers of
-``width`` units with ReLU, then a mean branch and a standard-deviation branch of one hidden layer of
-``head_width`` units each; the mean output is linear, the standard deviation goes through Softplus.
-
-The network learns the QoS min-max normalized by the training range (recorded in the checkpoint);
-``forward`` returns mean and standard deviation in the dataset's unit (Mbps).
+``--arch paper`` is MicroOpt's network (:mod:`analysis.paper_model`); ``--arch ensemble`` (the default) a
+monotone, link-bounded deep ensemble (:mod:`analysis.ensemble_model`). Every model is a :class:`SliceModel`:
+``model(inputs)`` gives the QoS mean and standard deviation in Mbps for inputs (..., 3) ordered as
+``FEATURES`` (n_users, bw, cpu); ``model.support`` is the range of its training data.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from analysis.ensemble_model import EnsembleConfig, EnsembleModel
+from analysis.model_base import SIGMA_FLOOR, ModelSupport, SliceModel, TargetScale
+from analysis.paper_model import PaperConfig, PaperModel
 from collectors.dataset import FEATURES
 from core.errors import InputError
 from core.provenance import slicebed_version
 
+__all__ = ["ARCHITECTURES", "CHECKPOINT_VERSION", "MODEL_FILE", "SIGMA_FLOOR", "EnsembleConfig", "ModelConfig",
+           "ModelSupport", "PaperConfig", "SliceModel", "TargetScale", "build_model", "load_model", "pick_device",
+           "save_model"]
+
 CHECKPOINT_FORMAT = "slicebed.slice_model"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2 added the architecture name, the training support, the QoS direction and the sigma scale."""
 MODEL_FILE = "model.pt"
-SIGMA_FLOOR = 1e-4
-"""Smallest standard deviation, in normalized QoS units, so the likelihood stays finite."""
+
+ModelConfig = PaperConfig | EnsembleConfig
+ARCHITECTURES: dict[str, type[PaperConfig] | type[EnsembleConfig]] = {"paper": PaperConfig,
+                                                                      "ensemble": EnsembleConfig}
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the slice model. The defaults are the paper's."""
-
-    width: int = 16
-    depth: int = 3
-    head_width: int = 16
-
-    def __post_init__(self) -> None:
-        for name in ("width", "depth", "head_width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"model {name} must be a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TargetScale:
-    """Min-max normalization of the QoS target, fixed at training time."""
-
-    low: float
-    high: float
-
-    @property
-    def span(self) -> float:
-        return max(self.high - self.low, 1e-9)
-
-
-class SliceModel(nn.Module):
-    """Gaussian slice model f_QoS(x, r) -> (mu, sigma), inputs ordered as ``FEATURES``."""
-
-    def __init__(self, config: ModelConfig, scale: TargetScale) -> None:
-        super().__init__()
-        self.config = config
-        self.scale = scale
-        layers: list[nn.Module] = [nn.BatchNorm1d(len(FEATURES))]
-        width_in = len(FEATURES)
-        for _ in range(config.depth):
-            layers += [nn.Linear(width_in, config.width), nn.ReLU()]
-            width_in = config.width
-        self.shared = nn.Sequential(*layers)
-        self.mean_head = nn.Sequential(
-            nn.Linear(config.width, config.head_width), nn.ReLU(), nn.Linear(config.head_width, 1)
-        )
-        self.std_head = nn.Sequential(
-            nn.Linear(config.width, config.head_width), nn.ReLU(), nn.Linear(config.head_width, 1), nn.Softplus()
-        )
-
-    def forward_normalized(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the normalized QoS for inputs of shape (..., 3)."""
-        flat = inputs.reshape(-1, inputs.shape[-1])
-        hidden = self.shared(flat)
-        mean = self.mean_head(hidden).squeeze(-1)
-        std = self.std_head(hidden).squeeze(-1) + SIGMA_FLOOR
-        shape = inputs.shape[:-1]
-        return mean.reshape(shape), std.reshape(shape)
-
-    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the QoS in Mbps for inputs (n_users, bw, cpu) of shape (..., 3)."""
-        mean, std = self.forward_normalized(inputs)
-        return mean * self.scale.span + self.scale.low, std * self.scale.span
-
-    def gaussian_nll(self, inputs: torch.Tensor, qos: torch.Tensor) -> torch.Tensor:
-        """Per-sample Gaussian negative log-likelihood of ``qos`` (Mbps), on the normalized target."""
-        mean, std = self.forward_normalized(inputs)
-        target = (qos - self.scale.low) / self.scale.span
-        return 0.5 * math.log(2 * math.pi) + torch.log(std) + 0.5 * ((target - mean) / std) ** 2
+def build_model(config: ModelConfig, scale: TargetScale, support: ModelSupport, higher_is_better: bool = True,
+                sigma_scale: float = 1.0, generator: torch.Generator | None = None) -> SliceModel:
+    """A freshly initialized model of the architecture ``config`` describes."""
+    if isinstance(config, PaperConfig):
+        return PaperModel(config, scale, support, higher_is_better, sigma_scale)
+    return EnsembleModel(config, scale, support, higher_is_better, sigma_scale, generator)
 
 
 def save_model(model: SliceModel, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``directory/model.pt``: weights, architecture, target scale and provenance."""
+    """Write ``directory/model.pt``: weights, architecture, target scale, support and provenance."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / MODEL_FILE
@@ -107,9 +54,13 @@ def save_model(model: SliceModel, directory: str | Path, extra: dict[str, Any] |
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "slicebed_version": slicebed_version(),
+        "arch": model.arch,
         "features": list(FEATURES),
         "config": asdict(model.config),
         "scale": {"low": model.scale.low, "high": model.scale.high},
+        "support": model.support.as_dict(),
+        "higher_is_better": model.higher_is_better,
+        "sigma_scale": model.sigma_scale,
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "extra": extra or {},
     }
@@ -123,8 +74,8 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> Sli
     """Load a slice model written by :func:`save_model`, in evaluation mode.
 
     Raises:
-        InputError: the directory or file is missing, not a slicebed checkpoint, of another
-            checkpoint version, or its weights do not fit the recorded architecture.
+        InputError: the directory or file is missing, not a slicebed checkpoint, from another checkpoint
+            version (an older slicebed), of an unknown architecture, or its weights do not fit it.
     """
     directory = Path(directory)
     path = directory / MODEL_FILE if directory.is_dir() else directory
@@ -140,30 +91,49 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> Sli
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a slicebed slice-model checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
+        written_by = checkpoint.get("slicebed_version", "an unknown slicebed")
         raise InputError(
-            f"{path}: checkpoint version {checkpoint.get('version')} is not supported "
-            f"(this slicebed reads version {CHECKPOINT_VERSION}); retrain the model"
+            f"{path}: checkpoint version {checkpoint.get('version')} (written by slicebed {written_by}) is not "
+            f"supported (this slicebed reads version {CHECKPOINT_VERSION}); retrain the model with "
+            "`slicebed model train`"
         )
     if checkpoint.get("features") != list(FEATURES):
         raise InputError(f"{path}: model inputs {checkpoint.get('features')} differ from {list(FEATURES)}")
+    model = _model_from(checkpoint, path)
     try:
-        config = ModelConfig(**checkpoint["config"])
-        scale = TargetScale(**checkpoint["scale"])
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{path}: no valid architecture or QoS scale recorded ({type(exc).__name__}: {exc})") from None
-    bounds = (scale.low, scale.high)
-    if not all(isinstance(value, int | float) and math.isfinite(value) for value in bounds) or scale.low > scale.high:
-        raise InputError(f"{path}: the recorded QoS scale {bounds} is not a finite range low <= high")
-    try:
-        model = SliceModel(config, scale)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # skip torch's header line
         raise InputError(f"{path}: weights do not match the recorded architecture ({detail})") from None
     return model.to(device).eval()
+
+
+def _model_from(checkpoint: dict[str, Any], path: Path) -> SliceModel:
+    """An untrained model of the checkpoint's architecture, scale, support and calibration."""
+    arch = checkpoint.get("arch")
+    if arch not in ARCHITECTURES:
+        raise InputError(f"{path}: unknown model architecture {arch!r} (this slicebed knows "
+                         f"{', '.join(ARCHITECTURES)}); retrain the model")
+    try:
+        config = ARCHITECTURES[arch](**checkpoint["config"])
+        scale = TargetScale(**checkpoint["scale"])
+        support = ModelSupport.from_dict(checkpoint["support"])
+        higher_is_better = checkpoint["higher_is_better"]
+        sigma_scale = checkpoint["sigma_scale"]
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: no valid architecture, QoS scale or support recorded "
+                         f"({type(exc).__name__}: {exc})") from None
+    bounds = (scale.low, scale.high)
+    if not all(isinstance(value, int | float) and math.isfinite(value) for value in bounds) or scale.low > scale.high:
+        raise InputError(f"{path}: the recorded QoS scale {bounds} is not a finite range low <= high")
+    if not isinstance(higher_is_better, bool):
+        raise InputError(f"{path}: the recorded QoS direction {higher_is_better!r} is not true or false")
+    if not isinstance(sigma_scale, int | float) or not math.isfinite(sigma_scale) or sigma_scale <= 0:
+        raise InputError(f"{path}: the recorded sigma scale {sigma_scale!r} is not a positive number")
+    return build_model(config, scale, support, higher_is_better, float(sigma_scale))
 
 
 def pick_device(requested: str = "auto") -> torch.device:

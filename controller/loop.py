@@ -22,7 +22,7 @@ import torch
 from rich.progress import Progress
 
 from analysis.evaluation import FitMetrics
-from analysis.slice_model import ModelConfig, SliceModel, load_model
+from analysis.slice_model import PaperConfig, SliceModel, load_model
 from analysis.training import TrainingConfig, TrainingResult, save_training, train
 from collectors.dataset import drop_settling, load_qos_csvs
 from controller.campaign.export import export_samples, journaled_table, run_provenance
@@ -146,13 +146,15 @@ class ClosedLoop:
             batch_size=training.batch_size,
             validation_fraction=training.validation_fraction,
             seed=self.spec.seed + round_index,
-            model=ModelConfig(training.width, training.depth, training.head_width),
+            model=PaperConfig(training.width, training.depth, training.head_width),
+            folds=0,
+            calibrate=False,
         )
         warm = self.models[slice_name] if training.warm_start else None
         task = self.progress.add_task(f"round {round_index}: train {slice_name}", total=config.epochs)
 
-        def show(epoch: int, _total: int, _loss: float) -> None:
-            self.progress.update(task, completed=epoch)
+        def show(step: int, total: int, _loss: float) -> None:
+            self.progress.update(task, completed=step, total=total)
 
         result: TrainingResult = train(frame, config, device=self.device, warm_start=warm, progress=show,
                                        holdout=frame["holdout"].to_numpy())

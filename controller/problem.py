@@ -7,14 +7,14 @@ allocations (random starts, grid points) is evaluated in one batched pass per di
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional
 
-from analysis.slice_model import SIGMA_FLOOR, SliceModel
+from analysis.slice_model import SliceModel
+from collectors.dataset import FEATURES
 from controller.optimizer_settings import DEFAULT_ETA
 from controller.traffic import TrafficDistribution
 from core.errors import InputError
@@ -62,65 +62,6 @@ class Problem:
             raise InputError(f"capacities R must be > 0, got {self.capacity}")
 
 
-@dataclass(frozen=True)
-class FoldedSliceModel:
-    """A slice model's evaluation-mode forward as a few plain tensor operations.
-
-    BatchNorm is folded into the first linear layer, whose weights are kept per input feature so the
-    caller can add the per-feature terms itself; the mean and std heads are merged into one layer of
-    concatenated units and one block-diagonal output layer. Outputs equal ``SliceModel.forward``.
-    """
-
-    first_weight: torch.Tensor  # (3, H), rows in FEATURES order
-    first_bias: torch.Tensor  # (H,)
-    hidden: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (H, H) weights applied as x @ W, biases
-    head_weight: torch.Tensor  # (H, 2 * head_width)
-    head_bias: torch.Tensor
-    out_weight: torch.Tensor  # (2 * head_width, 2): column 0 the mean, column 1 the std pre-activation
-    out_bias: torch.Tensor
-    low: float
-    span: float
-
-    @classmethod
-    @torch.no_grad()
-    def fold(cls, model: SliceModel) -> FoldedSliceModel:
-        """Fold ``model`` (evaluation mode: BatchNorm uses its running statistics)."""
-        norm, *layers = model.shared
-        linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        shift = norm.bias - norm.running_mean * scale
-        first = linears[0]
-        mean_hidden, _, mean_out = model.mean_head
-        std_hidden, _, std_out, _ = model.std_head
-        width = mean_hidden.out_features
-        out_weight = torch.zeros(2 * width, 2, dtype=first.weight.dtype, device=first.weight.device)
-        out_weight[:width, 0] = mean_out.weight[0]
-        out_weight[width:, 1] = std_out.weight[0]
-        return cls(
-            first_weight=(first.weight * scale).T.contiguous(),
-            first_bias=first.bias + first.weight @ shift,
-            hidden=tuple((layer.weight.T.contiguous(), layer.bias.clone()) for layer in linears[1:]),
-            head_weight=torch.cat((mean_hidden.weight, std_hidden.weight)).T.contiguous(),
-            head_bias=torch.cat((mean_hidden.bias, std_hidden.bias)),
-            out_weight=out_weight,
-            out_bias=torch.cat((mean_out.bias, std_out.bias)),
-            low=model.scale.low,
-            span=model.scale.span,
-        )
-
-    def from_first_layer(self, pre_activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std (Mbps) from the first layer's pre-activation (..., H)."""
-        hidden = torch.relu(pre_activation)
-        for weight, bias in self.hidden:
-            hidden = torch.relu(torch.addmm(bias, hidden.reshape(-1, weight.shape[0]), weight))
-        heads = torch.relu(torch.addmm(self.head_bias, hidden, self.head_weight))
-        out = torch.addmm(self.out_bias, heads, self.out_weight)
-        mean = out[:, 0] * self.span + self.low
-        std = (functional.softplus(out[:, 1]) + SIGMA_FLOOR) * self.span
-        shape = pre_activation.shape[:-1]
-        return mean.reshape(shape), std.reshape(shape)
-
-
 @dataclass
 class ProblemTensors:
     """The problem's constants laid out as tensors for batched evaluation."""
@@ -134,12 +75,7 @@ class ProblemTensors:
     q_thresh: torch.Tensor  # (S,)
     beta_thresh: torch.Tensor  # (S,)
     model_groups: list[tuple[SliceModel, torch.Tensor]]
-    """Each distinct model with the indices of the slices it serves."""
-    folded_groups: list[tuple[FoldedSliceModel, torch.Tensor]] = field(init=False)
-    """``model_groups`` folded for fast evaluation, same order."""
-    first_layer: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = field(init=False)
-    """Per slice, the first layer's constant term (users and bias, (S, T, H)) and its bandwidth and CPU
-    weights ((S, 1, H) each), so an allocation's pre-activation is two multiply-adds."""
+    """Each distinct model (a frozen copy in evaluation mode) with the indices of the slices it serves."""
 
     @classmethod
     def build(cls, problem: Problem, device: torch.device | str = "cpu") -> ProblemTensors:
@@ -168,41 +104,23 @@ class ProblemTensors:
             q_thresh=tensor([s.q_thresh for s in slices]),
             beta_thresh=tensor([s.beta_thresh for s in slices]),
             model_groups=[
-                (model.to(device).eval(), torch.as_tensor(indices, device=device))
-                for model, indices in groups.values()
+                (_frozen(model, device), torch.as_tensor(indices, device=device)) for model, indices in groups.values()
             ],
         )
-
-    def __post_init__(self) -> None:
-        """Fold the models: fill ``folded_groups`` and ``first_layer`` from ``model_groups``."""
-        self.folded_groups = [(FoldedSliceModel.fold(model), indices) for model, indices in self.model_groups]
-        n_slices, width = self.support.shape
-        widths = {folded.first_bias.shape[0] for folded, _ in self.folded_groups}
-        if len(widths) > 1:
-            raise InputError(f"slices sharing one problem need slice models of one width, got widths {sorted(widths)}")
-        hidden = widths.pop()
-        constant = torch.empty(n_slices, width, hidden, device=self.support.device)
-        bandwidth = torch.empty(n_slices, 1, hidden, device=self.support.device)
-        cpu = torch.empty_like(bandwidth)
-        for folded, indices in self.folded_groups:
-            users_weight, bandwidth_weight, cpu_weight = folded.first_weight  # FEATURES: n_users, bw, cpu
-            constant[indices] = self.support[indices, :, None] * users_weight + folded.first_bias
-            bandwidth[indices] = bandwidth_weight
-            cpu[indices] = cpu_weight
-        self.first_layer = (constant, bandwidth, cpu)
 
     def qos_distribution(self, allocation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of QoS (Mbps) for allocations of shape (..., S, K), per traffic point: (..., S, T).
 
-        Evaluates the folded models (equal to the slice models in evaluation mode); differentiable.
+        Evaluates the slice models (evaluation mode); differentiable in the allocation.
         """
-        constant, bandwidth_weight, cpu_weight = self.first_layer
-        pre_activation = (constant + allocation[..., 1, None, None] * bandwidth_weight
-                          + allocation[..., 0, None, None] * cpu_weight)  # (..., S, T, H)
-        if len(self.folded_groups) == 1:
-            return self.folded_groups[0][0].from_first_layer(pre_activation)
-        parts = [(indices, folded.from_first_layer(pre_activation[..., indices, :, :]))
-                 for folded, indices in self.folded_groups]
+        shape = (*allocation.shape[:-1], self.support.shape[-1])
+        columns = {"n_users": self.support.expand(shape),
+                   "bw": allocation[..., 1, None].expand(shape),
+                   "cpu": allocation[..., 0, None].expand(shape)}
+        inputs = torch.stack([columns[name] for name in FEATURES], -1)  # (..., S, T, 3)
+        if len(self.model_groups) == 1:
+            return self.model_groups[0][0](inputs)
+        parts = [(indices, model(inputs[..., indices, :, :])) for model, indices in self.model_groups]
         order = torch.cat([indices for indices, _ in parts]).argsort()
         mean = torch.cat([part[0] for _, part in parts], dim=-2)[..., order, :]
         std = torch.cat([part[1] for _, part in parts], dim=-2)[..., order, :]
@@ -238,3 +156,9 @@ class ProblemTensors:
         if self.capacity is None:
             return qos
         return qos + (self.capacity_excess(allocation) / self.capacity).clamp(min=0).sum(-1)
+
+
+def _frozen(model: SliceModel, device: torch.device | str) -> SliceModel:
+    """A copy of ``model`` on ``device`` in evaluation mode whose weights take no gradient (the optimizers
+    differentiate with respect to allocations only), leaving the caller's model as it was."""
+    return copy.deepcopy(model).to(device).eval().requires_grad_(False)

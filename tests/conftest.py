@@ -13,7 +13,7 @@ from local_testbed import testbed_session_lock
 from prometheus_process import Exporter, PrometheusProcess
 from reference import unfolded_float64
 
-from analysis.slice_model import SliceModel, load_model, save_model
+from analysis.slice_model import PaperConfig, SliceModel, load_model, save_model
 from analysis.training import TrainingConfig, train
 from collectors.dataset import load_qos_csv
 
@@ -30,10 +30,11 @@ def microopt_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, microopt_csv: Path) -> Path:
-    """A slice model trained briefly (600 epochs, about 6 s) on the MicroOpt dataset."""
+    """A paper-architecture slice model trained briefly (600 epochs, about 6 s) on the MicroOpt dataset (the
+    optimizer tests' model: small and fast to evaluate)."""
     torch.set_num_threads(1)  # small tensors: one thread is fastest, and immune to a busy second core
     frame = load_qos_csv(microopt_csv, settle_s=10)
-    result = train(frame, TrainingConfig(epochs=600, seed=0))
+    result = train(frame, TrainingConfig(epochs=600, seed=0, model=PaperConfig(), folds=0, calibrate=False))
     directory = tmp_path_factory.mktemp("model")
     save_model(result.model, directory)
     return directory

@@ -32,7 +32,7 @@ from helpers import (
     write_file,
 )
 
-from analysis.slice_model import MODEL_FILE, ModelConfig, SliceModel, TargetScale, save_model
+from analysis.slice_model import MODEL_FILE, EnsembleConfig, ModelSupport, TargetScale, build_model, save_model
 from controller.spec import load_spec
 from core.errors import InputError
 
@@ -270,14 +270,16 @@ CSV_CASES = [
 def blank_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid checkpoint of an untrained slice model (as good as any for input checks)."""
     directory = tmp_path_factory.mktemp("blank-model")
-    save_model(SliceModel(ModelConfig(), TargetScale(0, 1)), directory)
+    support = ModelSupport(users=(1, 5), bandwidth=(5, 40), cpu=(500, 4000))
+    save_model(build_model(EnsembleConfig(), TargetScale(0, 1), support), directory)
     return directory
 
 
 def dataset_argv(command: str, csv: Path, directory: Path, model: Path) -> list[str]:
     """``slicebed model train`` or ``model eval`` reading ``csv``."""
     if command == "train":
-        return ["model", "train", "--data", str(csv), "--out", str(directory / "out"), "--epochs", "1"]
+        return ["model", "train", "--data", str(csv), "--out", str(directory / "out"), "--epochs", "1",
+                "--folds", "0", "--no-calibrate"]
     return ["model", "eval", "--model", str(model), "--data", str(csv), "--json"]
 
 
@@ -358,7 +360,7 @@ def pickle_payload(path: Path) -> None:
 
 
 PAYLOAD_RAN = "payload-ran"
-ARCHITECTURE = {"width": 16, "depth": 3, "head_width": 16}
+ARCHITECTURE = {"members": 5, "width": 32, "depth": 2, "monotone": True, "link_bound": True}
 MODEL_CASES = [
     pytest.param(lambda directory, _good: directory, ["no slice model here (expected model.pt"], id="missing-dir"),
     pytest.param(lambda directory, _good: directory.mkdir() or directory, ["no slice model here"], id="empty-dir"),
@@ -369,17 +371,27 @@ MODEL_CASES = [
     pytest.param(model_file(lambda path: torch.save({"epoch": 3, "weights": {}}, path)),
                  ["not a slicebed slice-model checkpoint"], id="foreign-checkpoint"),
     pytest.param(checkpoint_with(format="other.model"), ["not a slicebed slice-model checkpoint"], id="wrong-format"),
-    pytest.param(checkpoint_with(version=2), ["checkpoint version 2 is not supported", "retrain"], id="version-2"),
-    pytest.param(checkpoint_with(version=None), ["checkpoint version None is not supported"], id="no-version"),
+    pytest.param(checkpoint_with(version=1, slicebed_version="0.3.0"),
+                 ["checkpoint version 1 (written by slicebed 0.3.0) is not supported", "retrain"], id="older-slicebed"),
+    pytest.param(checkpoint_with(version=3), ["checkpoint version 3", "is not supported", "retrain"], id="version-3"),
+    pytest.param(checkpoint_with(version=None), ["checkpoint version None", "is not supported"], id="no-version"),
+    pytest.param(checkpoint_with(arch="transformer"), ["unknown model architecture 'transformer'"], id="unknown-arch"),
+    pytest.param(checkpoint_with(support=None), ["no valid architecture, QoS scale or support recorded"],
+                 id="no-support"),
+    pytest.param(checkpoint_with(support={"users": [5, 1], "bandwidth": [5, 40], "cpu": [500, 4000]}),
+                 ["users range [5, 1] is not a finite [low, high]"], id="reversed-support"),
+    pytest.param(checkpoint_with(sigma_scale=-1.0), ["recorded sigma scale -1.0 is not a positive number"],
+                 id="negative-sigma-scale"),
     pytest.param(checkpoint_with(features=["cpu", "bw", "n_users"]), ["model inputs ['cpu', 'bw', 'n_users'] differ"],
                  id="features-reordered"),
-    pytest.param(checkpoint_with(config={**ARCHITECTURE, "width": 32}),
+    pytest.param(checkpoint_with(config={**ARCHITECTURE, "width": 64}),
                  ["weights do not match the recorded architecture", "size mismatch"], id="wider-architecture"),
-    pytest.param(checkpoint_with(config={**ARCHITECTURE, "depth": 4}),
+    pytest.param(checkpoint_with(config={**ARCHITECTURE, "depth": 3}),
                  ["weights do not match the recorded architecture", "Missing key(s)"], id="deeper-architecture"),
     pytest.param(checkpoint_with(config={**ARCHITECTURE, "depth": 0}), ["model depth must be a positive integer"],
                  id="zero-depth"),
-    pytest.param(checkpoint_with(config=None), ["no valid architecture or QoS scale recorded"], id="no-architecture"),
+    pytest.param(checkpoint_with(config=None), ["no valid architecture, QoS scale or support recorded"],
+                 id="no-architecture"),
     pytest.param(checkpoint_with(state_dict={}), ["weights do not match", "Missing key(s)"], id="no-weights"),
     pytest.param(checkpoint_with(scale={"low": float("nan"), "high": 1.0}), ["recorded QoS scale"], id="nan-scale"),
     pytest.param(lambda directory, _good: (directory.mkdir(), csv_bytes(GOOD_QOS_CSV)(directory / "x.csv"))
@@ -532,8 +544,8 @@ PROCESS_CASES = [
     pytest.param(loop_spec("trace-empty"), id="loop-trace-empty"),
     pytest.param(loop_input("testbed.replay.dataset", bad_csv("nan-qos"), ["row 3: column qos is empty or NaN"]),
                  id="loop-replay-dataset-nan"),
-    pytest.param(loop_input("slices.0.model", bad_model("version-2"), ["checkpoint version 2"]),
-                 id="loop-slice-model-version-2"),
+    pytest.param(loop_input("slices.0.model", bad_model("older-slicebed"), ["checkpoint version 1"]),
+                 id="loop-slice-model-older-slicebed"),
     pytest.param(dataset_command("train", "missing-qos-column"), id="train-missing-column"),
     pytest.param(model_command("garbage-model-pt"), id="optimize-garbage-model"),
     pytest.param(model_command("pickle-payload"), id="optimize-pickle-payload"),

@@ -83,7 +83,7 @@ def test_shared_capacity_binding_on_both_resources_is_met(both_binding: tuple[Pr
         assert expected_degradation(float64_model, s.traffic, s.q_thresh, cpu, bandwidth) <= s.beta_thresh
 
 
-def test_folded_model_matches_the_slice_model(slice_model: SliceModel) -> None:
+def test_problem_tensors_evaluate_the_slice_model(slice_model: SliceModel) -> None:
     problem = Problem((SliceProblem("s", slice_model, truncated_normal(3, 1.0, 1, 5), 4, 0.2),))
     tensors = ProblemTensors.build(problem)
     allocation = torch.tensor([[[500.0, 5.0]], [[1800.0, 17.5]], [[4500.0, 50.0]]])  # (3 candidates, 1 slice, K)
