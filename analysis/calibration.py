@@ -31,7 +31,8 @@ def coverage(z: np.ndarray, levels: tuple[float, ...] = COVERAGE_LEVELS) -> dict
 
 def pit(z: np.ndarray) -> np.ndarray:
     """Probability integral transform Phi(z): uniform on [0, 1] for a calibrated Gaussian model."""
-    return special.ndtr(np.asarray(z, np.float64))
+    values: np.ndarray = special.ndtr(np.asarray(z, np.float64))
+    return values
 
 
 def require_calibration_groups(n_groups: int, source: str) -> None:

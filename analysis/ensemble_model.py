@@ -72,6 +72,10 @@ class StackedMLP(nn.Module):
     With ``monotone`` set, the output is non-decreasing in the inputs flagged in ``monotone_inputs``.
     """
 
+    monotone_inputs: torch.Tensor
+    activation_low: torch.Tensor
+    activation_high: torch.Tensor
+
     def __init__(self, members: int, width: int, depth: int, monotone: bool, monotone_inputs: torch.Tensor,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -84,26 +88,25 @@ class StackedMLP(nn.Module):
             weight = torch.randn(members, fan_in, fan_out, generator=generator) * math.sqrt(gain / fan_in)
             self.weights.append(nn.Parameter(weight))
             self.biases.append(nn.Parameter(torch.zeros(members, 1, fan_out)))
-        self.register_buffer("monotone_inputs", monotone_inputs.reshape(-1, 1).float())
+        self.register_buffer("monotone_inputs", monotone_inputs.reshape(-1, 1).bool())
+        # ReLU is a clamp to [0, inf); its point reflection -ReLU(-x) a clamp to (-inf, 0]
+        convex = torch.arange(width) < (width // 2 if monotone else width)
+        self.register_buffer("activation_low", torch.where(convex, 0.0, -math.inf))
+        self.register_buffer("activation_high", torch.where(convex, math.inf, 0.0))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Outputs (members, rows) for normalized inputs (rows, 3) shared by every member."""
-        hidden = inputs
+        """Outputs (members, rows) for normalized inputs (rows, 3) shared by every member. In a monotone
+        network the first half of each layer's units are ReLU (convex), the second half -ReLU(-x) (concave)."""
+        hidden = inputs.expand(self.weights[0].shape[0], *inputs.shape)
         last = len(self.weights) - 1
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if self.monotone:
-                weight = (torch.where(self.monotone_inputs.bool(), weight.abs(), weight) if index == 0
+                weight = (torch.where(self.monotone_inputs, weight.abs(), weight) if index == 0
                           else weight.abs())
-            hidden = torch.matmul(hidden, weight) + bias
+            hidden = torch.baddbmm(bias, hidden, weight)
             if index < last:
-                hidden = _split_activation(hidden) if self.monotone else torch.relu(hidden)
+                hidden = torch.clamp(hidden, self.activation_low, self.activation_high)
         return hidden.squeeze(-1)
-
-
-def _split_activation(hidden: torch.Tensor) -> torch.Tensor:
-    """ReLU on the first half of the units, its point reflection -ReLU(-x) on the second half."""
-    half = hidden.shape[-1] // 2
-    return torch.cat((torch.relu(hidden[..., :half]), -torch.relu(-hidden[..., half:])), -1)
 
 
 class EnsembleModel(SliceModel):
@@ -115,6 +118,14 @@ class EnsembleModel(SliceModel):
     """
 
     arch: ClassVar[str] = "ensemble"
+    SHARED_STATE: ClassVar[tuple[str, ...]] = tuple(
+        ["input_low", "input_span"] + [f"{net}.{name}" for net in ("mean_net", "std_net")
+                                       for name in ("monotone_inputs", "activation_low", "activation_high")])
+    """State entries common to all members; every other entry has the member axis first."""
+    input_low: torch.Tensor
+    input_span: torch.Tensor
+    member_low: torch.Tensor
+    member_span: torch.Tensor
 
     def __init__(self, config: EnsembleConfig, scale: TargetScale, support: ModelSupport,
                  higher_is_better: bool = True, sigma_scale: float = 1.0,
@@ -148,9 +159,8 @@ class EnsembleModel(SliceModel):
         config = EnsembleConfig(int(members.numel()), self.config.width, self.config.depth, self.config.monotone,
                                 self.config.link_bound)
         chosen = EnsembleModel(config, scale, self.support, self.higher_is_better, self.sigma_scale)
-        state = {key: value[members] if key not in ("input_low", "input_span") and not key.endswith(
-            "monotone_inputs") else value for key, value in self.state_dict().items()}
-        chosen.load_state_dict(state)
+        chosen.load_state_dict({key: value if key in self.SHARED_STATE else value[members]
+                                for key, value in self.state_dict().items()})
         chosen.member_low.fill_(scale.low)
         chosen.member_span.fill_(scale.span)
         return chosen.to(self.input_low.device)

@@ -115,8 +115,8 @@ def fit_ensembles(frame: pd.DataFrame, roles: list[Role], config: EnsembleConfig
     bank.eval()
     models = {}
     for index, role in enumerate(roles):
-        block = torch.arange(index * members, (index + 1) * members, device=bank.input_low.device)
-        models[role.name] = bank.select(block, role.scale)
+        indices = torch.arange(index * members, (index + 1) * members, device=bank.input_low.device)
+        models[role.name] = bank.select(indices, role.scale)
     return models, history
 
 

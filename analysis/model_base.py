@@ -89,13 +89,13 @@ class ModelSupport:
         """Read :meth:`as_dict`'s output; raises ValueError when it is not a valid support."""
         if not isinstance(document, dict):
             raise ValueError("not a mapping")
-        ranges = [_checked_range(document.get(name), name) for name in ("users", "bandwidth", "cpu")]
-        grid = document.get("grid")
-        if grid is not None:
-            if not isinstance(grid, list) or not all(_finite_numbers(point, 3) for point in grid):
-                raise ValueError("grid is not a list of (n_users, bw, cpu) points")
-            grid = tuple((float(u), float(b), float(c)) for u, b, c in grid)
-        return cls(*ranges, grid)
+        users, bandwidth, cpu = (_checked_range(document.get(name), name) for name in ("users", "bandwidth", "cpu"))
+        points = document.get("grid")
+        if points is None:
+            return cls(users, bandwidth, cpu)
+        if not isinstance(points, list) or not all(_finite_numbers(point, 3) for point in points):
+            raise ValueError("grid is not a list of (n_users, bw, cpu) points")
+        return cls(users, bandwidth, cpu, tuple((float(u), float(b), float(c)) for u, b, c in points))
 
 
 def _range(values: pd.Series) -> Range:

@@ -64,6 +64,7 @@ class PaperModel(SliceModel):
         hidden = functional.batch_norm(flat, norm.running_mean, norm.running_var, norm.weight, norm.bias,
                                        self.training, norm.momentum or 0.0, norm.eps)
         for layer in self.shared:
+            assert isinstance(layer, nn.Linear)
             hidden = torch.relu(torch.addmm(layer.bias, hidden, layer.weight.T))
         mean_hidden = torch.relu(torch.addmm(self.mean_hidden.bias, hidden, self.mean_hidden.weight.T))
         mean = torch.addmm(self.mean_out.bias, mean_hidden, self.mean_out.weight.T).squeeze(-1)

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from analysis.slice_model import SliceModel
 
@@ -22,7 +24,8 @@ def mean_qos_surface(model: SliceModel, cpu: np.ndarray, bandwidth: np.ndarray,
     """Predicted mean QoS averaged over ``users``, shape (len(cpu), len(bandwidth))."""
     grid = np.stack(np.meshgrid(users, bandwidth, cpu, indexing="ij"), -1).astype(np.float32)
     mean, _ = model(torch.as_tensor(grid, device=next(model.parameters()).device))
-    return mean.mean(0).cpu().numpy().T
+    surface: np.ndarray = mean.mean(0).cpu().numpy().T
+    return surface
 
 
 def plot_qos_surface(model: SliceModel, path: Path, title: str,
@@ -99,7 +102,7 @@ def plot_pit(pit_values: np.ndarray, path: Path, title: str, bins: int = 20) -> 
     return save_figure(figure, path)
 
 
-def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) -> None:
+def _grouped_bars(axes: Axes, frame: pd.DataFrame, column: str, label: str) -> None:
     slices = list(dict.fromkeys(frame["slice"]))
     levels = sorted(frame["level"].unique())
     labels = frame.drop_duplicates("level").set_index("level").loc[levels, "traffic"]
@@ -114,7 +117,7 @@ def _grouped_bars(axes: plt.Axes, frame: pd.DataFrame, column: str, label: str) 
         axes.legend()
 
 
-def save_figure(figure: plt.Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     """Lay out, write (110 dpi, parent directories created) and close ``figure``; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()

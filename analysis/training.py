@@ -281,11 +281,12 @@ def _fit_paper_roles(frame: pd.DataFrame, roles: list[Role], config: TrainingCon
                      device: torch.device | str, warm_start: SliceModel | None, counter: _Counter) -> _Fitted:
     """One paper model per fold, in turn, then the final one: the paper trains on its training split, so
     the final model is the row split's when there is one; it continues from ``warm_start`` if given."""
-    assert isinstance(config.model, PaperConfig)
+    paper = config.model
+    assert isinstance(paper, PaperConfig)
     final_role = _paper_final_role(roles)
 
     def fit(role: Role, start: SliceModel | None) -> tuple[PaperModel, list[dict[str, float]]]:
-        model = copy.deepcopy(start) if start is not None else PaperModel(config.model, role.scale, support,
+        model = copy.deepcopy(start) if start is not None else PaperModel(paper, role.scale, support,
                                                                            config.higher_is_better)
         assert isinstance(model, PaperModel)
         model.support = support

@@ -119,7 +119,8 @@ class ProblemTensors:
                    "cpu": allocation[..., 0, None].expand(shape)}
         inputs = torch.stack([columns[name] for name in FEATURES], -1)  # (..., S, T, 3)
         if len(self.model_groups) == 1:
-            return self.model_groups[0][0](inputs)
+            distribution: tuple[torch.Tensor, torch.Tensor] = self.model_groups[0][0](inputs)
+            return distribution
         parts = [(indices, model(inputs[..., indices, :, :])) for model, indices in self.model_groups]
         order = torch.cat([indices for indices, _ in parts]).argsort()
         mean = torch.cat([part[0] for _, part in parts], dim=-2)[..., order, :]
