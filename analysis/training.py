@@ -112,33 +112,49 @@ class TrainingConfig:
 
 @dataclass
 class GroupedValidation:
-    """Grouped cross-validation: each fold's metrics on its held-out groups and the held-out predictions."""
+    """Grouped cross-validation: every row's prediction by the fold model that did not see its group."""
 
     folds: GroupedFolds
-    per_fold: list[FitMetrics]
-    uncalibrated: FitMetrics
-    """All held-out rows pooled, with each fold model's own sigma."""
-    noise_floor_mae: float
-    fold_sigma_scales: list[float] | None
-    """Each fold's cross-fitted sigma factor (``None`` when not calibrating)."""
     qos: np.ndarray
     mean: np.ndarray
     raw_std: np.ndarray
-    std: np.ndarray
-    """Held-out predictions of every row: mean, the fold model's sigma, and sigma as calibrated."""
+    """Each fold model's own sigma."""
+    span: np.ndarray
+    """The QoS normalization span of each row's fold model."""
+    fold_sigma_scales: list[float] | None
+    """Each fold's cross-fitted sigma factor, fitted on the other folds' rows (``None``: not calibrating)."""
+    noise_floor_mae: float
+
+    @property
+    def std(self) -> np.ndarray:
+        """Held-out sigma as calibrated (the fold's cross-fitted factor applied)."""
+        if self.fold_sigma_scales is None:
+            return self.raw_std
+        scaled: np.ndarray = self.raw_std * np.asarray(self.fold_sigma_scales)[self.folds.fold]
+        return scaled
+
+    def per_fold(self, calibrated: bool = True) -> list[FitMetrics]:
+        """Each fold's metrics on its held-out rows, with sigma calibrated or as its model gave it."""
+        std = self.std if calibrated else self.raw_std
+        return [fit_metrics(self.qos[held_out], self.mean[held_out], std[held_out], self.span[held_out])
+                for held_out in (self.folds.fold == k for k in range(self.folds.folds))]
+
+    def summary(self, calibrated: bool = True) -> tuple[dict[str, float], dict[str, float]]:
+        """The mean and the standard deviation over folds of each metric."""
+        frame = pd.DataFrame([metrics.as_dict() for metrics in self.per_fold(calibrated)]).drop(columns="n")
+        return frame.mean().to_dict(), frame.std(ddof=0).to_dict()
 
     def as_dict(self) -> dict[str, Any]:
-        frame = pd.DataFrame([metrics.as_dict() for metrics in self.per_fold]).drop(columns="n")
-        mean = frame.mean()
+        mean, spread = self.summary()
         return {
             **self.folds.describe(),
             "calibrated": self.fold_sigma_scales is not None,
-            "mean": mean.to_dict(),
-            "std": frame.std(ddof=0).to_dict(),
+            "mean": mean,
+            "std": spread,
             "noise_floor_mae": self.noise_floor_mae,
-            "mae_over_noise_floor": float(mean["mae"] / self.noise_floor_mae) if self.noise_floor_mae else None,
-            "per_fold": [metrics.as_dict() for metrics in self.per_fold],
-            "uncalibrated_pooled": self.uncalibrated.as_dict(),
+            "mae_over_noise_floor": mean["mae"] / self.noise_floor_mae if self.noise_floor_mae else None,
+            "per_fold": [metrics.as_dict() for metrics in self.per_fold()],
+            "uncalibrated_mean": self.summary(calibrated=False)[0],
             "fold_sigma_scales": self.fold_sigma_scales,
         }
 
@@ -321,8 +337,8 @@ def _fit_ensemble_roles(frame: pd.DataFrame, roles: list[Role], config: Training
 
 def _cross_validate(frame: pd.DataFrame, folds: GroupedFolds, fold_models: list[SliceModel],
                     calibrate: bool) -> GroupedValidation:
-    """Held-out metrics per fold; with ``calibrate``, each fold's sigma scaled by the factor fitted on the
-    other folds' held-out rows (cross-fitting: no fold is calibrated on itself)."""
+    """Each row predicted by the fold model that did not see its group; with ``calibrate``, each fold's
+    sigma factor fitted on the other folds' rows (cross-fitting: no fold is calibrated on itself)."""
     qos = frame[TARGET].to_numpy(np.float64)
     mean = np.empty(len(frame))
     std = np.empty(len(frame))
@@ -331,14 +347,9 @@ def _cross_validate(frame: pd.DataFrame, folds: GroupedFolds, fold_models: list[
         held_out = folds.fold == k
         mean[held_out], std[held_out] = predict(model, frame.iloc[np.flatnonzero(held_out)])
         span[held_out] = model.scale.span
-    uncalibrated = fit_metrics(qos, mean, std, span)
     z = z_scores(qos, mean, std)
     scales = [fit_sigma_scale(z[folds.fold != k]) for k in range(folds.folds)] if calibrate else None
-    calibrated = std * np.asarray(scales)[folds.fold] if scales is not None else std
-    per_fold = [fit_metrics(qos[folds.fold == k], mean[folds.fold == k], calibrated[folds.fold == k],
-                            fold_models[k].scale.span) for k in range(folds.folds)]
-    return GroupedValidation(folds, per_fold, uncalibrated, noise_floor_mae(frame), scales, qos, mean, std,
-                             calibrated)
+    return GroupedValidation(folds, qos, mean, std, span, scales, noise_floor_mae(frame))
 
 
 def save_training(result: TrainingResult, directory: str | Path, extra: dict[str, Any] | None = None) -> None:

@@ -1,9 +1,10 @@
 """Slice-model training: grouped cross-validation accuracy, training time and inference time per architecture.
 
 Trains each variant with each seed on train_dataset.csv (settle 10 s) under the same five grouped folds
-(whole (cpu, bw) allocations held out, fold seed 0) and prints, per variant and seed, the held-out
-normalized NLL, MAE, 80/90 % interval coverage (means over folds) and the training wall time (every fold's
-model, the row split's and the final one); then per variant the means over seeds, the seed-to-seed
+(whole (cpu, bw) allocations held out, fold seed 0) and prints, per variant and seed, calibrated (``+cal``)
+and as trained, the held-out normalized NLL, MAE, 50/80/90/95 % interval coverage (means over folds) and
+the training wall time (every fold's model, the row split's and the final one, calibration included);
+then per variant the means over seeds, the seed-to-seed
 standard deviation of MAE, the MAE over the noise floor, the NLL gain over ``paper`` (the paper's network
 as published: no calibration) and the time of one single-input prediction. The load average is printed
 before and after: timings on a busy machine are not the model's.
@@ -42,16 +43,15 @@ class Variant:
 
 
 VARIANTS = {
-    "ensemble": Variant("default: monotone, link-bounded ensemble, calibrated", {}),
-    "ensemble-free": Variant("ensemble without monotone structure or link bound",
+    "ensemble": Variant("default: monotone, link-bounded ensemble of 5", {}),
+    "ensemble-free": Variant("ensemble of 5 without monotone structure or link bound",
                              {"model": EnsembleConfig(monotone=False, link_bound=False)}),
-    "ensemble-no-bound": Variant("ensemble, monotone, no link bound", {"model": EnsembleConfig(link_bound=False)}),
-    "ensemble-uncalibrated": Variant("default ensemble, sigma as trained", {"calibrate": False}),
-    "ensemble-1": Variant("a single monotone, link-bounded network, calibrated", {"model": EnsembleConfig(members=1)}),
-    "paper": Variant("the paper's network as published (no calibration)",
-                     {"model": PaperConfig(), "calibrate": False}),
-    "paper-calibrated": Variant("the paper's network, calibrated", {"model": PaperConfig()}),
+    "ensemble-no-bound": Variant("ensemble of 5, monotone, no link bound", {"model": EnsembleConfig(link_bound=False)}),
+    "ensemble-1": Variant("one monotone, link-bounded network", {"model": EnsembleConfig(members=1)}),
+    "paper": Variant("the paper's network and schedule", {"model": PaperConfig()}),
 }
+"""Each variant is trained once per seed and reported calibrated (``+cal``, sigma factor cross-fitted on the
+other folds) and as trained; ``paper`` as trained is the paper's network as published."""
 
 
 def inference_ms(model: SliceModel, repeats: int = 2000) -> float:
@@ -66,19 +66,22 @@ def inference_ms(model: SliceModel, repeats: int = 2000) -> float:
     return (time.perf_counter() - started) / repeats * 1000
 
 
-def measure(frame: Any, name: str, seed: int, epochs: int | None) -> dict[str, Any]:
-    """Train variant ``name`` with ``seed``; its grouped figures (means over folds) and wall time."""
-    config = TrainingConfig(seed=seed, epochs=epochs, **VARIANTS[name].config)
-    result = train(frame, config)
-    assert result.grouped is not None
-    grouped = result.grouped.as_dict()
-    mean = grouped["mean"]
-    return {"variant": name, "seed": seed, "nll_normalized": mean["nll_normalized"], "mae": mean["mae"],
-            "coverage_80": mean["coverage_80"], "coverage_90": mean["coverage_90"],
-            "coverage_50": mean["coverage_50"], "coverage_95": mean["coverage_95"],
-            "row_split_nll_normalized": result.validation_metrics.nll_normalized if result.validation_metrics
-            else None, "noise_floor_mae": grouped["noise_floor_mae"], "sigma_scale": result.model.sigma_scale,
-            "seconds": result.seconds, "inference_ms": inference_ms(result.model)}
+def measure(frame: Any, name: str, seed: int, epochs: int | None) -> list[dict[str, Any]]:
+    """Train variant ``name`` with ``seed``; its grouped figures (means over folds), calibrated and as
+    trained, with the wall time and the inference time."""
+    result = train(frame, TrainingConfig(seed=seed, epochs=epochs, **VARIANTS[name].config))
+    grouped = result.grouped
+    assert grouped is not None
+    common = {"seed": seed, "noise_floor_mae": grouped.noise_floor_mae, "seconds": result.seconds,
+              "inference_ms": inference_ms(result.model)}
+    rows = []
+    for calibrated in (True, False):
+        mean = grouped.summary(calibrated)[0]
+        rows.append({"variant": f"{name}+cal" if calibrated else name, **common,
+                     **{key: mean[key] for key in ("nll_normalized", "mae", "coverage_50", "coverage_80",
+                                                   "coverage_90", "coverage_95")},
+                     "sigma_scale": result.model.sigma_scale if calibrated else 1.0})
+    return rows
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -112,9 +115,10 @@ def main() -> None:
     rows = []
     for name in args.variants:
         for seed in args.seeds:
-            rows.append(measure(frame, name, seed, args.epochs))
-            print(json.dumps({key: round(value, 4) if isinstance(value, float) else value
-                              for key, value in rows[-1].items()}), flush=True)
+            for row in measure(frame, name, seed, args.epochs):
+                rows.append(row)
+                print(json.dumps({key: round(value, 4) if isinstance(value, float) else value
+                                  for key, value in row.items()}), flush=True)
     print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     summary = summarize(rows)
     paper = summary.get("paper")
@@ -128,7 +132,7 @@ def main() -> None:
               f"{figures['mae_over_floor']:>9.3f} {figures['mae_seed_std']:>7.3f} {figures['coverage_80']:>6.3f} "
               f"{figures['coverage_90']:>6.3f} {figures['seconds']:>8.1f} {figures['seconds_max']:>6.1f} "
               f"{figures['inference_ms']:>8.3f}")
-    for name in summary:
+    for name in args.variants:
         print(f"  {name}: {VARIANTS[name].description}")
 
 

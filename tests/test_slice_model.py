@@ -104,9 +104,9 @@ def test_a_group_unlike_its_neighbours_shows_in_grouped_validation_only() -> Non
     result = train(frame, TrainingConfig(epochs=300, calibrate=False))
     assert result.grouped is not None and result.validation_metrics is not None
     held_out = result.grouped.folds.fold[odd.to_numpy()][0]
-    odd_fold = result.grouped.per_fold[held_out]
+    odd_fold = result.grouped.per_fold()[held_out]
     assert odd_fold.mae > 2 * result.validation_metrics.mae
-    assert odd_fold.mae > 2 * np.median([fold.mae for fold in result.grouped.per_fold])
+    assert odd_fold.mae > 2 * np.median([fold.mae for fold in result.grouped.per_fold()])
 
 
 def test_metrics_document_has_grouped_figures_beside_the_row_split(trained: Trained) -> None:
@@ -233,7 +233,7 @@ def test_paper_architecture_trains_with_grouped_validation() -> None:
     calls: list[tuple[int, int]] = []
     result = train(frame, TrainingConfig(epochs=20, model=PaperConfig(8, 1, 8), folds=3, calibrate=False),
                    progress=lambda step, total, _loss: calls.append((step, total)))
-    assert result.model.arch == "paper" and result.grouped is not None and len(result.grouped.per_fold) == 3
+    assert result.model.arch == "paper" and result.grouped is not None and len(result.grouped.per_fold()) == 3
     assert calls[-1] == (4 * 20, 4 * 20)  # three folds and the final model
     assert result.model.support == ModelSupport.of(frame)
 
