@@ -1,29 +1,80 @@
-"""Plots and the Markdown/HTML report of a closed-loop run."""
+"""Plots and the Markdown/HTML report of a closed-loop run: convergence per level, verdicts, safety, models."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from analysis.plots import plot_allocations, plot_degradation, plot_qos_surface, plot_training_history
+from analysis.plots import plot_allocations, plot_degradation, plot_qos_surface, plot_training_history, save_figure
 from analysis.report import ReportSection, write_report
-from controller.loop import SliceRound
+from controller.loop.runner import LoopOutcome, SliceRound
 from controller.spec import ExperimentSpec
 from core.runstore import Run
 
-RESULT_COLUMNS = [
-    "round", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "normalized",
-    "expected_degradation", "achieved_degradation", "beta_thresh", "mean_qos", "feasible", "solve_seconds",
+ROUND_COLUMNS = [
+    "round", "level", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "normalized", "expected_degradation",
+    "achieved_degradation", "beta_thresh", "p_value", "verdict", "fallback", "mean_qos", "seconds",
 ]
+VERDICT_TEXT = {
+    "pass": "measured degradation within beta_thresh",
+    "retry": "above beta_thresh without evidence, or expected and measured apart",
+    "fail": "above beta_thresh with evidence, or the safety guard fell back",
+}
 
 
-def write_loop_report(run: Run, spec: ExperimentSpec, results: pd.DataFrame,
+def for_people(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with levels numbered from 1, as the spec lists them."""
+    return results.assign(level=results["level"] + 1)
+
+
+def final_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Each (level, slice)'s last validated row: the allocation the loop leaves it with."""
+    return results.sort_values("round", kind="stable").groupby(["level", "slice"], sort=True).tail(1)
+
+
+def plot_convergence(results: pd.DataFrame, path: Path) -> Path:
+    """Per level (columns): expected and measured degradation, CPU and bandwidth, and cost, round by round."""
+    levels = sorted(results["level"].unique())
+    figure, axes = plt.subplots(3, len(levels), figsize=(4.2 * len(levels), 8.4), squeeze=False, sharex=True)
+    rounds = np.arange(1, int(results["round"].max()) + 1)
+    for column, level in enumerate(levels):
+        rows = results[results["level"] == level]
+        degradation, allocation, cost = axes[:, column]
+        bandwidth = allocation.twinx()
+        for name, frame in rows.groupby("slice", sort=True):
+            label = f"{name}: " if rows["slice"].nunique() > 1 else ""
+            degradation.plot(frame["round"], frame["expected_degradation"], "o--", label=f"{label}expected (model)")
+            degradation.plot(frame["round"], frame["achieved_degradation"], "s-", label=f"{label}measured (testbed)")
+            fell_back = frame[frame["fallback"]]
+            degradation.scatter(fell_back["round"], fell_back["achieved_degradation"], marker="x", s=90,
+                                color="red", zorder=3, label=f"{label}safety fallback" if len(fell_back) else None)
+            allocation.plot(frame["round"], frame["cpu_millicores"], "o-", color="tab:blue", label=f"{label}CPU")
+            bandwidth.plot(frame["round"], frame["bandwidth_mbps"], "s--", color="tab:orange")
+            cost.plot(frame["round"], frame["normalized"], "o-", label=f"{label}cost")
+        degradation.axhline(float(rows["beta_thresh"].iloc[0]), color="red", linewidth=1, label="beta_thresh")
+        degradation.set_ylim(-0.02, 1.02)
+        degradation.set_title(f"level {level + 1}: {rows['traffic'].iloc[0]}", fontsize=10)
+        degradation.set_ylabel("degradation (eq. 1)")
+        degradation.legend(fontsize=7)
+        allocation.set_ylabel("CPU (millicores)", color="tab:blue")
+        bandwidth.set_ylabel("bandwidth (Mbps)", color="tab:orange")
+        cost.set_ylabel("normalized cost (eta . r)")
+        cost.set_xlabel("round")
+        cost.set_xticks(rounds)
+    figure.suptitle("Closed-loop convergence per traffic level")
+    return save_figure(figure, path)
+
+
+def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
                       final_rounds: dict[str, SliceRound], testbed: str) -> tuple[Path, Path]:
     """Draw the figures into ``run/plots`` and write ``report.md`` and ``report.html``."""
     plots = run.plots_dir
-    surfaces = []
-    curves = []
+    results = outcome.results
+    final = final_rows(results)
+    surfaces, curves = [], []
     for slice_spec in spec.slices:
         model_round = final_rounds[slice_spec.name]
         surfaces.append(plot_qos_surface(
@@ -33,35 +84,61 @@ def write_loop_report(run: Run, spec: ExperimentSpec, results: pd.DataFrame,
         ))
         curves.append(plot_training_history(model_round.history, plots / f"training-{slice_spec.name}.png",
                                             f"{slice_spec.name}: training (last round)"))
-    allocation_figure = plot_allocations(results, plots / "allocations.png")
-    degradation_figure = plot_degradation(results, plots / "degradation.png")
-
-    within = results["achieved_degradation"] <= results["beta_thresh"]
+    settled = final.assign(round=final["round"].max())  # the figures show one round: each level's last
+    figures = [plot_convergence(results, plots / "convergence.png"),
+               plot_allocations(settled, plots / "allocations.png"),
+               plot_degradation(settled, plots / "degradation.png")]
     metrics = pd.DataFrame([
-        {"slice": name, "split": split, **getattr(model_round, f"{split}_metrics").as_dict()}
+        {"slice": name, "split": split, **model_round.metrics[split]}
         for name, model_round in final_rounds.items()
-        for split in ("train", "validation") if getattr(model_round, f"{split}_metrics") is not None
+        for split in ("train", "validation") if isinstance(model_round.metrics.get(split), dict)
     ])
-    metadata = run.metadata()
     sections = [
-        ReportSection("Summary", text=(
-            f"Experiment **{spec.name}** on the **{testbed}** testbed, {spec.rounds} round(s), "
-            f"method **{spec.optimizer.method}**. {spec.description}\n\n"
-            f"Validated allocations within beta_thresh: **{int(within.sum())} of {len(results)}** "
-            f"(each validated over {spec.validation.window_s} s of traffic)."
-        )),
-        ReportSection("Allocations and degradation", table=results[RESULT_COLUMNS],
-                      figures=[allocation_figure, degradation_figure]),
+        ReportSection("Summary", text=_summary(spec, outcome, final, testbed), table=for_people(final)[ROUND_COLUMNS]),
+        ReportSection("Convergence", text=(
+            "Each round validates the levels not yet passed: their allocation, its cost, the model's expected "
+            f"degradation (optimized against beta_thresh - {spec.optimizer.beta_margin:g}) and the degradation "
+            f"measured over {spec.validation.window_s} s of the level's traffic. Verdicts: "
+            + "; ".join(f"`{verdict}` {text}" for verdict, text in VERDICT_TEXT.items()) + ". p_value: one-sided "
+            "test of degradation <= beta_thresh over the window's user-weighted seconds."
+        ), table=for_people(results)[ROUND_COLUMNS], figures=figures),
+        ReportSection("Safety", text=_safety(run)),
         ReportSection("Slice models (last round)", text=(
             "Gaussian NLL with QoS in Mbps (`nll`) and min-max normalized by the training range "
             "(`nll_normalized`); MAE and MSE in Mbps."
         ), table=metrics, figures=[*surfaces, *curves]),
-        ReportSection("Provenance", text=(
-            f"- run: `{run.id}`\n- slicebed {metadata.get('slicebed_version')}, "
-            f"commit `{metadata.get('git_commit')}`\n- host: {metadata.get('host', {}).get('hostname')}, "
-            f"Python {metadata.get('host', {}).get('python')}\n- started {metadata.get('started')}\n"
-            "- resolved spec: `spec.yaml`; samples: `samples/`, `validation/`; results: `results/`; "
-            "models: `models/`; events: `events.jsonl`"
-        )),
+        ReportSection("Provenance", text=_provenance(run)),
     ]
     return write_report(run.path, f"slicebed closed loop: {spec.name}", sections)
+
+
+def _summary(spec: ExperimentSpec, outcome: LoopOutcome, final: pd.DataFrame, testbed: str) -> str:
+    passed = sum(verdict == "pass" for verdict in outcome.verdicts.values())
+    ending = ("every level passed" if outcome.holds
+              else f"{passed} of {len(outcome.verdicts)} levels passed when its {spec.rounds} rounds ran out")
+    return (f"Experiment **{spec.name}** on the **{testbed}** testbed, method **{spec.optimizer.method}**, "
+            f"{outcome.rounds} of at most {spec.rounds} round(s): **{ending}**. {spec.description}\n\n"
+            f"Each level's final allocation (its last validated round), {int(final['fallback'].sum())} of them "
+            "ended by the safety guard:")
+
+
+def _safety(run: Run) -> str:
+    fallbacks = [event for event in run.events() if event.get("event") == "safety_fallback"]
+    if not fallbacks:
+        return "The safety guard never had to act: no window's running degradation exceeded its bound with evidence."
+    lines = [f"- round {event['round']}, level {event['level'] + 1}, slice {event['slice']}: after "
+             f"{event['second']} s the running degradation was {event['degradation']:.3f} against the guard's bound "
+             f"{event['bound']:.3f} (p = {event['p_value']:.2g}); the safe (peak) allocation "
+             f"{event['allocation'][0]:g} millicores, {event['allocation'][1]:g} Mbps was applied "
+             "(`safety_fallback` in events.jsonl)" for event in fallbacks]
+    return "The safety guard fell back to the safe allocation:\n\n" + "\n".join(lines)
+
+
+def _provenance(run: Run) -> str:
+    metadata = run.metadata()
+    return (f"- run: `{run.id}`\n- slicebed {metadata.get('slicebed_version')}, "
+            f"commit `{metadata.get('git_commit')}`\n- host: {metadata.get('host', {}).get('hostname')}, "
+            f"Python {metadata.get('host', {}).get('python')}\n- started {metadata.get('started')}, "
+            f"sessions: {len(metadata.get('sessions', []))}\n"
+            "- resolved spec: `spec.yaml`; sweep samples: `samples/`; validation windows: `validation/`; results: "
+            "`results/`; models: `models/round-N/`; decisions and measurements: `events.jsonl`")

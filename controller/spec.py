@@ -175,33 +175,86 @@ class ResourcesSpec(StrictModel):
     capacity: ResourceVector | None = None
 
 
-class SweepSpec(StrictModel):
-    """The measurement grid of a round: users x CPU x bandwidth, held ``dwell_s`` seconds each."""
+SweepDesign = Literal["grid", "sobol", "lhs"]
 
-    users: list[Annotated[int, Field(ge=1, le=1000)]] = Field(min_length=1)
+
+class TargetedSweepSpec(StrictModel):
+    """The sweep that follows a level which exceeded beta_thresh with evidence (active learning).
+
+    Its points hold the user counts that weigh most in the level's eq. (1) and lie around the allocation that
+    failed, and where the model's predicted degradation is closest to beta_thresh and least certain.
+    """
+
+    around: int = Field(3, ge=0, le=64, description="points around the allocation that failed")
+    frontier: int = Field(3, ge=0, le=64, description="points where the predicted degradation is closest to "
+                          "beta_thresh and least certain")
+    users: int = Field(2, ge=1, le=16, description="user counts of the level swept (those weighing most in eq. 1)")
+    radius: float = Field(0.15, gt=0, le=1, description="neighbourhood of the failed allocation, as a share of "
+                          "each resource's bounds")
+    candidates: int = Field(256, ge=16, le=65_536, description="space-filling candidates scored for the frontier")
+
+
+class SweepSpec(StrictModel):
+    """The first round's measurement design over users x CPU x bandwidth, each point held ``dwell_s`` seconds.
+
+    ``design: grid`` measures every combination of the listed values; ``sobol`` and ``lhs`` (scipy.stats.qmc)
+    place ``points`` space-filling points per user count within [min, max] of the listed CPU and bandwidth.
+    ``users`` defaults to the user counts the traffic levels validate, and must cover them.
+    """
+
+    design: SweepDesign = "grid"
+    users: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(None, min_length=1)
     cpu_millicores: list[Annotated[float, Field(gt=0, le=1e6)]] = Field(min_length=1)
     bandwidth_mbps: list[Annotated[float, Field(gt=0, le=1e5)]] = Field(min_length=1)
+    points: int | None = Field(None, ge=1, le=4096, description="sobol/lhs: points per user count")
     dwell_s: int = Field(ge=1, le=3600)
     repetitions: int = Field(1, ge=1, le=100)
     shuffle: bool = False
+    targeted: TargetedSweepSpec = TargetedSweepSpec()
+
+    @model_validator(mode="after")
+    def _design_fits(self) -> SweepSpec:
+        if self.design == "grid":
+            if self.points is not None:
+                raise ValueError("points: only for the space-filling designs (sobol, lhs); a grid measures "
+                                 "every combination of the listed values")
+            return self
+        if self.points is None:
+            raise ValueError(f"design {self.design} needs 'points' (space-filling points per user count)")
+        if self.design == "sobol" and self.points & (self.points - 1):
+            raise ValueError(f"points ({self.points}): a Sobol design keeps its balance only with a power of 2")
+        for axis in ("cpu_millicores", "bandwidth_mbps"):
+            values = getattr(self, axis)
+            if len(values) != 2 or values[0] >= values[1]:
+                raise ValueError(f"{axis}: design {self.design} takes a range [min, max], got {values}")
+        return self
 
     @property
-    def points(self) -> int:
-        return len(self.users) * len(self.cpu_millicores) * len(self.bandwidth_mbps) * self.repetitions
+    def points_per_round(self) -> int:
+        """Points of the first round's design, per user count."""
+        per_user = (self.points or 0) if self.design != "grid" else (
+            len(self.cpu_millicores) * len(self.bandwidth_mbps))
+        return per_user * self.repetitions
 
 
 class TrainingSpec(StrictModel):
-    """Retraining of the slice model after each sweep."""
+    """Retraining of the slice model after each sweep (``analysis.training``; architecture defaults apply)."""
 
-    epochs: int = Field(3000, ge=1, le=100_000, description="the paper's 3,000 by default")
-    batch_size: int = Field(4096, ge=2, le=1_000_000)
+    arch: Literal["ensemble", "paper"] = Field("ensemble", description="the monotone deep ensemble, or the paper's "
+                                               "network")
+    epochs: int | None = Field(None, ge=1, le=100_000, description="default: the architecture's (paper 3,000; "
+                               "ensemble 1,000 full-batch steps)")
+    batch_size: int = Field(4096, ge=2, le=1_000_000, description="paper architecture: rows per mini-batch")
     validation_fraction: float = Field(0.2, ge=0, lt=1)
     warm_start: bool = True
     settle_s: float = Field(DEFAULT_SETTLE_S, ge=0, le=3600,
                             description="drop this many seconds after each grid change (sweeps and datasets)")
-    width: int = Field(16, ge=1, le=4096)
-    depth: int = Field(3, ge=1, le=64)
-    head_width: int = Field(16, ge=1, le=4096)
+    width: int | None = Field(None, ge=1, le=4096, description="default: the architecture's (paper 16, ensemble 32)")
+    depth: int | None = Field(None, ge=1, le=64, description="default: the architecture's (paper 3, ensemble 2)")
+    head_width: int = Field(16, ge=1, le=4096, description="paper architecture: units of each head")
+    members: int = Field(5, ge=1, le=64, description="ensemble architecture: members")
+    calibrate: bool = Field(True, description="fit a factor on sigma by grouped cross-validation once the data hold "
+                            "enough allocations (until then the model is trained uncalibrated, and the run says so)")
     datasets: list[Path] = Field(default_factory=list, description="extra MicroOpt CSVs trained on too")
 
 
@@ -211,6 +264,8 @@ OptimizerMethod = Literal["microopt", "microopt-0sigma", "microopt-2sigma", "gri
 
 class OptimizerSpec(StrictModel):
     method: OptimizerMethod = "microopt"
+    beta_margin: float = Field(0.0, ge=0, lt=1, description="the loop optimizes against beta_thresh - beta_margin, "
+                               "so a validation window's sampling spread stays under beta_thresh")
     microopt: MicroOptSettings = MicroOptSettings()
     grid: GridSettings = GridSettings()
 
@@ -219,8 +274,28 @@ class OptimizerSpec(StrictModel):
         return {"microopt": self.microopt, "grid": self.grid}.get(self.method)
 
 
+class GuardSpec(StrictModel):
+    """Live safety during validation: fall back to the safe (peak) allocation when the running degradation
+    exceeds beta_thresh by ``margin`` with evidence."""
+
+    enabled: bool = True
+    margin: float = Field(0.2, ge=0, lt=1, description="excess over beta_thresh the guard tests for")
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="the guard's error rate over a whole window (split "
+                         "evenly over its per-second looks)")
+    min_seconds: int = Field(5, ge=1, le=3600, description="seconds measured before the guard may act")
+
+
 class ValidationSpec(StrictModel):
+    """How each applied allocation is validated and judged."""
+
     window_s: int = Field(120, ge=1, le=86_400, description="seconds each applied allocation is validated")
+    settle_s: int = Field(0, ge=0, le=3600, description="seconds held after applying an allocation, not counted")
+    hold_s: int = Field(1, ge=1, le=3600, description="seconds each user count drawn from the level is held")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="a level fails with evidence when the one-sided test of "
+                         "'degradation <= beta_thresh' rejects at this level")
+    tolerance: float | None = Field(None, gt=0, le=1, description="a level passes only when expected and measured "
+                                    "degradation also agree within this (None: not required)")
+    guard: GuardSpec = GuardSpec()
 
 
 class ReplaySpec(StrictModel):
@@ -280,6 +355,40 @@ class ExperimentSpec(StrictModel):
                              f"({self.sweep.dwell_s}), or every sweep sample is dropped")
         return self
 
+    @model_validator(mode="after")
+    def _sweep_within_bounds(self) -> ExperimentSpec:
+        for slice_spec in self.slices:
+            for index, axis in enumerate(("cpu_millicores", "bandwidth_mbps")):
+                low, high = slice_spec.bounds.lower[index], slice_spec.bounds.upper[index]
+                outside = [value for value in getattr(self.sweep, axis) if not low <= value <= high]
+                if outside:
+                    raise ValueError(f"sweep.{axis} value {outside[0]:g} is outside slice {slice_spec.name}'s "
+                                     f"bounds [{low:g}, {high:g}]")
+        return self
+
+    @model_validator(mode="after")
+    def _margin_below_thresholds(self) -> ExperimentSpec:
+        margin = self.optimizer.beta_margin
+        for slice_spec in self.slices:
+            if margin >= slice_spec.beta_thresh:
+                raise ValueError(f"optimizer.beta_margin ({margin:g}) must be below slice {slice_spec.name}'s "
+                                 f"beta_thresh ({slice_spec.beta_thresh:g})")
+        return self
+
+    def validated_users(self) -> list[int]:
+        """The whole user counts the traffic levels put on a testbed during validation (any slice, any level)."""
+        counts = {
+            max(1, int(np.rint(users)))
+            for slice_spec in self.slices for profile in slice_spec.traffic
+            for users, probability in zip(profile.distribution().support, profile.distribution().probabilities,
+                                          strict=True) if probability > 0
+        }
+        return sorted(counts)
+
+    def sweep_users(self) -> list[int]:
+        """The user counts the first round sweeps: ``sweep.users``, else the levels' user counts."""
+        return list(self.sweep.users) if self.sweep.users is not None else self.validated_users()
+
     @field_validator("slices")
     @classmethod
     def _unique_names(cls, slices: list[SliceSpec]) -> list[SliceSpec]:
@@ -315,6 +424,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
                     profile.distribution()
                 except InputError as exc:
                     raise InputError(f"{path}: slices[{index}].traffic[{level}]: {exc}") from None
+    missing = sorted(set(spec.validated_users()) - set(spec.sweep_users()))
+    if missing:  # checked after the trace files are read (a level's user counts may come from one)
+        raise InputError(f"{path}: sweep.users {spec.sweep.users} misses {', '.join(map(str, missing))} user(s), "
+                         "which the traffic levels validate; add them (or omit sweep.users: the levels' user counts)")
     return spec
 
 

@@ -149,13 +149,13 @@ class SweepRunner:
 
     def _apply(self, point: Point) -> None:
         allocation = Allocation(point.cpu_millicores, point.bandwidth_mbps)
-        with self._testbed_guard("applying the allocation"):
+        with self.testbed_guard("applying the allocation"):
             for slice_name in self.sweep.safe_allocations:
                 self.testbed.apply(slice_name, allocation)
                 self.testbed.set_traffic(slice_name, point.users)
 
     def _collect(self) -> pd.DataFrame:
-        with self._testbed_guard("collecting samples"):
+        with self.testbed_guard("collecting samples"):
             if self.sweep.settle_s:
                 self.testbed.collect(self.sweep.settle_s)
             return self.testbed.collect(self.sweep.dwell_s)
@@ -175,7 +175,7 @@ class SweepRunner:
 
     def _restore_safe_allocation(self, point: Point, error: CommandError) -> None:
         restored = {}
-        with self._testbed_guard("restoring the safe (peak) allocation"):
+        with self.testbed_guard("restoring the safe (peak) allocation"):
             for slice_name, peak in self.sweep.safe_allocations.items():
                 try:
                     self.testbed.apply(slice_name, peak)
@@ -190,7 +190,7 @@ class SweepRunner:
         record_incomplete(self.run, point, f"actuator failure: {error}; the safe (peak) allocation was restored")
 
     @contextmanager
-    def _testbed_guard(self, doing: str) -> Iterator[None]:
+    def testbed_guard(self, doing: str) -> Iterator[None]:
         """Turn a lost testbed (node gone, connection dropped) into a resumable stop."""
         try:
             yield

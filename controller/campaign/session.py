@@ -89,12 +89,13 @@ def resumed_testbed(run: Run, spec: CampaignSpec) -> Testbed:
 
 @contextmanager
 def campaign_lock(run: Run) -> Iterator[None]:
-    """Hold the run's lock (released by the kernel even on kill -9), refusing a second live runner."""
+    """Hold the run's lock (released by the kernel even on kill -9), refusing a second live runner (campaigns and
+    closed loops alike)."""
     with (run.path / LOCK).open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunStopped(f"{run.path}: the campaign is still running in another process "
+            raise RunStopped(f"{run.path}: the {run.metadata().get('kind', 'run')} is still running in another process "
                              f"(pid {run.metadata().get('pid')}); wait for it or stop it first") from None
         yield
 

@@ -1,30 +1,45 @@
-"""``slicebed loop run``: a closed-loop experiment on a testbed backend."""
+"""``slicebed loop run|resume``: a closed-loop experiment on a testbed backend, resumable after a kill."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from analysis.slice_model import pick_device
-from controller.campaign.session import begin_session
 from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
-from controller.loop import ClosedLoop, LoopInputs
-from controller.loop_report import write_loop_report
-from controller.spec import load_spec, spec_document
+from controller.loop.runner import LoopInputs
+from controller.loop.session import LoopResult, create_loop_run, is_completed, open_loop_run, run_loop_session
+from controller.loop_report import for_people
+from controller.spec import ExperimentSpec, load_spec
 from controller.testbeds import BACKENDS, open_testbed
+from controller.testbeds.base import Testbed
 from core.errors import InputError
-from core.runstore import RunStore
+from core.runstore import Run, RunStore
+
+EXIT_DOES_NOT_HOLD = 1
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``loop run``."""
+    """Add ``loop run`` and ``loop resume``."""
     loop = parser.add_subparsers(dest="action", required=True)
-    loop_run = loop.add_parser("run", help="sweep, retrain, optimize, apply and validate")
+    loop_run = loop.add_parser("run", help="sweep, retrain, optimize, apply and validate until every level holds")
     loop_run.add_argument("spec", type=Path, help="experiment spec (YAML)")
     loop_run.add_argument("--testbed", choices=BACKENDS, help="override the spec's testbed backend")
-    add_device(loop_run)
+    add_options(loop_run)
     loop_run.set_defaults(handler=cmd_loop_run)
+
+    resume = loop.add_parser("resume", help="continue a killed, stopped or interrupted loop where it stopped")
+    resume.add_argument("run", help="run id (under --runs-dir) or run directory")
+    resume.add_argument("--spec", type=Path, help="refuse to resume unless this spec is the one the loop started with")
+    add_options(resume)
+    resume.set_defaults(handler=cmd_loop_resume)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    add_device(parser)
+    parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
 
 
 def cmd_loop_run(args: argparse.Namespace) -> int:
@@ -35,23 +50,50 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
         testbed = open_testbed(spec, backend)
     except InputError as exc:
         raise InputError(f"{args.spec}: {exc}") from None
-    store = RunStore(args.runs_dir)
-    device = pick_device(args.device)
-    with testbed, terminate_as_interrupt():
-        run = store.create(spec.name, spec_document(spec), kind="loop")
+    with testbed:  # opened before the run exists: a testbed that is down leaves no half-made run
+        run = create_loop_run(RunStore(args.runs_dir), spec, backend, args.spec)
         console.print(f"run [bold]{run.id}[/] in {run.path}")
-        with run.finishing_on_error():
-            run.update_metadata(testbed=backend, spec_file=str(args.spec))
-            begin_session(run, testbed)
-            with progress_bar(args.quiet) as progress:
-                loop = ClosedLoop(spec, inputs, testbed, run, progress, device)
-                results = loop.execute()
-            markdown_path, html_path = write_loop_report(run, spec, results, loop.final_rounds, backend)
-        run.finish("completed")
-    print_table("closed-loop results", results[[
-        "round", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "expected_degradation",
-        "achieved_degradation", "beta_thresh"]].to_dict("records"))
-    print(json.dumps({"run": str(run.path), "report": str(markdown_path), "html": str(html_path)}))
+        return session(run, spec, inputs, testbed, args)
+
+
+def cmd_loop_resume(args: argparse.Namespace) -> int:
+    run, spec = open_loop_run(RunStore(args.runs_dir), args.run, args.spec)
+    if is_completed(run):
+        print(json.dumps({"run": str(run.path), "status": "completed", "note": "nothing left to do"}))
+        return 0
+    try:
+        inputs = LoopInputs.load(spec)
+        testbed = open_testbed(spec, run.metadata().get("testbed") or spec.testbed.backend)
+    except InputError as exc:
+        raise InputError(f"{run.path / 'spec.yaml'}: {exc}") from None
+    with testbed:
+        console.print(f"resuming run [bold]{run.id}[/] in {run.path}")
+        return session(run, spec, inputs, testbed, args)
+
+
+def session(run: Run, spec: ExperimentSpec, inputs: LoopInputs, testbed: Testbed, args: argparse.Namespace) -> int:
+    """One session of the loop; the outcome on stdout (a table, or JSON), what did not hold on stderr."""
+    with terminate_as_interrupt(), progress_bar(args.quiet) as progress:
+        result = run_loop_session(run, spec, inputs, testbed, progress, pick_device(args.device))
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print_table("closed loop: each level's rounds", for_people(result.outcome.results)[[
+            "round", "level", "traffic", "cpu_millicores", "bandwidth_mbps", "expected_degradation",
+            "achieved_degradation", "beta_thresh", "verdict"]].to_dict("records"))
+        print(f"report: {result.report[0]}")
+    return explain(result)
+
+
+def explain(result: LoopResult) -> int:
+    """Say on stderr what did not hold or could not be measured; the exit status (1: a level does not hold)."""
+    if result.incomplete_points:
+        first, reason = next(iter(sorted(result.incomplete_points.items())))
+        print(f"slicebed: {len(result.incomplete_points)} sweep point(s) could not be measured and were left out "
+              f"of training (e.g. {first}: {reason}); see {result.run.path / 'events.jsonl'}", file=sys.stderr)
+    failing = [level + 1 for level, verdict in sorted(result.outcome.verdicts.items()) if verdict != "pass"]
+    if failing:
+        print(f"slicebed: level(s) {', '.join(map(str, failing))} did not pass within {result.outcome.rounds} "
+              f"round(s); see {result.report[0]}", file=sys.stderr)
+        return EXIT_DOES_NOT_HOLD
     return 0
-
-
