@@ -49,7 +49,7 @@ def base_spec(dataset: Path) -> dict[str, Any]:
             "traffic": [{"kind": "constant", "users": 2},
                         {"kind": "truncated_normal", "mean": 3, "std": 1, "low": 1, "high": 5}],
         }],
-        "sweep": {"users": [1, 2], "cpu_millicores": [1000, 2000], "bandwidth_mbps": [10, 25], "dwell_s": 20},
+        "sweep": {"users": [1, 2, 3, 4, 5], "cpu_millicores": [1000, 2000], "bandwidth_mbps": [10, 25], "dwell_s": 20},
         "training": {"epochs": 5},
     }
 
