@@ -19,6 +19,10 @@ from core.errors import InputError
 from core.runstore import Run, RunStore
 
 EXIT_DOES_NOT_HOLD = 1
+TABLE = {"round": "round", "level": "level", "traffic": "traffic", "cpu_millicores": "CPU mc",
+         "bandwidth_mbps": "Mbps", "expected_degradation": "expected", "achieved_degradation": "measured",
+         "beta_thresh": "beta", "verdict": "verdict"}
+"""Result columns shown to people, and their headings."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +82,8 @@ def session(run: Run, spec: ExperimentSpec, inputs: LoopInputs, testbed: Testbed
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
-        print_table("closed loop: each level's rounds", for_people(result.outcome.results)[[
-            "round", "level", "traffic", "cpu_millicores", "bandwidth_mbps", "expected_degradation",
-            "achieved_degradation", "beta_thresh", "verdict"]].to_dict("records"))
+        print_table("closed loop: each level's rounds", for_people(result.outcome.results)[list(TABLE)].rename(
+            columns=TABLE).to_dict(orient="records"))
         print(f"report: {result.report[0]}")
     return explain(result)
 

@@ -64,7 +64,7 @@ def space_filling(design: SweepDesign, users: Sequence[int], cpu_range: tuple[fl
         else:
             unit = qmc.LatinHypercube(d=2, rng=rng).random(per_user)
         scaled = qmc.scale(unit, [cpu_range[0], bandwidth_range[0]], [cpu_range[1], bandwidth_range[1]])
-        targets += [(int(count), round(float(bandwidth), 1), round(float(cpu))) for cpu, bandwidth in scaled]
+        targets += [(int(count), round(float(bandwidth), 1), float(round(cpu))) for cpu, bandwidth in scaled]
     return targets
 
 
@@ -123,7 +123,7 @@ def targeted_targets(failure: FailedLevel, model: SliceModel, measured: np.ndarr
             frontier.append(candidate)
             chosen.append(candidate)
     allocations = [*around, *frontier]
-    return [(users[index % len(users)], round(float(allocation[1]), 1), round(float(allocation[0])))
+    return [(users[index % len(users)], round(float(allocation[1]), 1), float(round(allocation[0])))
             for index, allocation in enumerate(allocations)]
 
 
@@ -165,7 +165,8 @@ def _straddle(failure: FailedLevel, model: SliceModel, measured: np.ndarray, can
         distance = np.sqrt((gaps**2).sum(-1)).min(1) / np.sqrt(2)
     else:
         distance = np.ones(len(candidates))
-    return np.abs(degradation.mean(0) - failure.beta) - 1.96 * spread - DISTANCE_WEIGHT * distance
+    score: np.ndarray = np.abs(degradation.mean(0) - failure.beta) - 1.96 * spread - DISTANCE_WEIGHT * distance
+    return score
 
 
 @torch.no_grad()

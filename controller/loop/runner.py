@@ -333,7 +333,7 @@ class ClosedLoop:
         samples, fallbacks = self.window(round_index, level, chosen)
         rows = [self.judge(round_index, level, slice_spec, chosen, samples, fallbacks.get(slice_spec.name))
                 for slice_spec in self.spec.slices]
-        verdict = max((row["verdict"] for row in rows), key=VERDICT_ORDER.index)
+        verdict = max((str(row["verdict"]) for row in rows), key=VERDICT_ORDER.index)
         self.journal.record_validation(round_index, level, samples, pd.DataFrame(rows), verdict=verdict,
                                        achieved={row["slice"]: round(row["achieved_degradation"], 4) for row in rows},
                                        fallback=sorted(fallbacks))
@@ -468,7 +468,8 @@ def level_series(profile: TrafficSpec, seconds: int, hold_s: int, rng: np.random
         values = profile.series(seconds, rng)
     else:
         values = np.repeat(profile.series(-(-seconds // hold_s), rng), hold_s)[:seconds]
-    return np.maximum(1, np.rint(values)).astype(int)
+    users: np.ndarray = np.maximum(1, np.rint(values)).astype(int)
+    return users
 
 
 def _read_json(path: Path) -> Any:
