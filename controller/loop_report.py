@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -89,9 +90,8 @@ def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
                plot_allocations(settled, plots / "allocations.png"),
                plot_degradation(settled, plots / "degradation.png")]
     metrics = pd.DataFrame([
-        {"slice": name, "split": split, **model_round.metrics[split]}
-        for name, model_round in final_rounds.items()
-        for split in ("train", "validation") if isinstance(model_round.metrics.get(split), dict)
+        {"slice": name, "split": split, **figures}
+        for name, model_round in final_rounds.items() for split, figures in model_figures(model_round.metrics)
     ])
     sections = [
         ReportSection("Summary", text=_summary(spec, outcome, final, testbed), table=for_people(final)[ROUND_COLUMNS]),
@@ -105,11 +105,22 @@ def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
         ReportSection("Safety", text=_safety(run)),
         ReportSection("Slice models (last round)", text=(
             "Gaussian NLL with QoS in Mbps (`nll`) and min-max normalized by the training range "
-            "(`nll_normalized`); MAE and MSE in Mbps."
+            "(`nll_normalized`); MAE and MSE in Mbps; `coverage_p`: the share of rows inside the predicted "
+            "p % interval. `grouped`: the mean over folds that each hold out whole allocations (when the data "
+            "held enough allocations to calibrate sigma)."
         ), table=metrics, figures=[*surfaces, *curves]),
         ReportSection("Provenance", text=_provenance(run)),
     ]
     return write_report(run.path, f"slicebed closed loop: {spec.name}", sections)
+
+
+def model_figures(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(split, figures) of a ``metrics.json``: the train and validation rows, and the grouped folds' mean."""
+    figures = [(split, metrics[split]) for split in ("train", "validation") if isinstance(metrics.get(split), dict)]
+    grouped = metrics.get("grouped")
+    if isinstance(grouped, dict) and isinstance(grouped.get("mean"), dict):
+        figures.append(("grouped", grouped["mean"]))
+    return figures
 
 
 def _summary(spec: ExperimentSpec, outcome: LoopOutcome, final: pd.DataFrame, testbed: str) -> str:

@@ -249,19 +249,15 @@ def test_a_loop_resumed_with_another_spec_is_refused_naming_the_difference(tmp_p
                           "validation.window_s: 40 when the loop started, 10 now")
 
 
-def test_the_shipped_replay_demo_closes_its_loop(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """`make demo-replay`: with no margin the model's boundary is off the twin's; validation finds it, a failed
-    level is swept around, and every level passes within the spec's rounds."""
+def test_the_shipped_replay_demo_holds_every_level_as_the_issue_asks(tmp_path: Path,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """`make demo-replay`: in its final round every level measures within beta_thresh, and within 0.1 of the
+    degradation the model expected."""
     spec = Path(__file__).resolve().parents[1] / "experiments" / "demo-replay.yaml"
     code, summary = run_loop(spec, tmp_path / "runs", capfd)
-    assert code == 0 and summary["holds"] and summary["rounds"] > 1
-    run = RunStore(tmp_path / "runs").open(summary["run"])
-    results = run.read_samples("results")
-    failed = results[results["verdict"] == "fail"]
-    assert len(failed)
-    journal = LoopJournal.read(run)
-    after = int(failed["round"].min()) + 1
-    assert journal.plans[after] and {point.users for point in journal.plans[after]} <= {2, 3, 4}
+    assert code == 0 and summary["holds"]
+    results = RunStore(tmp_path / "runs").open(summary["run"]).read_samples("results")
     final = results.sort_values("round").groupby("level").tail(1)
-    assert (final["verdict"] == "pass").all() and (final["achieved_degradation"] <= 0.2).all()
+    assert len(final) == 3 and (final["verdict"] == "pass").all()
+    assert (final["achieved_degradation"] <= final["beta_thresh"]).all()
     assert ((final["expected_degradation"] - final["achieved_degradation"]).abs() <= 0.1).all()
