@@ -35,7 +35,8 @@ class MicroOptSettings(StrictModel):
     refine_radius: float = Field(0.03, gt=0, description="initial half-width of the refinement box, unit scale")
     refine_shrink: float = Field(0.5, gt=0, lt=1, description="box factor when a slice's best stays at the centre")
     refine_grow: float = Field(2.0, ge=1, description="box factor along a resource a move reached the edge of")
-    price_steps: int = Field(16, ge=0, description="capacity-price doublings and bisections when R binds")
+    price_steps: int = Field(10, ge=0, description="doublings and bisections of a resource's capacity price")
+    price_rounds: int = Field(3, ge=1, description="rounds over the over-used resources' prices when R binds")
     sigma_multiplier: float | None = Field(
         None, ge=0, description="ablation (Sec. VI-C): optimize the scalar QoS mu - k sigma with this k "
         "(0: MicroOpt-0sigma, 2: MicroOpt-2sigma); None: the QoS distribution (MicroOpt)")
@@ -48,3 +49,20 @@ class GridSettings(StrictModel):
     cpu_step: float = Field(5.0, gt=0, description="millicores between grid lines")
     bandwidth_step: float = Field(0.05, gt=0, description="Mbps between grid lines")
     batch: int = Field(65536, ge=1, description="grid points evaluated per model call")
+
+
+class ExactSettings(StrictModel):
+    """Resolution of the exact solver: its CPU scan, bandwidth bracketing, refinement and knapsack grid."""
+
+    cpu_step: float = Field(25.0, gt=0, description="millicores between the CPU values of the first scan")
+    bandwidth_points: int = Field(48, ge=2, description="bandwidth values bracketing the least feasible "
+                                  "bandwidth at each CPU value (bisection then closes the bracket)")
+    nonmonotone_factor: int = Field(8, ge=1, description="finer bracketing grid where the constraint is not "
+                                    "monotone in bandwidth along a CPU value")
+    local_minima: int = Field(4, ge=1, description="local minima of the first scan refined per slice")
+    refine_steps: tuple[float, ...] = Field((5.0, 1.0), description="CPU steps of the successive refinements "
+                                            "around each minimum, each spanning the previous step either side")
+    tolerance: float = Field(1e-4, gt=0, description="bisection stops below this bracket width, resource units")
+    knapsack_cpu_step: float = Field(10.0, gt=0, description="millicores between the CPU values of each slice's "
+                                     "frontier when shared capacities couple the slices")
+    batch: int = Field(1 << 21, ge=1024, description="slice-model rows (allocations x traffic values) per call")

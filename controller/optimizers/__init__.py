@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from controller.optimizers.atlas import AtlasSettings, solve_atlas
 from controller.optimizers.base import Solution
 from controller.optimizers.cadrl import CaDRLSettings, solve_cadrl
+from controller.optimizers.exact import ExactSettings, solve_exact
 from controller.optimizers.grid import GridSettings, solve_grid
 from controller.optimizers.microopt import MicroOptSettings, solve_microopt
 from controller.optimizers.peak import PeakSettings, solve_peak
@@ -19,7 +20,9 @@ from controller.problem import Problem
 from core.errors import InputError
 
 SOLVERS: dict[str, tuple[Callable[..., Solution], Callable[[], BaseModel]]] = {
+    "exact": (solve_exact, ExactSettings),
     "microopt": (solve_microopt, MicroOptSettings),
+    "microopt-alg1": (solve_microopt, partial(MicroOptSettings, refine_rounds=0)),
     "microopt-0sigma": (solve_microopt, partial(MicroOptSettings, sigma_multiplier=0.0)),
     "microopt-2sigma": (solve_microopt, partial(MicroOptSettings, sigma_multiplier=2.0)),
     "grid": (solve_grid, GridSettings),
@@ -29,7 +32,8 @@ SOLVERS: dict[str, tuple[Callable[..., Solution], Callable[[], BaseModel]]] = {
     "cadrl": (solve_cadrl, CaDRLSettings),
     "cadrl+": (solve_cadrl, partial(CaDRLSettings, traffic="predicted")),
 }
-"""Method name -> (solver, factory of its default settings)."""
+"""Method name -> (solver, factory of its default settings). ``microopt-alg1`` is Algorithm 1 as published,
+``microopt`` Algorithm 1 plus this project's refinement (``controller.optimizers.microopt``)."""
 
 
 def default_settings(method: str, **overrides: Any) -> BaseModel:

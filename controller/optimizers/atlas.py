@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from controller.optimizers.base import BestTracker, Solution, evaluate_allocation
+from controller.optimizers.base import BestTracker, Solution, finalize
 from controller.optimizers.bnn import BayesianMLP
 from controller.problem import Problem, ProblemTensors
 from controller.traffic import constant
@@ -67,8 +67,7 @@ def solve_atlas(problem: Problem, settings: AtlasSettings | None = None,
         allocation[index] = answer.allocation[0]
         history = answer.history
     iterations = len(problem.slices) * (settings.pretrain_samples + settings.iterations)
-    return evaluate_allocation(problem, allocation, method, started, device, iterations,
-                               history if len(problem.slices) == 1 else ())
+    return finalize(problem, allocation, method, started, iterations, history if len(problem.slices) == 1 else ())
 
 
 def _optimize_slice(single: Problem, settings: AtlasSettings, device: torch.device | str, seed: int) -> Solution:

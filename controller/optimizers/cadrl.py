@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from controller.optimizers.base import Solution, evaluate_allocation
+from controller.optimizers.base import Solution, finalize
 from controller.problem import Problem, ProblemTensors, SliceProblem
 from controller.traffic import TrafficDistribution, constant, truncated_normal
 from core.validation import StrictModel
@@ -200,4 +200,4 @@ def solve_cadrl(problem: Problem, settings: CaDRLSettings | None = None,
         lower, upper = np.asarray(slice_problem.lower), np.asarray(slice_problem.upper)
         allocation[index] = lower + unit * (upper - lower)
     method = "cadrl" if settings.traffic == "general" else "cadrl+"
-    return evaluate_allocation(problem, allocation, method, started, device, settings.iterations)
+    return finalize(problem, allocation, method, started, settings.iterations)

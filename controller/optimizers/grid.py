@@ -1,20 +1,27 @@
-"""Exhaustive grid search on the slice model: Peak-alloc's solver and the exactness oracle for MicroOpt.
+"""Exhaustive grid search on the slice model: Peak-alloc's solver and the exactness oracle for the others.
 
-Each slice is searched over a fine (CPU, bandwidth) grid inside its bounds with the exact expected
-degradation. Slices are independent except through shared capacities, which grid search cannot trade
-off: when the per-slice optima overflow R the answer is flagged infeasible (use MicroOpt).
+Each slice is searched over a (CPU, bandwidth) grid inside its bounds with the exact expected degradation.
+The grid is visited in bands of increasing cost, so the search stops at the first band holding a feasible
+point: every point cheaper than the answer has been evaluated, none beyond its band. Points are screened in
+float32 and the candidates judged in float64 on the unfolded model, cheapest first. Slices are independent
+except through shared capacities, which grid search cannot trade off: when the per-slice optima overflow R
+the answer is flagged infeasible (use the exact solver).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from controller.optimizer_settings import GridSettings
-from controller.optimizers.base import Solution
-from controller.problem import Problem, ProblemTensors, SliceProblem
+from controller.optimizers.base import NEAR_FEASIBLE, Solution, finalize, judge
+from controller.problem import Problem, ProblemTensors
+
+BANDS_PER_BATCH = 4
+"""Grid points per cost band, in evaluation batches."""
 
 
 def axis(low: float, high: float, step: float) -> np.ndarray:
@@ -29,40 +36,65 @@ def solve_grid(problem: Problem, settings: GridSettings | None = None, device: t
     """Cheapest feasible grid allocation of each slice (least violating one when none is feasible)."""
     settings = settings or GridSettings()
     started = time.perf_counter()
-    n_slices = len(problem.slices)
-    eta = np.asarray(problem.eta)
-    allocation = np.zeros((n_slices, 2))
-    degradation = np.zeros(n_slices)
-    slices_feasible = True
+    allocation = np.zeros((len(problem.slices), 2))
+    queries = 0
     for index, slice_problem in enumerate(problem.slices):
-        cpu = axis(slice_problem.lower[0], slice_problem.upper[0], settings.cpu_step)
-        bandwidth = axis(slice_problem.lower[1], slice_problem.upper[1], settings.bandwidth_step)
-        points = np.stack(np.meshgrid(cpu, bandwidth, indexing="ij"), -1).reshape(-1, 2)
-        slice_degradation = _degradation_of_slice(slice_problem, points, settings.batch, device)
-        meets = slice_degradation <= slice_problem.beta_thresh
-        if meets.any():
-            best = int(np.argmin(np.where(meets, points @ eta, np.inf)))
-        else:
-            slices_feasible = False
-            best = int(np.argmin(slice_degradation))
-        allocation[index] = points[best]
-        degradation[index] = slice_degradation[best]
-    within_capacity = problem.capacity is None or bool((allocation.sum(0) <= np.asarray(problem.capacity)).all())
-    return Solution(
-        method="grid",
-        allocation=allocation,
-        expected_degradation=degradation,
-        normalized=float((allocation @ eta).sum()),
-        feasible=slices_feasible and within_capacity,
-        seconds=time.perf_counter() - started,
-        iterations=1,
-    )
+        single = Problem((slice_problem,), eta=problem.eta)
+        allocation[index], evaluated = _cheapest_on_grid(single, settings, device)
+        queries += evaluated
+    return finalize(problem, allocation, "grid", started, 1, queries=queries)
 
 
-def _degradation_of_slice(slice_problem: SliceProblem, points: np.ndarray, batch: int,
-                          device: torch.device | str) -> np.ndarray:
-    """Exact expected degradation of one slice at each (cpu, bw) point."""
-    tensors = ProblemTensors.build(Problem((slice_problem,)), device)
+def _cheapest_on_grid(single: Problem, settings: GridSettings, device: torch.device | str) -> tuple[np.ndarray, int]:
+    """The cheapest grid point of a one-slice problem meeting its QoS in float64 (else the least violating
+    one), and how many points were evaluated."""
+    slice_problem = single.slices[0]
+    cpu = axis(slice_problem.lower[0], slice_problem.upper[0], settings.cpu_step)
+    bandwidth = axis(slice_problem.lower[1], slice_problem.upper[1], settings.bandwidth_step)
+    eta_cpu, eta_bandwidth = single.eta
+    tensors = ProblemTensors.build(single, device)
+    least = (np.inf, np.zeros(2))
+    evaluated = 0
+    for points in _bands(cpu * eta_cpu, bandwidth * eta_bandwidth, settings.batch * BANDS_PER_BATCH):
+        grid = np.stack((cpu[points[:, 0]], bandwidth[points[:, 1]]), -1)
+        degradation = _degradation(tensors, grid, settings.batch, device)
+        evaluated += len(grid)
+        near = degradation <= slice_problem.beta_thresh + NEAR_FEASIBLE
+        if near.any():
+            candidates = grid[near][np.argsort(grid[near] @ np.asarray(single.eta), kind="stable")]
+            judged = judge(single, candidates[:, None, :])
+            if judged.feasible.any():
+                return candidates[int(np.argmax(judged.feasible))], evaluated
+        worst = int(np.argmin(degradation))
+        if degradation[worst] < least[0]:
+            least = (float(degradation[worst]), grid[worst])
+    return least[1], evaluated
+
+
+def _bands(cpu_cost: np.ndarray, bandwidth_cost: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """The grid's (cpu, bandwidth) index pairs in bands of increasing cost, about ``size`` points each.
+
+    Band k holds the points whose cost lies in [edge_k, edge_k+1) (the first from the cheapest point); the
+    comparison with each edge ends one band and starts the next, so every point lies in exactly one band.
+    """
+    low, high = cpu_cost[0] + bandwidth_cost[0], cpu_cost[-1] + bandwidth_cost[-1]
+    count = max(1, int(np.ceil(cpu_cost.size * bandwidth_cost.size / size)))
+    edges = np.linspace(low, high, count + 1)
+    edges[-1] = np.inf
+    starts = np.zeros(cpu_cost.size, dtype=np.int64)
+    for edge in edges[1:]:
+        ends = np.searchsorted(bandwidth_cost, edge - cpu_cost, side="left")
+        lengths = ends - starts
+        rows = np.repeat(np.arange(cpu_cost.size), lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        columns = offsets + np.repeat(starts, lengths)
+        if rows.size:
+            yield np.stack((rows, columns), -1)
+        starts = ends
+
+
+def _degradation(tensors: ProblemTensors, points: np.ndarray, batch: int, device: torch.device | str) -> np.ndarray:
+    """Float32 expected degradation of a one-slice problem at each (cpu, bw) point."""
     results = []
     for start in range(0, len(points), batch):
         chunk = torch.as_tensor(points[start : start + batch], dtype=torch.float32, device=device)

@@ -7,24 +7,27 @@ decays the allocation step, and stops when the gap between the best feasible cos
 Lagrangian (LB) closes. Random starts and slices form one tensor program: allocations have shape
 (starts, slices, resources), and each start carries its own multipliers.
 
-A final refinement sharpens the answer: the primal-dual iterates oscillate around the boundary of
-the feasible set, so each slice's cheapest allocation meeting its QoS is polished by a shrinking-box
-pattern search with the exact degradation; when shared capacities bind, the over-used resources are
-priced and the price is bisected until the slices fit (see :func:`_refine`). Every answer is the
-cheapest strictly feasible allocation evaluated.
+Two variants run this: ``microopt-alg1`` is Algorithm 1 as published (``refine_rounds`` 0), and
+``microopt`` adds a refinement the paper does not have: the primal-dual iterates oscillate around the
+boundary of the feasible set, so each slice's cheapest allocation meeting its QoS is polished by a
+shrinking-box pattern search with the exact degradation, and when shared capacities bind each over-used
+resource is priced on its own until the slices fit (see :func:`_refine`). Every answer is the cheapest
+allocation evaluated that is strictly feasible in float64.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from controller.optimizer_settings import MicroOptSettings
-from controller.optimizers.base import BestTracker, Solution, evaluate_allocation
+from controller.optimizers.base import BestTracker, Solution
+from controller.optimizers.polish import allocation_of, pattern_search
 from controller.optimizers.scalar_qos import scalar_tensors
-from controller.problem import Problem, ProblemTensors
+from controller.problem import CAPACITY_RTOL, Problem, ProblemTensors
 
 
 @dataclass
@@ -52,18 +55,17 @@ def solve_microopt(problem: Problem, settings: MicroOptSettings | None = None,
     settings = settings or MicroOptSettings()
     started = time.perf_counter()
     tensors = ProblemTensors.build(problem, device)
-    if settings.sigma_multiplier is not None:
-        tensors = scalar_tensors(tensors, settings.sigma_multiplier)
-    tracker = BestTracker(tensors, problem)
+    view = None
+    if settings.sigma_multiplier is not None:  # the ablation: a scalar QoS; its answer is judged on the real one
+        sigmas = settings.sigma_multiplier
+        view = partial(scalar_tensors, sigmas=sigmas)
+        tensors = view(tensors)
+    tracker = BestTracker(tensors, problem, view)
+    tracker.started = started
     starts = _initialize(tensors, tracker, settings)
     iterations = _primal_dual(tensors, tracker, starts, settings)
     _refine(tensors, tracker, starts, settings)
-    solution = tracker.solution("microopt", iterations)
-    if settings.sigma_multiplier is None:
-        return solution
-    # the ablation optimized a scalar QoS: judge its answer on the real QoS distribution
-    return evaluate_allocation(problem, solution.allocation, f"microopt-{settings.sigma_multiplier:g}sigma",
-                               started, device, iterations, solution.history)
+    return tracker.solution("microopt", iterations, tensors.queries)
 
 
 @torch.no_grad()
@@ -74,7 +76,7 @@ def _initialize(tensors: ProblemTensors, tracker: BestTracker, settings: MicroOp
     unit = torch.rand(settings.random_samples, n_slices, n_resources, generator=generator,
                       device=tensors.lower.device)
     unit[0] = 1.0  # the full allocation: the recommended fallback start (Sec. VI-D)
-    allocation = _allocation(tensors, unit)
+    allocation = allocation_of(tensors, unit)
     degradation = tensors.expected_degradation(allocation)
     tracker.update(allocation, degradation)
     violation = (degradation - tensors.beta_thresh).clamp(min=0)
@@ -85,7 +87,7 @@ def _initialize(tensors: ProblemTensors, tracker: BestTracker, settings: MicroOp
     starts = _Starts(unit=chosen, best_unit=chosen.clone(), best_cost=never[:, 0].clone(),
                      slice_unit=chosen.clone(), slice_cost=never,
                      samples=unit, sample_meets=violation == 0)
-    allocation = _allocation(tensors, chosen)
+    allocation = allocation_of(tensors, chosen)
     _record(tensors, starts, allocation, tensors.expected_degradation(allocation))
     return starts
 
@@ -94,11 +96,6 @@ def _per_slice_top(unit: torch.Tensor, score: torch.Tensor, count: int) -> torch
     """Per slice, the ``count`` rows of ``unit`` (N, S, K) with the lowest ``score`` (N, S): (count, S, K)."""
     order = score.argsort(dim=0)[: min(count, unit.shape[0])]
     return unit.gather(0, order.unsqueeze(-1).expand(-1, -1, unit.shape[-1])).clone()
-
-
-def _allocation(tensors: ProblemTensors, unit: torch.Tensor) -> torch.Tensor:
-    """Allocations in resource units from the unit-scaled variable."""
-    return tensors.lower + unit * (tensors.upper - tensors.lower)
 
 
 def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
@@ -126,7 +123,7 @@ def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
             if unit.grad.abs().max().item() < settings.gradient_tolerance:
                 break
         with torch.no_grad():
-            allocation = _allocation(tensors, unit)
+            allocation = allocation_of(tensors, unit)
             degradation = tensors.expected_degradation(allocation)
             _record(tensors, starts, allocation, degradation)
             qos_gap = degradation - tensors.beta_thresh
@@ -142,15 +139,15 @@ def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
                                                                  settings.gap_tolerance):
             break
     unit.requires_grad_(False)
-    tracker.update(_allocation(tensors, starts.best_unit), tensors.expected_degradation(
-        _allocation(tensors, starts.best_unit)))
+    tracker.update(allocation_of(tensors, starts.best_unit), tensors.expected_degradation(
+        allocation_of(tensors, starts.best_unit)))
     return iterations
 
 
 def _surrogate_lagrangian(tensors: ProblemTensors, starts: _Starts, qos_multiplier: torch.Tensor,
                           capacity_multiplier: torch.Tensor, eps: torch.Tensor, rho: float) -> torch.Tensor:
     """Surrogate Lagrangian per start (P,); also records feasible iterates with the exact degradation."""
-    allocation = _allocation(tensors, starts.unit)
+    allocation = allocation_of(tensors, starts.unit)
     mean, std = tensors.qos_distribution(allocation)
     with torch.no_grad():
         _record(tensors, starts, allocation, tensors.degradation_from(mean, std))
@@ -193,28 +190,57 @@ def _refine(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts, sett
     """Polish the answer on the boundary of the feasible set, then fit shared capacities.
 
     Slices interact only through the capacities, so each slice is polished on its own from its
-    cheapest feasible allocation (:func:`_pattern_search`). Without capacities that is the answer.
-    With capacities the over-used resources are priced (dual decomposition, as mu does in
-    Algorithm 1): the price is doubled until the slices' best responses fit R, then bisected.
+    cheapest feasible allocation (:func:`pattern_search`). Without capacities that is the answer.
+    With capacities each over-used resource gets its own price, as mu_k does in Algorithm 1 (eq. 6):
+    the slices' best responses to the weights eta_k (1 + p_k) are computed, and each price in turn is the
+    least that makes its resource fit (doubled, then bisected, the other prices held), for
+    ``price_rounds`` rounds since raising one price shifts demand onto the other resource.
     Every candidate goes through the tracker, which keeps the cheapest strictly feasible one.
     """
     complete = starts.slice_cost.isfinite().all(-1)  # starts where every slice met its QoS somewhere
     if settings.refine_rounds == 0 or not bool(complete.any()):
         return
-    unit = _pattern_search(tensors, starts.slice_unit[complete], tensors.eta, settings)
-    fits = _offer(tensors, tracker, unit)
-    if tensors.capacity is None or fits:
+    unit = pattern_search(tensors, starts.slice_unit[complete], tensors.eta, settings)
+    if _offer(tensors, tracker, unit) or tensors.capacity is None:
         return
-    overused = (tensors.capacity_excess(_allocation(tensors, unit)) > 0).any(0)  # (K,)
-    direction = tensors.eta * overused
-    low, high, price = 0.0, float("inf"), 1.0
+    unit = unit[:1]
+    prices = torch.zeros_like(tensors.eta)
+    for _ in range(settings.price_rounds):
+        over = _over_capacity(tensors, unit)
+        if not over.any():
+            break
+        for resource in over.nonzero()[:, 0].tolist():
+            prices, unit = _price_resource(tensors, tracker, starts, unit, prices, resource, settings)
+
+
+def _over_capacity(tensors: ProblemTensors, unit: torch.Tensor) -> torch.Tensor:
+    """Which resources the slices' allocations (1, S, K) over-use, (K,)."""
+    assert tensors.capacity is not None
+    return (tensors.capacity_excess(allocation_of(tensors, unit))[0] > CAPACITY_RTOL * tensors.capacity)
+
+
+def _price_resource(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts, unit: torch.Tensor,
+                    prices: torch.Tensor, resource: int,
+                    settings: MicroOptSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The least price of ``resource`` (others held) whose best responses fit its capacity, and those."""
+    low, high = float(prices[resource]), float("inf")
+    price = max(1.0, 2 * low)
+    fitting = unit
     for _ in range(settings.price_steps):
-        candidate = _best_response(tensors, starts, unit, tensors.eta + price * direction, settings)
-        if _offer(tensors, tracker, candidate):
-            high = price
+        trial = prices.clone()
+        trial[resource] = price
+        candidate = _best_response(tensors, starts, unit, tensors.eta * (1 + trial), settings)
+        _offer(tensors, tracker, candidate)
+        if _over_capacity(tensors, candidate)[resource]:
+            low = price
         else:
-            low, unit = price, candidate
+            high, fitting = price, candidate
         price = price * 2 if high == float("inf") else (low + high) / 2
+    if high == float("inf"):
+        return prices, unit
+    prices = prices.clone()
+    prices[resource] = high
+    return prices, fitting
 
 
 def _best_response(tensors: ProblemTensors, starts: _Starts, unit: torch.Tensor, weights: torch.Tensor,
@@ -225,10 +251,10 @@ def _best_response(tensors: ProblemTensors, starts: _Starts, unit: torch.Tensor,
     that are cheapest at these prices as well as from ``unit``: the learned QoS surface is not convex,
     so a local search from one point can stall far from the slice's best response.
     """
-    score = torch.where(starts.sample_meets, _allocation(tensors, starts.samples) @ weights, torch.inf)
+    score = torch.where(starts.sample_meets, allocation_of(tensors, starts.samples) @ weights, torch.inf)
     candidates = torch.cat((unit, _per_slice_top(starts.samples, score, settings.starts)))
-    refined = _pattern_search(tensors, candidates, weights, settings)
-    allocation = _allocation(tensors, refined)
+    refined = pattern_search(tensors, candidates, weights, settings)
+    allocation = allocation_of(tensors, refined)
     meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
     cost = torch.where(meets, allocation @ weights, torch.inf)  # (C, S)
     pick = cost.argmin(0)  # (S,)
@@ -237,38 +263,10 @@ def _best_response(tensors: ProblemTensors, starts: _Starts, unit: torch.Tensor,
 
 def _offer(tensors: ProblemTensors, tracker: BestTracker, unit: torch.Tensor) -> bool:
     """Give candidates (P, S, K) to the tracker; True if any start is strictly feasible."""
-    allocation = _allocation(tensors, unit)
+    allocation = allocation_of(tensors, unit)
     degradation = tensors.expected_degradation(allocation)
     tracker.update(allocation, degradation)
     return bool(tensors.feasible(degradation, allocation).any())
-
-
-def _pattern_search(tensors: ProblemTensors, unit: torch.Tensor, weights: torch.Tensor,
-                    settings: MicroOptSettings) -> torch.Tensor:
-    """Per slice, the cheapest allocation under ``weights`` that meets its QoS, by a shrinking-box search.
-
-    ``unit`` (P, S, K) must meet every slice's QoS. Each round evaluates a box of
-    (2 ``refine_steps`` + 1)^2 evenly spaced allocations around every slice's current one with the
-    exact degradation and moves the slice to the cheapest feasible point. A move to the edge of the
-    box widens it along that resource (the boundary of the feasible set can be steep: trading a little
-    CPU for much bandwidth); a slice whose best stays at the centre shrinks its box.
-    """
-    axis = torch.linspace(-1.0, 1.0, 2 * settings.refine_steps + 1, device=unit.device)
-    offsets = torch.cartesian_prod(axis, axis)  # (G, K)
-    center = int((offsets == 0).all(-1).nonzero()[0])
-    radius = torch.full(unit.shape, settings.refine_radius, device=unit.device)  # (P, S, K): per resource
-    for _ in range(settings.refine_rounds):
-        box = (unit + radius * offsets[:, None, None, :]).clamp(0.0, 1.0)  # (G, P, S, K)
-        allocation = _allocation(tensors, box)
-        meets = tensors.expected_degradation(allocation) <= tensors.beta_thresh
-        cost = torch.where(meets, allocation @ weights, torch.inf)
-        cost[center] = cost[center].clamp(max=1e9)  # the centre meets the QoS by construction
-        choice = cost.argmin(0)  # (P, S)
-        unit = box.gather(0, choice[None, ..., None].expand(1, -1, -1, box.shape[-1]))[0]
-        step = offsets[choice]  # (P, S, K)
-        radius = torch.where(step.abs() == 1.0, (radius * settings.refine_grow).clamp(max=1.0), radius)
-        radius = torch.where((choice == center)[..., None], radius * settings.refine_shrink, radius)
-    return unit
 
 
 __all__ = ["MicroOptSettings", "Solution", "solve_microopt"]

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from pydantic import Field
 
-from controller.optimizers.base import Solution, evaluate_allocation
+from controller.optimizers.base import Solution, finalize
 from controller.optimizers.grid import GridSettings, solve_grid
 from controller.problem import Problem
 from controller.traffic import constant
@@ -43,4 +43,4 @@ def solve_peak(problem: Problem, settings: PeakSettings | None = None, device: t
     settings = settings or PeakSettings()
     started = time.perf_counter()
     static = solve_grid(peak_problem(problem, settings), settings.grid, device)
-    return evaluate_allocation(problem, static.allocation, "peak", started, device, static.iterations)
+    return finalize(problem, static.allocation, "peak", started, static.iterations, queries=static.queries)

@@ -21,9 +21,10 @@ class ScalarQoSTensors(ProblemTensors):
     sigmas: float = 0.0
 
     def qos_distribution(self, allocation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scalar QoS as a (near-)degenerate distribution: mean mu - k sigma, std ``POINT_STD_MBPS``."""
+        """The scalar QoS as a (near-)degenerate distribution: mean mu - k sigma (mu + k sigma for a
+        lower-is-better QoS), std ``POINT_STD_MBPS``."""
         mean, std = super().qos_distribution(allocation)
-        return mean - self.sigmas * std, torch.full_like(std, POINT_STD_MBPS)
+        return mean - self.sigmas * self.direction[:, None] * std, torch.full_like(std, POINT_STD_MBPS)
 
 
 def scalar_tensors(tensors: ProblemTensors, sigmas: float) -> ScalarQoSTensors:

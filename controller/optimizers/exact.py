@@ -1,0 +1,303 @@
+"""The exact solver (``--method exact``): each slice's optimum traced along the boundary of its feasible set.
+
+With two resources the answer of eq. (2) lies where the QoS constraint binds or on a bound: at each CPU value
+c the cheapest bandwidth is the least feasible one, b*(c), and the answer minimizes eta_cpu c + eta_bw b*(c)
+along that boundary. The constraint is read as a margin, >= 0 when met (``ProblemTensors.margin``): under
+constant traffic the deterministic mu - z sigma - q_thresh, otherwise beta_thresh - E[beta].
+
+1. Boundary (:func:`least_bandwidth`): for a batch of CPU values, a coarse bandwidth grid brackets b*(c)
+   (the first feasible grid value); where the margin is not monotone in bandwidth along that CPU value a
+   grid ``nonmonotone_factor`` times finer re-brackets it, so a feasible pocket between coarse values is not
+   skipped; bisection then closes each bracket.
+2. Minimum: the cost along a CPU scan, its ``local_minima`` cheapest local minima refined on finer CPU
+   steps, the cheapest kept.
+3. Polish and certificate, in float64 on the unfolded model: bisection of the bandwidth (then of the CPU)
+   to the boundary, and the KKT conditions at the answer (:func:`kkt_residual`).
+
+Slices (and the cases of a benchmark, posed as slices of one problem) form one tensor program: every step
+evaluates all slices' points in one batched call. When shared capacities couple the slices, each slice's
+frontier b*(c) on a CPU grid feeds the exact multiple-choice knapsack (``knapsack``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from controller.optimizer_settings import ExactSettings
+from controller.optimizers.base import Solution, finalize
+from controller.optimizers.knapsack import backtrack, least_total_bandwidth
+from controller.problem import CAPACITY_RTOL, Problem, ProblemTensors
+
+FRONTIER_PAD = 1e-3
+"""Mbps added to each frontier point the knapsack packs, so the float64 polish can only lower the bandwidth."""
+POLISH_SPAN = 1e-2
+"""Mbps below the float32 answer that the float64 polish of the bandwidth searches."""
+POLISH_ITERATIONS = 30
+
+
+@dataclass
+class Boundary:
+    """Per slice and CPU value, the least feasible bandwidth."""
+
+    cpu: torch.Tensor  # (S, C)
+    bandwidth: torch.Tensor  # (S, C), inf where no bandwidth within the bounds meets the QoS
+    nonmonotone: torch.Tensor  # (S, C) whether the margin fell somewhere below the first feasible grid value
+
+
+def solve_exact(problem: Problem, settings: ExactSettings | None = None,
+                device: torch.device | str = "cpu") -> Solution:
+    """Each slice's cheapest allocation meeting its QoS (the knapsack over frontiers when capacities are shared)."""
+    settings = settings or ExactSettings()
+    started = time.perf_counter()
+    tensors = ProblemTensors.build(problem, device)
+    precise = ProblemTensors.build(problem, device, torch.float64)
+    with torch.no_grad():
+        if problem.capacity is None:
+            cpu, bandwidth, iterations = _independent(tensors, settings)
+        else:
+            cpu, bandwidth, iterations = _shared(tensors, settings)
+        cpu_span = settings.refine_steps[-1] if settings.refine_steps else settings.cpu_step
+        cpu, bandwidth = _polish(precise, cpu.double(), bandwidth.double(), cpu_span, settings.batch)
+    allocation = torch.stack((cpu, bandwidth), -1)
+    residual, multiplier = kkt_residual(precise, allocation)
+    certificate = {"kkt_residual": float(residual.max()), "qos_multiplier_max": float(multiplier.max())}
+    return finalize(problem, allocation.cpu().numpy(), "exact", started, iterations,
+                    queries=tensors.queries + precise.queries, certificate=certificate)
+
+
+def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per slice: the CPU scan, its cheapest local minima refined; (cpu, bandwidth, rounds) of the best (S,)."""
+    scan = least_bandwidth(tensors, _cpu_axis(tensors, settings.cpu_step), settings)
+    cost = _cost(tensors, scan)
+    centres = _local_minima(cost, scan.cpu, settings.local_minima)  # (S, M)
+    span = settings.cpu_step
+    for step in settings.refine_steps:
+        offsets = torch.arange(-span, span + step / 2, step, device=centres.device)  # (O,)
+        cpu = (centres[..., None] + offsets).clamp(tensors.lower[:, 0, None, None], tensors.upper[:, 0, None, None])
+        refined = least_bandwidth(tensors, cpu.flatten(1), settings)
+        refined_cost = _cost(tensors, refined).reshape(cpu.shape)  # (S, M, O)
+        centres = cpu.gather(-1, refined_cost.argmin(-1, keepdim=True))[..., 0]
+        span = step
+    final = least_bandwidth(tensors, centres, settings)
+    best = _cost(tensors, final).argmin(-1, keepdim=True)
+    cpu, bandwidth = final.cpu.gather(1, best)[:, 0], final.bandwidth.gather(1, best)[:, 0]
+    fallback = ~bandwidth.isfinite()
+    if fallback.any():  # nothing on the scan met the QoS: the least-violating scanned allocation instead
+        least_violating = _least_violating(tensors, scan.cpu, settings)
+        cpu = torch.where(fallback, least_violating[:, 0], cpu)
+        bandwidth = torch.where(fallback, least_violating[:, 1], bandwidth)
+    return cpu, bandwidth, 2 + len(settings.refine_steps)
+
+
+def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The knapsack over each slice's frontier on a CPU grid ``knapsack_cpu_step`` apart (exact on that grid).
+
+    When nothing fits the capacities, each slice's cheapest frontier point (the answer is then judged
+    infeasible)."""
+    assert tensors.capacity is not None
+    step = settings.knapsack_cpu_step
+    low = tensors.lower[:, 0]
+    count = int(torch.floor((tensors.upper[:, 0] - low).max() / step).item()) + 1
+    units = torch.arange(count, device=low.device).expand(len(low), count)
+    cpu = (low[:, None] + step * units).clamp(max=tensors.upper[:, 0, None])  # beyond a bound: repeats it
+    frontier = least_bandwidth(tensors, cpu, settings)
+    if not frontier.bandwidth.isfinite().any(1).all():
+        cpu, bandwidth, _ = _independent(tensors, settings)  # some slice cannot meet its QoS at all
+        return cpu, bandwidth, 1
+    padded = (frontier.bandwidth.double() + FRONTIER_PAD).clamp(max=tensors.upper[:, 1, None].double())
+    bandwidth = _pareto(padded)
+    capacity = tensors.capacity.double() * (1 + CAPACITY_RTOL)
+    budget = math.floor((capacity[0].item() - low.double().sum().item()) / step)
+    eta = tensors.eta.double()
+    if budget >= 0:
+        least, choice = least_total_bandwidth(units, bandwidth, budget)
+        spent = torch.arange(budget + 1, device=low.device)
+        total_cost = eta[0] * (low.double().sum() + step * spent) + eta[1] * least
+        total_cost = torch.where(least <= capacity[1], total_cost, torch.inf)
+        if total_cost.isfinite().any():
+            picked = backtrack(units, choice, int(total_cost.argmin()))
+            rows = torch.arange(len(low), device=low.device)
+            return cpu[rows, picked], bandwidth[rows, picked].float(), 1
+    cheapest = (eta[0] * cpu + eta[1] * bandwidth).argmin(1, keepdim=True)
+    return cpu.gather(1, cheapest)[:, 0], bandwidth.gather(1, cheapest)[:, 0].float(), 1
+
+
+def _pareto(bandwidth: torch.Tensor) -> torch.Tensor:
+    """Drop (set to inf) frontier points that need no less bandwidth than a point with less CPU, (S, C)."""
+    earlier = torch.cat((torch.full_like(bandwidth[:, :1], torch.inf), bandwidth[:, :-1]), 1).cummin(1).values
+    return torch.where(bandwidth < earlier, bandwidth, torch.inf)
+
+
+def least_bandwidth(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> Boundary:
+    """The least bandwidth within the bounds at which each slice meets its QoS, for CPU values ``cpu`` (S, C)."""
+    n_slices, count = cpu.shape
+    low, high = tensors.lower[:, 1, None], tensors.upper[:, 1, None]  # (S, 1)
+    fractions = torch.linspace(0.0, 1.0, settings.bandwidth_points, device=cpu.device)
+    grid = (low + (high - low) * fractions).unsqueeze(1).expand(n_slices, count, -1)  # (S, C, N)
+    margin = margins(tensors, cpu[..., None].expand_as(grid), grid, settings.batch)
+    upper_end, found = _first_feasible(grid, margin)
+    falls = margin[..., 1:] < margin[..., :-1] - 1e-6  # (S, C, N - 1): between grid values j and j + 1
+    below = torch.arange(falls.shape[-1], device=cpu.device) < found[..., None] - 1
+    nonmonotone = (falls & below).any(-1)  # the margin peaks below the first feasible value: maybe a pocket
+    lower_end = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
+    recheck = nonmonotone & (found > 0)
+    if recheck.any():
+        lower_end, upper_end = _rebracket(tensors, cpu, lower_end, upper_end, recheck, settings)
+    bandwidth = _bisect(tensors, cpu, lower_end, upper_end, settings)
+    bandwidth = torch.where(found >= 0, bandwidth, torch.inf)
+    return Boundary(cpu, bandwidth, nonmonotone)
+
+
+def margins(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, batch: int) -> torch.Tensor:
+    """The QoS margin of each slice at its own points: cpu, bandwidth (S, ...) -> (S, ...), in chunks of
+    at most ``batch`` model rows."""
+    n_slices = cpu.shape[0]
+    allocation = torch.stack((cpu.reshape(n_slices, -1), bandwidth.reshape(n_slices, -1)), -1).transpose(0, 1)
+    chunk = max(1, batch // (n_slices * tensors.support.shape[1]))
+    parts = [tensors.margin(allocation[start:start + chunk]) for start in range(0, allocation.shape[0], chunk)]
+    return torch.cat(parts).T.reshape(cpu.shape)
+
+
+def _first_feasible(grid: torch.Tensor, margin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first grid value along the last axis where the margin is >= 0, and its index (-1: none)."""
+    feasible = margin >= 0
+    index = feasible.to(torch.int8).argmax(-1)
+    found = torch.where(feasible.any(-1), index, -1)
+    return grid.gather(-1, index[..., None])[..., 0], found
+
+
+def _rebracket(tensors: ProblemTensors, cpu: torch.Tensor, lower_end: torch.Tensor, upper_end: torch.Tensor,
+               recheck: torch.Tensor, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the margin is not monotone in bandwidth, bracket again on a finer grid below the first feasible
+    coarse value, so that a feasible pocket between coarse values is found. Rows are padded per slice."""
+    per_slice = recheck.sum(1)
+    width = int(per_slice.max())
+    order = recheck.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # flagged rows first
+    rows_cpu = cpu.gather(1, order)
+    top = upper_end.gather(1, order)
+    low = tensors.lower[:, 1, None]
+    points = settings.bandwidth_points * settings.nonmonotone_factor
+    fractions = torch.linspace(0.0, 1.0, points, device=cpu.device)
+    grid = low[..., None] + (top - low)[..., None] * fractions  # (S, W, P)
+    margin = margins(tensors, rows_cpu[..., None].expand_as(grid), grid, settings.batch)
+    fine_upper, found = _first_feasible(grid, margin)
+    fine_lower = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
+    valid = torch.arange(width, device=cpu.device) < per_slice[:, None]
+    lower_end = lower_end.scatter(1, order, torch.where(valid, fine_lower, lower_end.gather(1, order)))
+    upper_end = upper_end.scatter(1, order, torch.where(valid, fine_upper, top))
+    return lower_end, upper_end
+
+
+def _bisect(tensors: ProblemTensors, cpu: torch.Tensor, infeasible: torch.Tensor, feasible: torch.Tensor,
+            settings: ExactSettings) -> torch.Tensor:
+    """Close brackets [infeasible, feasible] of the bandwidth at each CPU value; the feasible ends (S, C)."""
+    width = float((feasible - infeasible).max().clamp(min=settings.tolerance))
+    for _ in range(math.ceil(math.log2(width / settings.tolerance))):
+        middle = (infeasible + feasible) / 2
+        meets = margins(tensors, cpu, middle, settings.batch) >= 0
+        feasible = torch.where(meets, middle, feasible)
+        infeasible = torch.where(meets, infeasible, middle)
+    return feasible
+
+
+def _cpu_axis(tensors: ProblemTensors, step: float) -> torch.Tensor:
+    """Each slice's CPU bounds split evenly, at most ``step`` apart, (S, C)."""
+    low, high = tensors.lower[:, 0, None], tensors.upper[:, 0, None]
+    count = int(torch.ceil((high - low).max() / step).item()) + 1
+    return low + (high - low) * torch.linspace(0.0, 1.0, count, device=low.device)
+
+
+def _cost(tensors: ProblemTensors, boundary: Boundary) -> torch.Tensor:
+    """eta . (c, b*(c)) along the boundary, inf where nothing is feasible, (S, C)."""
+    return tensors.eta[0] * boundary.cpu + tensors.eta[1] * boundary.bandwidth
+
+
+def _local_minima(cost: torch.Tensor, cpu: torch.Tensor, count: int) -> torch.Tensor:
+    """The CPU values (S, count) of the ``count`` cheapest local minima of ``cost`` (S, C) along the scan
+    (repeating the cheapest where a slice has fewer)."""
+    padded = torch.nn.functional.pad(cost, (1, 1), value=torch.inf)
+    minimum = (cost <= padded[:, :-2]) & (cost <= padded[:, 2:])
+    ranked = torch.where(minimum, cost, torch.inf)
+    order = ranked.argsort(1)[:, :count]
+    best = order[:, :1].expand_as(order)
+    chosen = torch.where(ranked.gather(1, order).isfinite(), order, best)
+    return cpu.gather(1, chosen)
+
+
+def _least_violating(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> torch.Tensor:
+    """Per slice, the scanned (cpu, bandwidth) (S, 2) with the largest margin: the best effort."""
+    low, high = tensors.lower[:, 1, None], tensors.upper[:, 1, None]
+    fractions = torch.linspace(0.0, 1.0, settings.bandwidth_points, device=cpu.device)
+    grid = (low + (high - low) * fractions).unsqueeze(1).expand(*cpu.shape, -1)
+    points = cpu[..., None].expand_as(grid)
+    margin = margins(tensors, points, grid, settings.batch).flatten(1)
+    index = margin.argmax(1, keepdim=True)
+    return torch.cat((points.flatten(1).gather(1, index), grid.flatten(1).gather(1, index)), 1)
+
+
+def _polish(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, cpu_span: float,
+            batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each (cpu, bandwidth) (S,) onto the boundary in float64: the least bandwidth within
+    ``POLISH_SPAN`` below, then the least CPU within ``cpu_span`` below (the last CPU step searched)."""
+    bandwidth = _polish_axis(precise, cpu, bandwidth, 1, POLISH_SPAN, batch)
+    cpu = _polish_axis(precise, cpu, bandwidth, 0, cpu_span, batch)
+    return cpu, bandwidth
+
+
+def _polish_axis(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, resource: int,
+                 span: float, batch: int) -> torch.Tensor:
+    """The least value of ``resource`` within ``span`` below the current one (float64 bisection) where the
+    current point meets the QoS; elsewhere the current value (left for the final judgement)."""
+    current = (cpu, bandwidth)[resource]
+
+    def meets(value: torch.Tensor) -> torch.Tensor:
+        point = (value, bandwidth) if resource == 0 else (cpu, value)
+        return margins(precise, point[0][:, None], point[1][:, None], batch)[:, 0] >= 0
+
+    low = torch.maximum(current - span, precise.lower[:, resource])
+    feasible = torch.where(meets(current), current, torch.nan)
+    infeasible = torch.where(meets(low), torch.nan, low)
+    done = infeasible.isnan() | feasible.isnan()  # already at the bound, or not feasible: leave for finalize
+    result = torch.where(feasible.isnan(), current, torch.where(infeasible.isnan(), low, feasible))
+    if done.all():
+        return result
+    a, b = torch.where(done, result, infeasible), torch.where(done, result, feasible)
+    for _ in range(POLISH_ITERATIONS):
+        middle = (a + b) / 2
+        ok = meets(middle)
+        b, a = torch.where(ok, middle, b), torch.where(ok, a, middle)
+    return torch.where(done, result, b)
+
+
+def kkt_residual(precise: ProblemTensors, allocation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KKT conditions of min eta . r s.t. margin(r) >= 0, lower <= r <= upper at ``allocation`` (S, 2).
+
+    In cost-normalized coordinates u = eta * r the objective's gradient is (1, 1); stationarity asks
+    (1, 1) = lambda grad_u margin + nu with lambda >= 0 and bound multipliers nu of the right sign on active
+    bounds. Returns each slice's residual (the norm of what is left over, over sqrt 2: 0 at a KKT point,
+    1 for a point no multiplier explains) and lambda. At a kink of a ReLU network the gradient is one of
+    its one-sided gradients, so a true optimum there can show a residual.
+    """
+    point = allocation.detach().double().clone().requires_grad_(True)
+    with torch.enable_grad():
+        margin = precise.margin(point[None])[0]
+        (gradient,) = torch.autograd.grad(margin.sum(), point)
+    scaled = gradient / precise.eta.double()  # d margin / d u
+    at_lower = point.detach() <= precise.lower.double() * (1 + 1e-12)
+    at_upper = point.detach() >= precise.upper.double() * (1 - 1e-12)
+    free = ~(at_lower | at_upper)
+    binding = margin.detach().abs() <= 1e-6 * (1 + margin.detach().abs())
+    square = torch.where(free, scaled, 0.0).square().sum(-1)
+    multiplier = torch.where(binding & (square > 0), torch.where(free, scaled, 0.0).sum(-1) / square.clamp(min=1e-300),
+                             0.0).clamp(min=0.0)
+    left = 1.0 - multiplier[:, None] * scaled  # the bound multipliers must absorb this on active bounds
+    wrong = torch.where(free, left, torch.where(at_lower, left.clamp(max=0.0), left.clamp(min=0.0)))
+    return wrong.norm(dim=-1) / np.sqrt(2), multiplier
+
+
+__all__ = ["ExactSettings", "Solution", "solve_exact"]
