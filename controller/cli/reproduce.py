@@ -13,9 +13,9 @@ import torch
 from analysis.slice_model import load_model, pick_device
 from collectors.milan import traffic_variation
 from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
-from controller.reproduce.cases import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MEAN, ReproduceConfig, build_cases
+from controller.reproduce.cases import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MEAN, ReproduceConfig
 from controller.reproduce.outputs import write_outputs
-from controller.reproduce.runner import run_reproduction
+from controller.reproduce.runner import run_reproduction, solves
 from core.errors import InputError
 from core.runstore import RunStore
 
@@ -37,6 +37,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                           f"(default {DEFAULT_SIGMA_MEAN} unless --milan)")
     microopt.add_argument("--sigma-max", type=float, help=f"traffic std sigma_max, users/s "
                           f"(default {DEFAULT_SIGMA_MAX} unless --milan)")
+    microopt.add_argument("--seeds", type=int, help="seeds of the randomized methods (default 5, 2 with --quick)")
     microopt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     add_device(microopt)
     microopt.set_defaults(handler=cmd_reproduce_microopt)
@@ -87,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> ReproduceConfig:
     """The run's configuration; bad numbers or files raise InputError naming the option."""
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.seeds is not None and args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
     if args.milan and (args.sigma_mean is not None or args.sigma_max is not None):
         raise InputError("--milan derives sigma_mean and sigma_max; drop --sigma-mean/--sigma-max or --milan")
     fields: dict[str, object] = {}
@@ -105,6 +108,8 @@ def config_from_args(args: argparse.Namespace) -> ReproduceConfig:
             raise InputError(f"--sigma-mean/--sigma-max must satisfy 0 < sigma_mean <= sigma_max, "
                              f"got {mean:g} and {maximum:g}")
         fields = {"sigma_mean": mean, "sigma_max": maximum, "sigma_source": "given on the command line"}
+    if args.seeds is not None:
+        fields["seeds"] = tuple(range(args.seeds))
     return ReproduceConfig.quick(**fields) if args.quick else ReproduceConfig(**fields)
 
 
@@ -113,7 +118,6 @@ def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = load_model(args.model, device)
     torch.set_num_threads(args.threads)
-    cases = build_cases(config)
     store = RunStore(args.out if args.out is not None else args.runs_dir)
     with terminate_as_interrupt():
         run = store.create("reproduce-microopt", {"model": str(args.model.resolve()), "quick": args.quick,
@@ -122,7 +126,7 @@ def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
         console.print(f"run [bold]{run.id}[/] in {run.path}")
         with run.finishing_on_error():
             with progress_bar(args.quiet) as progress:
-                task = progress.add_task("reproduce microopt", total=sum(len(case.methods) for case in cases))
+                task = progress.add_task("reproduce microopt", total=solves(config))
                 result = run_reproduction(model, config, device,
                                           lambda label: progress.update(task, advance=1, description=label))
             summary = write_outputs(run, config, result)

@@ -3,6 +3,12 @@
 Atlas learns the QoS-degradation function of a slice with such a network and explores with Thompson
 sampling: one draw of the weights is one plausible degradation function. Inputs are allocations scaled
 to [0, 1] per resource; the output is a probability (sigmoid).
+
+Each observation is a degradation: the share of an interval's slots whose QoS fell below the threshold,
+so it stands for ``slots`` Bernoulli outcomes (a binomial likelihood). The loss is the standard Bayes by
+backprop objective per outcome, the mean negative log-likelihood plus the KL term scaled by the dataset
+size (observations x slots), so the posterior contracts as data accumulates instead of being held at the
+prior by a KL term that outweighs a few hundred soft targets.
 """
 
 from __future__ import annotations
@@ -57,19 +63,21 @@ class BayesianMLP(torch.nn.Module):
                              + (std**2 + mean**2) / (2 * self.prior_std**2) - 0.5).sum()
         return total
 
-    def fit(self, inputs: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float, draws: int = 4) -> None:
-        """Maximize the ELBO (Bernoulli likelihood of the soft targets) for ``epochs`` full-batch Adam steps."""
+    def fit(self, inputs: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float, slots: int,
+            draws: int = 4) -> None:
+        """Maximize the ELBO for ``epochs`` full-batch Adam steps: each target is the observed share of
+        ``slots`` Bernoulli outcomes, and the KL term is scaled by the dataset size (targets x slots)."""
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        dataset_size = len(targets) * slots
         for _ in range(epochs):
             logits = self.logits(inputs, self.sample_weights(draws))
-            likelihood = functional.binary_cross_entropy_with_logits(
-                logits, targets.expand_as(logits), reduction="sum") / draws
-            loss = likelihood + self.kl_divergence()
+            likelihood = functional.binary_cross_entropy_with_logits(logits, targets.expand_as(logits))
+            loss = likelihood + self.kl_divergence() / dataset_size
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
     @torch.no_grad()
-    def thompson_draw(self, inputs: torch.Tensor) -> torch.Tensor:
-        """One posterior draw of the function at ``inputs`` (N, D): probabilities (N,)."""
-        return torch.sigmoid(self.logits(inputs, self.sample_weights(1))[0])
+    def thompson_draws(self, inputs: torch.Tensor, draws: int) -> torch.Tensor:
+        """``draws`` posterior draws of the function at ``inputs`` (N, D): probabilities (draws, N)."""
+        return torch.sigmoid(self.logits(inputs, self.sample_weights(draws)))

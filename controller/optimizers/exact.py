@@ -6,9 +6,9 @@ along that boundary. The constraint is read as a margin, >= 0 when met (``Proble
 constant traffic the deterministic mu - z sigma - q_thresh, otherwise beta_thresh - E[beta].
 
 1. Boundary (:func:`least_bandwidth`): for a batch of CPU values, a coarse bandwidth grid brackets b*(c)
-   (the first feasible grid value); where the margin is not monotone in bandwidth along that CPU value a
-   grid ``nonmonotone_factor`` times finer re-brackets it, so a feasible pocket between coarse values is not
-   skipped; bisection then closes each bracket.
+   (the first feasible grid value); where the margin is not monotone in bandwidth below it, and its peak
+   there is within its change to the neighbouring values of 0, a grid ``nonmonotone_factor`` times finer re-brackets it,
+   so a feasible pocket between coarse values is not skipped; bisection then closes each bracket.
 2. Minimum: the cost along a CPU scan, its ``local_minima`` cheapest local minima refined on finer CPU
    steps, the cheapest kept.
 3. Polish and certificate, in float64 on the unfolded model: bisection of the bandwidth (then of the CPU)
@@ -46,7 +46,7 @@ class Boundary:
 
     cpu: torch.Tensor  # (S, C)
     bandwidth: torch.Tensor  # (S, C), inf where no bandwidth within the bounds meets the QoS
-    nonmonotone: torch.Tensor  # (S, C) whether the margin fell somewhere below the first feasible grid value
+    nonmonotone: torch.Tensor  # (S, C) whether the margin peaked somewhere below the first feasible grid value
 
 
 def solve_exact(problem: Problem, settings: ExactSettings | None = None,
@@ -141,11 +141,18 @@ def least_bandwidth(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactS
     grid = (low + (high - low) * fractions).unsqueeze(1).expand(n_slices, count, -1)  # (S, C, N)
     margin = margins(tensors, cpu[..., None].expand_as(grid), grid, settings.batch)
     upper_end, found = _first_feasible(grid, margin)
-    falls = margin[..., 1:] < margin[..., :-1] - 1e-6  # (S, C, N - 1): between grid values j and j + 1
-    below = torch.arange(falls.shape[-1], device=cpu.device) < found[..., None] - 1
-    nonmonotone = (falls & below).any(-1)  # the margin peaks below the first feasible value: maybe a pocket
+    change = margin[..., 1:] - margin[..., :-1]  # (S, C, N - 1): from grid value j to j + 1
+    below = torch.arange(change.shape[-1], device=cpu.device) < found[..., None] - 1
+    rises = torch.nn.functional.pad(change[..., :-1], (1, 0), value=1.0) > 0  # into value j
+    peaks = below & rises & (change < 0)  # local maxima of the margin below the first feasible value
+    nonmonotone = peaks.any(-1)
+    # a peak hides a feasible pocket between grid values only if the margin may climb to 0 there: as far
+    # as it moves from the peak to its neighbours
+    steps = change.abs()
+    around = torch.maximum(steps, torch.nn.functional.pad(steps[..., :-1], (1, 0)))
+    reach = torch.where(peaks, margin[..., :-1] + around, -torch.inf).amax(-1)
     lower_end = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
-    recheck = nonmonotone & (found > 0)
+    recheck = nonmonotone & (found > 0) & (reach >= 0)
     if recheck.any():
         lower_end, upper_end = _rebracket(tensors, cpu, lower_end, upper_end, recheck, settings)
     bandwidth = _bisect(tensors, cpu, lower_end, upper_end, settings)

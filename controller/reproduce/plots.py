@@ -13,7 +13,8 @@ import pandas as pd
 
 from analysis.plots import save_figure
 
-LABELS = {"microopt": "MicroOpt", "atlas": "Atlas", "atlas+": "Atlas+", "cadrl": "CaDRL", "cadrl+": "CaDRL+",
+LABELS = {"exact": "exact", "microopt": "MicroOpt + refinement", "microopt-alg1": "MicroOpt (Alg. 1 as published)",
+          "atlas": "Atlas", "atlas+": "Atlas+", "cadrl": "CaDRL", "cadrl+": "CaDRL+",
           "peak": "Peak-alloc", "microopt-0sigma": "MicroOpt-0σ", "microopt-2sigma": "MicroOpt-2σ"}
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from controller.problem import DEFAULT_ETA
+from controller.reproduce.cases import DETERMINISTIC_METHODS
 
 PAPER_IMPROVEMENT_PCT = {"atlas": 7.65, "cadrl": 21.90, "peak": 53.14}
 """MicroOpt's decrease in mean allocation over the Fig. 6 grid, as the paper reports it (Sec. VI-B)."""
 PAPER_DYNAMIC_IMPROVEMENT_PCT = {"atlas+": 4.23, "cadrl+": 14.23, "atlas": 14.60, "cadrl": 31.61, "peak": 20.74}
 """The same on the dynamic-traffic cases (Figs. 7 and 8)."""
 TABLE1_SLA = (5.0, 0.1)
+WITHIN = 0.01
+"""Relative distance to the best known cost that counts as converged (the speed comparison, Fig. 10)."""
 
 
 def method_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -28,17 +32,38 @@ def method_summary(results: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
+def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the mean over seeds of its per-seed mean allocation and degradation, with 95 % intervals.
+
+    The interval is Student's t over the seeds' means; a deterministic method's is 0 (one answer per case),
+    a randomized method run with one seed has none (NaN).
+    """
+    per_seed = results.groupby(["method", "seed"], sort=False)[["normalized", "expected_degradation"]].mean()
+    records = []
+    for method, rows in per_seed.groupby(level="method", sort=False):
+        count = len(rows)
+        record: dict[str, object] = {"method": method, "seeds": count}
+        for column, name in (("normalized", "normalized"), ("expected_degradation", "degradation")):
+            values = rows[column].to_numpy()
+            record[f"mean_{name}"] = float(values.mean())
+            record[f"ci95_{name}"] = (0.0 if method in DETERMINISTIC_METHODS else
+                                      float(stats.t.ppf(0.975, count - 1) * values.std(ddof=1) / np.sqrt(count))
+                                      if count > 1 else float("nan"))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
 def threshold_rows(results: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFrame:
     """The constant-traffic (Fig. 6 grid) rows of ``methods``."""
     return results[(results["experiment"] == "threshold") & results["method"].isin(methods)]
 
 
 def table1(results: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFrame:
-    """Table I: allocation and degradation per constant traffic at q_thresh 5, beta_thresh 0.1."""
+    """Table I: allocation and degradation per constant traffic at q_thresh 5, beta_thresh 0.1 (mean over seeds)."""
     rows = threshold_rows(results, methods)
     rows = rows[(rows["q_thresh"] == TABLE1_SLA[0]) & (rows["beta_thresh"] == TABLE1_SLA[1])]
-    return rows[["method", "users", "cpu_millicores", "bandwidth_mbps", "normalized",
-                 "expected_degradation"]].reset_index(drop=True)
+    return rows.groupby(["method", "users"], sort=False)[
+        ["cpu_millicores", "bandwidth_mbps", "normalized", "expected_degradation"]].mean().reset_index()
 
 
 def by_threshold(results: pd.DataFrame, methods: tuple[str, ...], column: str) -> pd.DataFrame:
@@ -70,12 +95,39 @@ def dynamic_by_std(results: pd.DataFrame) -> pd.DataFrame:
         .mean().reset_index()
 
 
-def speed(results: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
-    """Median solve seconds per method on the dynamic cases, and how many times slower than MicroOpt."""
-    rows = results[results["experiment"] == "dynamic"]
-    median = rows.groupby("method", sort=False)["seconds"].median()
-    table = pd.DataFrame({"method": median.index, "median_seconds": median.to_numpy(),
-                          "times_microopt": median.to_numpy() / median.get("microopt", np.nan)})
+def best_known(results: pd.DataFrame, convergence: pd.DataFrame) -> pd.Series:
+    """Per case, the least feasible cost any method reached in the run (any seed): answers and their traces."""
+    answers = results.loc[results["feasible"], ["case", "normalized"]]
+    return pd.concat((answers, convergence[["case", "normalized"]])).groupby("case")["normalized"].min()
+
+
+def time_to_within(results: pd.DataFrame, convergence: pd.DataFrame, within: float = WITHIN) -> pd.DataFrame:
+    """Per case, seed and method: seconds until its best feasible cost came within ``within`` of the case's best
+    known cost (NaN: never in that solve)."""
+    best = best_known(results, convergence)
+    records = []
+    for (case, seed, method), _ in results.groupby(["case", "seed", "method"], sort=False):
+        trace = convergence[(convergence["case"] == case) & (convergence["seed"] == seed)
+                            & (convergence["method"] == method)].sort_values("seconds")
+        close = trace[trace["normalized"] <= (1 + within) * best.get(case, np.inf)]
+        records.append({"case": case, "seed": seed, "method": method,
+                        "seconds": float(close["seconds"].iloc[0]) if not close.empty else float("nan")})
+    return pd.DataFrame(records, columns=["case", "seed", "method", "seconds"])
+
+
+def speed(results: pd.DataFrame, times: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
+    """Per method: median solve seconds, median seconds to within 1 % of the best known cost (over the solves
+    that got there), the share that got there, and the mean exact queries."""
+    grouped = results.groupby("method", sort=False)
+    reached = times.groupby("method", sort=False)["seconds"]
+    table = pd.DataFrame({
+        "method": list(grouped.groups),
+        "median_seconds": grouped["seconds"].median().to_numpy(),
+        "median_seconds_to_1pct": reached.median().reindex(list(grouped.groups)).to_numpy(),
+        "share_within_1pct": reached.apply(lambda values: values.notna().mean()).reindex(list(grouped.groups))
+        .to_numpy(),
+        "mean_queries": grouped["queries"].mean().to_numpy(),
+    })
     if not policies.empty:
         table["note"] = np.where(table["method"] == "cadrl",
                                  f"inference only; policy training {policies['train_seconds'].median():.3g} s "
@@ -83,27 +135,34 @@ def speed(results: pd.DataFrame, policies: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def convergence_curve(convergence: pd.DataFrame, points: int = 60) -> pd.DataFrame:
-    """Fig. 10: mean optimality ratio over wall time per method.
+def convergence_curve(convergence: pd.DataFrame, results: pd.DataFrame, methods: tuple[str, ...],
+                      points: int = 60) -> pd.DataFrame:
+    """Fig. 10: mean optimality ratio over wall time per method on the dynamic cases.
 
-    Per case, the ratio at time t is (best final cost of either method) / (method's best cost at t),
-    0 before its first feasible allocation; averaged over the dynamic cases.
+    Per case and seed, the ratio at time t is (the case's best known cost) / (method's best cost at t),
+    0 before its first feasible allocation; averaged over the dynamic cases and seeds.
     """
-    if convergence.empty:
+    dynamic = set(results.loc[results["experiment"] == "dynamic", "case"])
+    traces = convergence[convergence["case"].isin(dynamic) & convergence["method"].isin(methods)]
+    if traces.empty:
         return pd.DataFrame(columns=["method", "seconds", "optimality_ratio"])
-    best = convergence.groupby("case")["normalized"].min()
-    grid = np.geomspace(max(convergence["seconds"].min(), 1e-4), convergence["seconds"].max() * 1.05, points)
-    cases = convergence["case"].unique()
+    best = best_known(results, convergence)
+    grid = np.geomspace(max(traces["seconds"].min(), 1e-4), traces["seconds"].max() * 1.05, points)
+    solved = results[results["case"].isin(dynamic)][["case", "seed", "method"]]
     records = []
-    for method, rows in convergence.groupby("method", sort=False):
-        ratios = np.zeros((len(cases), points))
-        for row, case in enumerate(cases):
-            trace = rows[rows["case"] == case].sort_values("seconds")
+    for method in methods:
+        runs = solved[solved["method"] == method]
+        if runs.empty:
+            continue
+        ratios = np.zeros((len(runs), points))
+        for row, run in enumerate(runs.itertuples()):
+            trace = traces[(traces["case"] == run.case) & (traces["seed"] == run.seed)
+                           & (traces["method"] == method)].sort_values("seconds")
             if trace.empty:
                 continue
             index = np.searchsorted(trace["seconds"].to_numpy(), grid, side="right") - 1
             cost = np.where(index >= 0, trace["normalized"].to_numpy()[index.clip(min=0)], np.inf)
-            ratios[row] = best[case] / cost
+            ratios[row] = best[run.case] / cost
         records += [{"method": method, "seconds": float(t), "optimality_ratio": float(r)}
                     for t, r in zip(grid, ratios.mean(0), strict=True)]
     return pd.DataFrame(records)
