@@ -13,8 +13,9 @@ import yaml
 from analysis.slice_model import load_model, pick_device
 from controller.cli.common import add_device, console, print_table
 from controller.optimizers import SOLVERS, solve
-from controller.problem import DEFAULT_ETA, Problem, SliceProblem
+from controller.problem import DATA_LOWER, DATA_UPPER, DEFAULT_ETA, Problem, SliceProblem
 from controller.spec import TrafficSpec
+from controller.support import support_box
 from controller.traffic import constant
 from core.errors import InputError
 from core.validation import validate
@@ -30,9 +31,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                          "'{kind: truncated_normal, mean: 3, std: 1, low: 1, high: 5}'")
     optimize.add_argument("--q-thresh", required=True, type=float, help="QoS threshold, Mbps per user")
     optimize.add_argument("--beta", required=True, type=float, help="allowed expected degradation, (0, 1)")
-    optimize.add_argument("--method", choices=sorted(SOLVERS), default="microopt")
-    optimize.add_argument("--cpu-bounds", nargs=2, type=float, default=(500.0, 4500.0), metavar=("MIN", "MAX"))
-    optimize.add_argument("--bw-bounds", nargs=2, type=float, default=(5.0, 50.0), metavar=("MIN", "MAX"))
+    optimize.add_argument("--method", choices=sorted(SOLVERS), default="exact",
+                          help="exact (default), MicroOpt (microopt-alg1: Algorithm 1 as published), an ablation "
+                          "or a baseline")
+    optimize.add_argument("--cpu-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
+                          help="allowed CPU, millicores (default: the model's training data, else 500 4000)")
+    optimize.add_argument("--bw-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
+                          help="allowed bandwidth, Mbps (default: the model's training data, else 5 40)")
+    optimize.add_argument("--allow-extrapolation", action="store_true",
+                          help="use the bounds and traffic as given even where they leave the model's training "
+                          "data (answers there are flagged extrapolated); default: cut the bounds to the data "
+                          "and refuse traffic outside it")
     optimize.add_argument("--json", action="store_true", help="print one JSON object")
     add_device(optimize)
     optimize.set_defaults(handler=cmd_optimize)
@@ -46,7 +55,10 @@ def check_optimize_args(args: argparse.Namespace) -> None:
         raise InputError(f"--q-thresh must be a finite number > 0 (Mbps per user), got {args.q_thresh:g}")
     if not 0 < args.beta < 1:
         raise InputError(f"--beta must be in (0, 1), got {args.beta:g}")
-    for option, (low, high) in (("--cpu-bounds", args.cpu_bounds), ("--bw-bounds", args.bw_bounds)):
+    for option, bounds in (("--cpu-bounds", args.cpu_bounds), ("--bw-bounds", args.bw_bounds)):
+        if bounds is None:
+            continue
+        low, high = bounds
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
             raise InputError(f"{option} must be finite with 0 < MIN <= MAX, got {low:g} {high:g}")
 
@@ -55,10 +67,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     check_optimize_args(args)
     model = load_model(args.model, pick_device(args.device))
     distribution = constant(args.users) if args.users is not None else parse_traffic(args.traffic).distribution()
-    problem = Problem((SliceProblem(
-        name="slice", model=model, traffic=distribution, q_thresh=args.q_thresh, beta_thresh=args.beta,
-        lower=(args.cpu_bounds[0], args.bw_bounds[0]), upper=(args.cpu_bounds[1], args.bw_bounds[1]),
-    ),), eta=DEFAULT_ETA)
+    box = support_box(model)
+    lower, upper = (box.lower, box.upper) if box is not None else (DATA_LOWER, DATA_UPPER)
+    if args.cpu_bounds is not None:
+        lower, upper = (args.cpu_bounds[0], lower[1]), (args.cpu_bounds[1], upper[1])
+    if args.bw_bounds is not None:
+        lower, upper = (lower[0], args.bw_bounds[0]), (upper[0], args.bw_bounds[1])
+    slice_problem = SliceProblem(name="slice", model=model, traffic=distribution, q_thresh=args.q_thresh,
+                                 beta_thresh=args.beta, lower=lower, upper=upper,
+                                 allow_extrapolation=args.allow_extrapolation)
+    if (slice_problem.lower, slice_problem.upper) != (lower, upper):
+        console.print(f"bounds cut to the model's training data: cpu {slice_problem.lower[0]:g}-"
+                      f"{slice_problem.upper[0]:g} millicores, bandwidth {slice_problem.lower[1]:g}-"
+                      f"{slice_problem.upper[1]:g} Mbps (--allow-extrapolation keeps them)")
+    problem = Problem((slice_problem,), eta=DEFAULT_ETA)
     solution = solve(problem, args.method, device=pick_device(args.device))
     result = {
         "method": args.method,
@@ -67,7 +89,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "normalized": round(solution.normalized, 6),
         "expected_degradation": round(float(solution.expected_degradation[0]), 6),
         "feasible": solution.feasible,
+        "extrapolated": bool(solution.extrapolated[0]),
         "seconds": round(solution.seconds, 4),
+        **{key: round(value, 6) for key, value in solution.certificate.items()},
     }
     if args.json:
         print(json.dumps(result))

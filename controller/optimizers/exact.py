@@ -47,6 +47,8 @@ class Boundary:
     cpu: torch.Tensor  # (S, C)
     bandwidth: torch.Tensor  # (S, C), inf where no bandwidth within the bounds meets the QoS
     nonmonotone: torch.Tensor  # (S, C) whether the margin peaked somewhere below the first feasible grid value
+    closest: torch.Tensor  # (S, C) the bandwidth of the largest margin on the coarse grid (the best effort)
+    closest_margin: torch.Tensor  # (S, C) that margin
 
 
 def solve_exact(problem: Problem, settings: ExactSettings | None = None,
@@ -87,10 +89,10 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
     best = _cost(tensors, final).argmin(-1, keepdim=True)
     cpu, bandwidth = final.cpu.gather(1, best)[:, 0], final.bandwidth.gather(1, best)[:, 0]
     fallback = ~bandwidth.isfinite()
-    if fallback.any():  # nothing on the scan met the QoS: the least-violating scanned allocation instead
-        least_violating = _least_violating(tensors, scan.cpu, settings)
-        cpu = torch.where(fallback, least_violating[:, 0], cpu)
-        bandwidth = torch.where(fallback, least_violating[:, 1], bandwidth)
+    if fallback.any():  # nothing on the scan met the QoS: the scanned allocation of the largest margin instead
+        closest = scan.closest_margin.argmax(1, keepdim=True)
+        cpu = torch.where(fallback, scan.cpu.gather(1, closest)[:, 0], cpu)
+        bandwidth = torch.where(fallback, scan.closest.gather(1, closest)[:, 0], bandwidth)
     return cpu, bandwidth, 2 + len(settings.refine_steps)
 
 
@@ -141,23 +143,26 @@ def least_bandwidth(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactS
     grid = (low + (high - low) * fractions).unsqueeze(1).expand(n_slices, count, -1)  # (S, C, N)
     margin = margins(tensors, cpu[..., None].expand_as(grid), grid, settings.batch)
     upper_end, found = _first_feasible(grid, margin)
+    lower_end = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
     change = margin[..., 1:] - margin[..., :-1]  # (S, C, N - 1): from grid value j to j + 1
-    below = torch.arange(change.shape[-1], device=cpu.device) < found[..., None] - 1
+    searched = torch.where(found >= 0, found, margin.shape[-1])  # grid values below the first feasible one
+    below = torch.arange(change.shape[-1], device=cpu.device) < searched[..., None] - 1
     rises = torch.nn.functional.pad(change[..., :-1], (1, 0), value=1.0) > 0  # into value j
     peaks = below & rises & (change < 0)  # local maxima of the margin below the first feasible value
-    nonmonotone = peaks.any(-1)
     # a peak hides a feasible pocket between grid values only if the margin may climb to 0 there: as far
     # as it moves from the peak to its neighbours
     steps = change.abs()
     around = torch.maximum(steps, torch.nn.functional.pad(steps[..., :-1], (1, 0)))
-    reach = torch.where(peaks, margin[..., :-1] + around, -torch.inf).amax(-1)
-    lower_end = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
-    recheck = nonmonotone & (found > 0) & (reach >= 0)
+    reaching = peaks & (margin[..., :-1] + around >= 0)
+    recheck = reaching.any(-1)
     if recheck.any():
-        lower_end, upper_end = _rebracket(tensors, cpu, lower_end, upper_end, recheck, settings)
+        peak = reaching.to(torch.int8).argmax(-1)  # the first (least bandwidth) such peak
+        lower_end, upper_end, found = _rebracket(tensors, cpu, grid, peak, recheck, (lower_end, upper_end, found),
+                                                 settings)
     bandwidth = _bisect(tensors, cpu, lower_end, upper_end, settings)
     bandwidth = torch.where(found >= 0, bandwidth, torch.inf)
-    return Boundary(cpu, bandwidth, nonmonotone)
+    closest_margin, closest = margin.max(-1)
+    return Boundary(cpu, bandwidth, peaks.any(-1), grid.gather(-1, closest[..., None])[..., 0], closest_margin)
 
 
 def margins(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, batch: int) -> torch.Tensor:
@@ -178,26 +183,32 @@ def _first_feasible(grid: torch.Tensor, margin: torch.Tensor) -> tuple[torch.Ten
     return grid.gather(-1, index[..., None])[..., 0], found
 
 
-def _rebracket(tensors: ProblemTensors, cpu: torch.Tensor, lower_end: torch.Tensor, upper_end: torch.Tensor,
-               recheck: torch.Tensor, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the margin is not monotone in bandwidth, bracket again on a finer grid below the first feasible
-    coarse value, so that a feasible pocket between coarse values is found. Rows are padded per slice."""
+def _rebracket(tensors: ProblemTensors, cpu: torch.Tensor, grid: torch.Tensor, peak: torch.Tensor,
+               recheck: torch.Tensor, bracket: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+               settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the margin peaks near 0 below the first feasible coarse value (at grid index ``peak``), search the
+    two coarse steps around the peak on a grid ``nonmonotone_factor`` times finer; a feasible value there
+    brackets the least feasible bandwidth anew. ``bracket`` and the result are (lower end, upper end, index
+    found or -1) per row; the rows to recheck are padded to the same count per slice."""
+    lower_end, upper_end, found = bracket
     per_slice = recheck.sum(1)
     width = int(per_slice.max())
     order = recheck.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # flagged rows first
-    rows_cpu = cpu.gather(1, order)
-    top = upper_end.gather(1, order)
-    low = tensors.lower[:, 1, None]
-    points = settings.bandwidth_points * settings.nonmonotone_factor
-    fractions = torch.linspace(0.0, 1.0, points, device=cpu.device)
-    grid = low[..., None] + (top - low)[..., None] * fractions  # (S, W, P)
-    margin = margins(tensors, rows_cpu[..., None].expand_as(grid), grid, settings.batch)
-    fine_upper, found = _first_feasible(grid, margin)
-    fine_lower = torch.where(found > 0, grid.gather(-1, (found - 1).clamp(min=0)[..., None])[..., 0], low)
     valid = torch.arange(width, device=cpu.device) < per_slice[:, None]
-    lower_end = lower_end.scatter(1, order, torch.where(valid, fine_lower, lower_end.gather(1, order)))
-    upper_end = upper_end.scatter(1, order, torch.where(valid, fine_upper, top))
-    return lower_end, upper_end
+    rows = grid.gather(1, order[..., None].expand(-1, -1, grid.shape[-1]))  # (S, W, N)
+    at = peak.gather(1, order)[..., None]
+    start = rows.gather(-1, (at - 1).clamp(min=0))
+    stop = rows.gather(-1, (at + 1).clamp(max=grid.shape[-1] - 1))
+    fractions = torch.linspace(0.0, 1.0, 2 * settings.nonmonotone_factor + 1, device=cpu.device)
+    fine = start + (stop - start) * fractions  # (S, W, P)
+    margin = margins(tensors, cpu.gather(1, order)[..., None].expand_as(fine), fine, settings.batch)
+    fine_upper, fine_found = _first_feasible(fine, margin)
+    fine_lower = fine.gather(-1, (fine_found - 1).clamp(min=0)[..., None])[..., 0]
+    pocket = valid & (fine_found > 0)  # the start of the fine grid is below a peak: not feasible when found
+    lower_end = lower_end.scatter(1, order, torch.where(pocket, fine_lower, lower_end.gather(1, order)))
+    upper_end = upper_end.scatter(1, order, torch.where(pocket, fine_upper, upper_end.gather(1, order)))
+    found = found.scatter(1, order, torch.where(pocket, fine_found, found.gather(1, order)))
+    return lower_end, upper_end, found
 
 
 def _bisect(tensors: ProblemTensors, cpu: torch.Tensor, infeasible: torch.Tensor, feasible: torch.Tensor,
@@ -234,17 +245,6 @@ def _local_minima(cost: torch.Tensor, cpu: torch.Tensor, count: int) -> torch.Te
     best = order[:, :1].expand_as(order)
     chosen = torch.where(ranked.gather(1, order).isfinite(), order, best)
     return cpu.gather(1, chosen)
-
-
-def _least_violating(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> torch.Tensor:
-    """Per slice, the scanned (cpu, bandwidth) (S, 2) with the largest margin: the best effort."""
-    low, high = tensors.lower[:, 1, None], tensors.upper[:, 1, None]
-    fractions = torch.linspace(0.0, 1.0, settings.bandwidth_points, device=cpu.device)
-    grid = (low + (high - low) * fractions).unsqueeze(1).expand(*cpu.shape, -1)
-    points = cpu[..., None].expand_as(grid)
-    margin = margins(tensors, points, grid, settings.batch).flatten(1)
-    index = margin.argmax(1, keepdim=True)
-    return torch.cat((points.flatten(1).gather(1, index), grid.flatten(1).gather(1, index)), 1)
 
 
 def _polish(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, cpu_span: float,
