@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from collectors.dataset import DEFAULT_SETTLE_S
 from controller import traffic
-from controller.optimizer_settings import DEFAULT_ETA, GridSettings, MicroOptSettings
+from controller.optimizer_settings import DEFAULT_ETA, ExactSettings, GridSettings, MicroOptSettings
 from core.errors import InputError
 from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
@@ -258,20 +258,22 @@ class TrainingSpec(StrictModel):
     datasets: list[Path] = Field(default_factory=list, description="extra MicroOpt CSVs trained on too")
 
 
-OptimizerMethod = Literal["microopt", "microopt-0sigma", "microopt-2sigma", "grid", "peak", "atlas", "atlas+",
-                          "cadrl", "cadrl+"]
+OptimizerMethod = Literal["exact", "microopt", "microopt-alg1", "microopt-0sigma", "microopt-2sigma", "grid", "peak",
+                          "atlas", "atlas+", "cadrl", "cadrl+"]
 
 
 class OptimizerSpec(StrictModel):
     method: OptimizerMethod = "microopt"
     beta_margin: float = Field(0.0, ge=0, lt=1, description="the loop optimizes against beta_thresh - beta_margin, "
                                "so a validation window's sampling spread stays under beta_thresh")
+    exact: ExactSettings = ExactSettings()
     microopt: MicroOptSettings = MicroOptSettings()
     grid: GridSettings = GridSettings()
 
-    def settings(self) -> MicroOptSettings | GridSettings | None:
-        """The settings this spec gives ``method`` (MicroOpt's and grid's); None: the method's defaults."""
-        return {"microopt": self.microopt, "grid": self.grid}.get(self.method)
+    def settings(self) -> ExactSettings | MicroOptSettings | GridSettings | None:
+        """The settings this spec gives ``method`` (the exact solver's, MicroOpt's and grid's); None: the
+        method's defaults."""
+        return {"exact": self.exact, "microopt": self.microopt, "grid": self.grid}.get(self.method)
 
 
 class GuardSpec(StrictModel):

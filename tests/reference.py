@@ -27,10 +27,12 @@ def unfolded_float64(model: SliceModel) -> SliceModel:
 
 @torch.no_grad()
 def expected_degradation(model: SliceModel, traffic: TrafficDistribution, q_thresh: float,
-                         cpu_millicores: np.ndarray | float, bandwidth_mbps: np.ndarray | float) -> np.ndarray:
+                         cpu_millicores: np.ndarray | float, bandwidth_mbps: np.ndarray | float,
+                         higher_is_better: bool = True) -> np.ndarray:
     """E[beta] of eq. (1) for allocations (broadcast arrays of CPU and bandwidth), in float64.
 
-    ``model`` must be a float64 model from :func:`unfolded_float64`.
+    ``model`` must be a float64 model from :func:`unfolded_float64`. For a lower-is-better QoS (the paper's
+    footnote 3: delay) a slot degrades when q >= q_thresh.
     """
     cpu, bandwidth = np.broadcast_arrays(np.asarray(cpu_millicores, dtype=np.float64),
                                          np.asarray(bandwidth_mbps, dtype=np.float64))
@@ -41,6 +43,8 @@ def expected_degradation(model: SliceModel, traffic: TrafficDistribution, q_thre
     inputs = torch.from_numpy(np.stack([columns[name] for name in FEATURES], axis=-1).copy())
     mean, std = (tensor.numpy() for tensor in model(inputs))
     below = special.ndtr((q_thresh - mean) / std)  # eq. (3): P(q <= q_thresh) under N(mean, std)
+    if not higher_is_better:
+        below = special.ndtr((mean - q_thresh) / std)  # P(q >= q_thresh)
     weights = users * np.asarray(traffic.probabilities, dtype=np.float64)  # eq. (1): x(t) weighs each slot
     return (below * weights).sum(-1) / weights.sum()
 

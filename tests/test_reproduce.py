@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import assert_one_error_line
+from scipy import stats
 
 from controller.cli import main
 
 PAPER_METHODS = {  # MicroOpt Sec. VI: the SLA-threshold cases (Fig. 6, Table I, the Fig. 9 ablations) and the
-    # dynamic-traffic cases (Fig. 7, 8), each with the methods the paper runs on them
-    "threshold": {"microopt", "atlas", "cadrl", "peak", "microopt-0sigma", "microopt-2sigma"},
-    "dynamic": {"microopt", "atlas", "atlas+", "cadrl", "cadrl+", "peak"},
+    # dynamic-traffic cases (Fig. 7, 8), each with the methods the paper runs on them, MicroOpt twice (Algorithm 1
+    # as published, and with refinement) and the exact solver (each case's best known cost)
+    "threshold": {"exact", "microopt", "microopt-alg1", "atlas", "cadrl", "peak", "microopt-0sigma",
+                  "microopt-2sigma"},
+    "dynamic": {"exact", "microopt", "microopt-alg1", "atlas", "atlas+", "cadrl", "cadrl+", "peak"},
 }
 START_MS = 1383260400000
 TEN_MINUTES_MS = 600_000
@@ -60,8 +64,25 @@ def test_quick_reproduction_writes_tables_plots_and_json(trained_model_dir: Path
     assert cases["atlas+"] == cases["cadrl+"] == set(results.loc[results["experiment"] == "dynamic", "case"])
     policies = pd.read_csv(run / "cadrl-policies.csv")
     slas = set(zip(results["q_thresh"], results["beta_thresh"], strict=True))  # 2 q x 2 beta; the dynamic one of them
-    assert len(policies) == len(slas) == 4  # CaDRL trains one policy per SLA
+    assert len(slas) == 4 and len(policies) == 4 * 2  # CaDRL trains one policy per SLA and seed
     assert set(zip(policies["q_thresh"], policies["beta_thresh"], strict=True)) == slas
+
+    seeds = results.groupby("method")["seed"].nunique()
+    assert seeds["exact"] == seeds["peak"] == 1 and (seeds.drop(["exact", "peak"]) == 2).all()  # --quick: 2 seeds
+    threshold = results[results["experiment"] == "threshold"]
+    for method, interval in summary["fig6_seeds"].items():  # mean over seeds of each seed's mean, t interval
+        per_seed = threshold[threshold["method"] == method].groupby("seed")["normalized"].mean()
+        assert interval["mean_normalized"] == pytest.approx(per_seed.mean()), method
+        if method in ("exact", "peak"):
+            assert interval["ci95_normalized"] == 0.0
+        else:
+            half = stats.t.ppf(0.975, 1) * per_seed.std(ddof=1) / np.sqrt(2)
+            assert interval["ci95_normalized"] == pytest.approx(half), method
+    atlas = results[results["method"] == "atlas"].set_index(["case", "seed"])["queries"]
+    microopt = results[results["method"] == "microopt"].set_index(["case", "seed"])["queries"]
+    assert (atlas == microopt.reindex(atlas.index)).all()  # Atlas gets MicroOpt's exact-query budget
+    times = pd.read_csv(run / "tables" / "time-to-1pct.csv")
+    assert times.loc[times["method"] == "exact", "seconds"].notna().all()  # the exact answer is the best known
 
     for name in ("fig6a-allocation-vs-q-thresh", "fig6b-allocation-vs-beta-thresh", "fig6c-degradation-vs-beta-thresh",
                  "fig7-allocation-vs-std", "fig8-degradation-vs-std", "fig9-ablation", "fig10-convergence"):
@@ -95,17 +116,24 @@ def test_bad_input_is_one_line_and_creates_no_run(trained_model_dir: Path, tmp_p
 
 
 def test_improvement_and_convergence_arithmetic() -> None:
-    from controller.reproduce.summaries import convergence_curve, improvements
+    from controller.reproduce.summaries import convergence_curve, improvements, time_to_within
 
     results = pd.DataFrame({"experiment": ["threshold"] * 4, "method": ["microopt", "microopt", "peak", "peak"],
                             "normalized": [0.5, 0.7, 1.5, 1.5]})
     table = improvements(results, "threshold", {"peak": 53.14, "atlas": 7.65})
     assert list(table["baseline"]) == ["peak"]  # baselines that did not run are left out
     assert table.loc[0, "improvement_pct"] == pytest.approx(100 * (1.5 - 0.6) / 1.5)
-    convergence = pd.DataFrame({"case": [0, 0, 0], "method": ["microopt", "microopt", "atlas+"],
-                                "seconds": [0.01, 0.1, 0.05], "normalized": [2.0, 1.0, 1.25]})
-    curve = convergence_curve(convergence, points=50)
+    solved = pd.DataFrame({"case": [0, 0, 0], "seed": [0, 0, 0], "experiment": ["dynamic"] * 3,
+                           "method": ["exact", "microopt", "atlas+"], "normalized": [1.0, 1.0, 1.25],
+                           "feasible": [True, True, True]})
+    convergence = pd.DataFrame({"case": [0, 0, 0, 0], "seed": [0, 0, 0, 0],
+                                "method": ["exact", "microopt", "microopt", "atlas+"],
+                                "seconds": [0.2, 0.01, 0.1, 0.05], "normalized": [1.0, 2.0, 1.005, 1.25]})
+    curve = convergence_curve(convergence, solved, ("microopt", "atlas+"), points=50)
     final = curve.groupby("method")["optimality_ratio"].last()
-    assert final["microopt"] == pytest.approx(1.0) and final["atlas+"] == pytest.approx(0.8)
+    assert final["microopt"] == pytest.approx(1 / 1.005) and final["atlas+"] == pytest.approx(0.8)
     first = curve.groupby("method")["optimality_ratio"].first()
     assert first["atlas+"] == 0.0  # nothing feasible yet at the first time point
+    times = time_to_within(solved, convergence).set_index("method")["seconds"]
+    assert times["exact"] == 0.2 and times["microopt"] == 0.1  # 1.005 is within 1 % of the best known 1.0
+    assert np.isnan(times["atlas+"])  # 1.25 never is

@@ -38,8 +38,8 @@ from core.validation import StrictModel
 
 POLISH = MicroOptSettings()
 """The pattern search that polishes Atlas's answer: MicroOpt's refinement, with its default settings."""
-POLISH_QUERIES = POLISH.refine_rounds * (2 * POLISH.refine_steps + 1) ** 2
-"""Exact queries the polish makes per slice."""
+POLISH_QUERIES = POLISH.refine_rounds * (2 * POLISH.refine_steps + 1) ** 2 + 1
+"""Exact queries the polish makes per slice: its boxes, then the polished answer."""
 
 
 class AtlasSettings(StrictModel):

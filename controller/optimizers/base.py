@@ -167,17 +167,20 @@ class BestTracker:
         self.pool_cost, self.pool = pool_cost[order], pool[order]
 
     def solution(self, method: str, iterations: int, queries: int = 0) -> Solution:
-        """The cheapest candidate that is feasible in float64, or the least-violating one flagged infeasible."""
+        """The cheapest candidate that is feasible in float64, or the least-violating one flagged infeasible.
+
+        Searched through a ``view`` (the ablation's scalar QoS), the history of costs feasible in that view says
+        nothing about the problem itself and is left out."""
+        history = () if self.view is not None else tuple(self.history)
         candidates = [self.pool] + ([self.best[None]] if self.best is not None else [])
         pool = torch.cat(candidates).cpu().double().numpy()
         if len(pool):
             judged = judge(self.problem, pool, self.view)
             if judged.feasible.any():
                 index = int(np.argmin(np.where(judged.feasible, judged.cost, np.inf)))
-                return finalize(self.problem, pool[index], method, self.started, iterations, tuple(self.history),
-                                queries)
+                return finalize(self.problem, pool[index], method, self.started, iterations, history, queries)
         chosen = self.best if self.best is not None else self.fallback
         if chosen is None:
             raise RuntimeError("no candidate was evaluated")
-        return finalize(self.problem, chosen.cpu().double().numpy(), method, self.started, iterations,
-                        tuple(self.history), queries)
+        return finalize(self.problem, chosen.cpu().double().numpy(), method, self.started, iterations, history,
+                        queries)
