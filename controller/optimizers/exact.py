@@ -97,42 +97,98 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
 
 
 def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The knapsack over each slice's frontier on a CPU grid ``knapsack_cpu_step`` apart (exact on that grid).
+    """The knapsack over the slices' frontiers: on a CPU grid ``knapsack_cpu_step`` apart over the bounds, then on
+    a ``knapsack_refine_step`` grid within two coarse steps of each slice's choice (exact on that grid).
 
-    When nothing fits the capacities, each slice's cheapest frontier point (the answer is then judged
-    infeasible)."""
+    A coarse grid can waste up to a step of CPU per slice, which tight bandwidth capacities cannot absorb:
+    when nothing on it fits, the finer search starts from the packing that spends all the CPU (the least
+    bandwidth); if nothing fits there either, the answer is that packing, judged infeasible."""
     assert tensors.capacity is not None
     step = settings.knapsack_cpu_step
-    low = tensors.lower[:, 0]
-    count = int(torch.floor((tensors.upper[:, 0] - low).max() / step).item()) + 1
-    units = torch.arange(count, device=low.device).expand(len(low), count)
-    cpu = (low[:, None] + step * units).clamp(max=tensors.upper[:, 0, None])  # beyond a bound: repeats it
-    frontier = least_bandwidth(tensors, cpu, settings)
+    low = tensors.lower[:, 0, None]
+    count = int(torch.floor((tensors.upper[:, 0, None] - low).max() / step).item()) + 1
+    cpu = (low + step * torch.arange(count, device=low.device)).clamp(max=tensors.upper[:, 0, None])
+    # each frontier point is padded by FRONTIER_PAD and the chosen ones polished in float64: no finer bisection
+    coarse_settings = settings.model_copy(update={"tolerance": max(settings.tolerance, FRONTIER_PAD)})
+    frontier = hinted_frontier(tensors, cpu, coarse_settings)
     if not frontier.bandwidth.isfinite().any(1).all():
         cpu, bandwidth, _ = _independent(tensors, settings)  # some slice cannot meet its QoS at all
         return cpu, bandwidth, 1
-    padded = (frontier.bandwidth.double() + FRONTIER_PAD).clamp(max=tensors.upper[:, 1, None].double())
-    bandwidth = _pareto(padded)
+    centre, _, _ = _knapsack(tensors, cpu, frontier.bandwidth, step)
+    fine_step = settings.knapsack_refine_step
+    offsets = torch.arange(-2 * step, 2 * step + fine_step / 2, fine_step, device=low.device)
+    fine = (centre[:, None] + offsets).clamp(low, tensors.upper[:, 0, None])
+    refined = hinted_frontier(tensors, fine, coarse_settings)
+    chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, fine, refined.bandwidth, fine_step)
+    return chosen_cpu, chosen_bandwidth.float(), 2
+
+
+def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
+              step: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The cheapest packing of one frontier point per slice within both capacities, for CPU values ``cpu``
+    (S, C), ``step`` apart from each slice's first, and their least bandwidths (inf: none); (cpu, bandwidth)
+    (S,) and whether it fits. When none fits, the packing spending all the CPU with the least bandwidth."""
+    assert tensors.capacity is not None
+    units = torch.round((cpu - cpu[:, :1]) / step).long()
+    found = bandwidth.isfinite()
+    padded = (bandwidth.double() + FRONTIER_PAD).clamp(max=tensors.upper[:, 1, None].double())
+    options = _pareto(torch.where(found, padded, torch.inf))
     capacity = tensors.capacity.double() * (1 + CAPACITY_RTOL)
-    budget = math.floor((capacity[0].item() - low.double().sum().item()) / step)
+    first = cpu[:, 0].double().sum()
+    budget = max(0, math.floor((capacity[0].item() - first.item()) / step))
+    least, choice = least_total_bandwidth(units, options, budget)
     eta = tensors.eta.double()
-    if budget >= 0:
-        least, choice = least_total_bandwidth(units, bandwidth, budget)
-        spent = torch.arange(budget + 1, device=low.device)
-        total_cost = eta[0] * (low.double().sum() + step * spent) + eta[1] * least
-        total_cost = torch.where(least <= capacity[1], total_cost, torch.inf)
-        if total_cost.isfinite().any():
-            picked = backtrack(units, choice, int(total_cost.argmin()))
-            rows = torch.arange(len(low), device=low.device)
-            return cpu[rows, picked], bandwidth[rows, picked].float(), 1
-    cheapest = (eta[0] * cpu + eta[1] * bandwidth).argmin(1, keepdim=True)
-    return cpu.gather(1, cheapest)[:, 0], bandwidth.gather(1, cheapest)[:, 0].float(), 1
+    spent = torch.arange(budget + 1, device=cpu.device)
+    total_cost = eta[0] * (first + step * spent) + eta[1] * least
+    fits = (least <= capacity[1]) & least.isfinite()
+    total = int(torch.where(fits, total_cost, torch.inf).argmin()) if fits.any() else int(least.argmin())
+    picked = backtrack(units, choice, total)[:, None]
+    return cpu.gather(1, picked)[:, 0], options.gather(1, picked)[:, 0], bool(fits.any())
 
 
 def _pareto(bandwidth: torch.Tensor) -> torch.Tensor:
     """Drop (set to inf) frontier points that need no less bandwidth than a point with less CPU, (S, C)."""
     earlier = torch.cat((torch.full_like(bandwidth[:, :1], torch.inf), bandwidth[:, :-1]), 1).cummin(1).values
     return torch.where(bandwidth < earlier, bandwidth, torch.inf)
+
+
+def hinted_frontier(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> Boundary:
+    """:func:`least_bandwidth` along a fine CPU grid ``cpu`` (S, C), bracketing most values from their neighbours.
+
+    Every ``anchor_every``-th CPU value (and the last) is bracketed on the coarse bandwidth grid; a value between
+    two anchors whose least bandwidths lie within two coarse steps takes them, widened by one step, as its
+    bracket when the bracket's ends check out (infeasible below, feasible above), and the coarse grid otherwise;
+    between two anchors where no bandwidth is feasible, none is taken to be.
+    """
+    count = cpu.shape[1]
+    columns = torch.arange(count, device=cpu.device)
+    anchors = torch.unique(torch.cat((columns[::settings.anchor_every], columns[-1:])))
+    anchored = least_bandwidth(tensors, cpu[:, anchors], settings)
+    right = torch.searchsorted(anchors, columns).clamp(max=len(anchors) - 1)
+    left = (right - (anchors[right] > columns).long()).clamp(min=0)
+    low, high = tensors.lower[:, 1, None], tensors.upper[:, 1, None]
+    step = (high - low) / (settings.bandwidth_points - 1)
+    ends = anchored.bandwidth[:, left], anchored.bandwidth[:, right]
+    close = (ends[0] - ends[1]).abs() <= 2 * step  # neighbours this close bound the value between them
+    lower_end = torch.where(close, torch.maximum(torch.minimum(*ends) - step, low), low)
+    upper_end = torch.where(close, torch.minimum(torch.maximum(*ends) + step, high), low)
+    checks = margins(tensors, torch.stack((cpu, cpu), -1), torch.stack((lower_end, upper_end), -1), settings.batch)
+    at_bound = close & (lower_end <= low) & (checks[..., 0] >= 0)  # feasible at the bandwidth bound itself
+    hinted = close & (checks[..., 1] >= 0) & ((checks[..., 0] < 0) | at_bound)
+    bracket_low, bracket_high = torch.where(hinted & ~at_bound, lower_end, low), torch.where(hinted, upper_end, low)
+    bandwidth = torch.where(at_bound, low.expand_as(cpu), _bisect(tensors, cpu, bracket_low, bracket_high, settings))
+    bandwidth = torch.where(hinted, bandwidth, torch.inf)
+    bandwidth[:, anchors] = anchored.bandwidth
+    neither = ~(ends[0].isfinite() | ends[1].isfinite())  # between two CPU values where nothing is feasible
+    missing = ~(hinted | neither)
+    missing[:, anchors] = False
+    if missing.any():  # no bracket from the neighbours: the coarse grid, for these CPU values (padded per slice)
+        per_slice = missing.sum(1)
+        order = missing.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :int(per_slice.max())]
+        again = least_bandwidth(tensors, cpu.gather(1, order), settings).bandwidth
+        valid = torch.arange(order.shape[1], device=cpu.device) < per_slice[:, None]
+        bandwidth = bandwidth.scatter(1, order, torch.where(valid, again, bandwidth.gather(1, order)))
+    return Boundary(cpu, bandwidth, torch.zeros_like(hinted), bandwidth, torch.zeros_like(bandwidth))
 
 
 def least_bandwidth(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> Boundary:
