@@ -9,14 +9,13 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from reference import SharedOptimum, cpu_capped_optimum, expected_degradation, frontier
 
-from analysis.slice_model import SliceModel
+from analysis.slice_model import ModelSupport, SliceModel
 from controller.optimizers import solve
 from controller.optimizers.base import judge
 from controller.optimizers.exact import kkt_residual, solve_exact
@@ -119,8 +118,8 @@ def test_constant_traffic_constraint_is_the_deterministic_one(slice_model: Slice
     points = torch.rand(2000, 1, 2, generator=generator, dtype=torch.float64)
     points = points * torch.tensor([3500.0, 35.0], dtype=torch.float64) + torch.tensor([500.0, 5.0],
                                                                                          dtype=torch.float64)
-    for higher_is_better in (True, False):
-        problem = Problem((SliceProblem("s", slice_model, constant(3), 4.0, 0.2, higher_is_better=higher_is_better),))
+    for model in (slice_model, read_as_delay(slice_model)):
+        problem = Problem((SliceProblem("s", model, constant(3), 4.0, 0.2),))
         tensors = ProblemTensors.build(problem, dtype=torch.float64)
         with torch.no_grad():
             margin, degradation = tensors.margin(points), tensors.expected_degradation(points)
@@ -129,12 +128,19 @@ def test_constant_traffic_constraint_is_the_deterministic_one(slice_model: Slice
         assert torch.equal(margin >= 0, meets)
 
 
+def read_as_delay(model: SliceModel) -> SliceModel:
+    """A copy of ``model`` whose QoS is read as lower-is-better (the direction is the model's)."""
+    delay = copy.deepcopy(model)
+    delay.higher_is_better = False
+    return delay
+
+
 def test_lower_is_better_qos_degrades_above_the_threshold(slice_model: SliceModel, float64_model: SliceModel) -> None:
     """Read as a delay, the model's QoS degrades when it is at or above q_thresh: the exact solver then meets
     P(q >= q_thresh) <= beta_thresh, which the reference computes with the direction flipped."""
     traffic = constant(3)
     higher = Problem((SliceProblem("s", slice_model, traffic, 4.0, 0.2),))
-    lower = Problem((replace(higher.slices[0], higher_is_better=False),))
+    lower = Problem((replace(higher.slices[0], model=read_as_delay(slice_model)),))
     answer = solve_exact(lower)
     (cpu, bandwidth), = answer.allocation
     exact_degradation = expected_degradation(float64_model, traffic, 4.0, cpu, bandwidth, higher_is_better=False)
@@ -284,7 +290,7 @@ def model_with_support(model: SliceModel) -> SliceModel:
     """A copy of ``model`` recording a narrower training range than the MicroOpt data (as models trained on a
     testbed's sweep do): CPU 1000-3000 mc, bandwidth 10-30 Mbps, 1-4 users/s."""
     narrow = copy.deepcopy(model)
-    narrow.support = SimpleNamespace(cpu=(1000.0, 3000.0), bandwidth=(10.0, 30.0), users=(1.0, 4.0))
+    narrow.support = ModelSupport(users=(1.0, 4.0), bandwidth=(10.0, 30.0), cpu=(1000.0, 3000.0))
     return narrow
 
 

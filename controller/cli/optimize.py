@@ -13,9 +13,9 @@ import yaml
 from analysis.slice_model import load_model, pick_device
 from controller.cli.common import add_device, console, print_table
 from controller.optimizers import SOLVERS, solve
-from controller.problem import DATA_LOWER, DATA_UPPER, DEFAULT_ETA, Problem, SliceProblem
+from controller.problem import DEFAULT_ETA, Problem, SliceProblem
 from controller.spec import TrafficSpec
-from controller.support import support_box
+from controller.support import data_bounds
 from controller.traffic import constant
 from core.errors import InputError
 from core.validation import validate
@@ -35,9 +35,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                           help="exact (default), MicroOpt (microopt-alg1: Algorithm 1 as published), an ablation "
                           "or a baseline")
     optimize.add_argument("--cpu-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
-                          help="allowed CPU, millicores (default: the model's training data, else 500 4000)")
+                          help="allowed CPU, millicores (default: the model's training data)")
     optimize.add_argument("--bw-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
-                          help="allowed bandwidth, Mbps (default: the model's training data, else 5 40)")
+                          help="allowed bandwidth, Mbps (default: the model's training data)")
     optimize.add_argument("--allow-extrapolation", action="store_true",
                           help="use the bounds and traffic as given even where they leave the model's training "
                           "data (answers there are flagged extrapolated); default: cut the bounds to the data "
@@ -67,8 +67,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     check_optimize_args(args)
     model = load_model(args.model, pick_device(args.device))
     distribution = constant(args.users) if args.users is not None else parse_traffic(args.traffic).distribution()
-    box = support_box(model)
-    lower, upper = (box.lower, box.upper) if box is not None else (DATA_LOWER, DATA_UPPER)
+    lower, upper = data_bounds(model.support)
     if args.cpu_bounds is not None:
         lower, upper = (args.cpu_bounds[0], lower[1]), (args.cpu_bounds[1], upper[1])
     if args.bw_bounds is not None:
