@@ -185,7 +185,7 @@ class ProblemTensors:
     def degradation_from(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """Exact expected degradation of eq. (1), (..., S): the model's QoS is Gaussian, so the probability
         that a slot degrades, P(q <= q_thresh) (P(q >= q_thresh) for a lower-is-better QoS), is a normal CDF."""
-        degraded = torch.special.ndtr(self.direction[:, None] * (self.q_thresh[:, None] - mean) / std)
+        degraded: torch.Tensor = torch.special.ndtr(self.direction[:, None] * (self.q_thresh[:, None] - mean) / std)
         return (degraded * self.weights).sum(-1)
 
     def margin(self, allocation: torch.Tensor) -> torch.Tensor:

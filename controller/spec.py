@@ -273,7 +273,9 @@ class OptimizerSpec(StrictModel):
     def settings(self) -> ExactSettings | MicroOptSettings | GridSettings | None:
         """The settings this spec gives ``method`` (the exact solver's, MicroOpt's and grid's); None: the
         method's defaults."""
-        return {"exact": self.exact, "microopt": self.microopt, "grid": self.grid}.get(self.method)
+        given: dict[str, ExactSettings | MicroOptSettings | GridSettings] = {
+            "exact": self.exact, "microopt": self.microopt, "grid": self.grid}
+        return given.get(self.method)
 
 
 class GuardSpec(StrictModel):

@@ -12,8 +12,9 @@ import yaml
 
 from analysis.slice_model import load_model, pick_device
 from controller.cli.common import add_device, console, print_table
+from controller.optimizer_settings import DEFAULT_ETA
 from controller.optimizers import SOLVERS, solve
-from controller.problem import DEFAULT_ETA, Problem, SliceProblem
+from controller.problem import Problem, SliceProblem
 from controller.spec import TrafficSpec
 from controller.support import data_bounds
 from controller.traffic import constant

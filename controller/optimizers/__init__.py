@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
+from controller.optimizer_settings import GridSettings
 from controller.optimizers.atlas import AtlasSettings, solve_atlas
 from controller.optimizers.base import Solution
 from controller.optimizers.cadrl import CaDRLSettings, solve_cadrl
 from controller.optimizers.exact import ExactSettings, solve_exact
-from controller.optimizers.grid import GridSettings, solve_grid
+from controller.optimizers.grid import solve_grid
 from controller.optimizers.microopt import MicroOptSettings, solve_microopt
 from controller.optimizers.peak import PeakSettings, solve_peak
 from controller.problem import Problem

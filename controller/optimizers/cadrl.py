@@ -78,7 +78,7 @@ class TrainedPolicy:
         return torch.sigmoid(self.network(state_of([traffic])))[0].numpy().astype(np.float64)
 
 
-_GENERAL_POLICIES: dict[tuple, TrainedPolicy] = {}
+_GENERAL_POLICIES: dict[tuple[object, ...], TrainedPolicy] = {}
 """CaDRL's per-SLA policies, trained once per process (keyed by model, SLA, bounds, eta and settings;
 the key holds the model, so a new model object never reuses another's policy)."""
 

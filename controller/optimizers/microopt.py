@@ -46,7 +46,8 @@ class _Starts:
 def stratified_normal_samples(count: int, device: torch.device | str) -> torch.Tensor:
     """``count`` standard-normal quantiles at evenly spaced probabilities: low-variance eps for eq. (5)."""
     levels = (torch.arange(count, dtype=torch.float64) + 0.5) / count
-    return torch.special.ndtri(levels).to(device=device, dtype=torch.float32)
+    quantiles: torch.Tensor = torch.special.ndtri(levels)
+    return quantiles.to(device=device, dtype=torch.float32)
 
 
 def solve_microopt(problem: Problem, settings: MicroOptSettings | None = None,
@@ -120,6 +121,7 @@ def _primal_dual(tensors: ProblemTensors, tracker: BestTracker, starts: _Starts,
             adam.step()
             with torch.no_grad():
                 unit.clamp_(0.0, 1.0)
+            assert unit.grad is not None
             if unit.grad.abs().max().item() < settings.gradient_tolerance:
                 break
         with torch.no_grad():

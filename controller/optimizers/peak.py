@@ -13,8 +13,9 @@ from dataclasses import replace
 import torch
 from pydantic import Field
 
+from controller.optimizer_settings import GridSettings
 from controller.optimizers.base import Solution, finalize
-from controller.optimizers.grid import GridSettings, solve_grid
+from controller.optimizers.grid import solve_grid
 from controller.problem import Problem
 from controller.traffic import constant
 from core.validation import StrictModel

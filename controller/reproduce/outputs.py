@@ -188,7 +188,7 @@ def _json_summary(run: Run, result: ReproductionResult, tables: dict[str, pd.Dat
                              "ci95_normalized": row.ci95_normalized, "mean_degradation": row.mean_degradation,
                              "ci95_degradation": row.ci95_degradation} for row in table.itertuples()}
 
-    return _finite({
+    summary: dict[str, Any] = _finite({
         "run": str(run.path),
         "seconds": round(result.seconds, 2),
         "methods": per_method(every),
@@ -200,6 +200,7 @@ def _json_summary(run: Run, result: ReproductionResult, tables: dict[str, pd.Dat
         "seconds_to_1pct": {row.method: row.median_seconds_to_1pct for row in tables["speed"].itertuples()},
         "targets": {row.target: bool(row.holds) for row in tables["targets"].itertuples()},
     })
+    return summary
 
 
 def _finite(value: Any) -> Any:

@@ -11,10 +11,11 @@ import pandas as pd
 import torch
 
 from analysis.slice_model import SliceModel
+from controller.optimizer_settings import DEFAULT_ETA
 from controller.optimizers import default_settings, solve
 from controller.optimizers.base import Solution
 from controller.optimizers.cadrl import policy_for
-from controller.problem import DEFAULT_ETA, Problem, SliceProblem
+from controller.problem import Problem, SliceProblem
 from controller.reproduce.cases import (
     DETERMINISTIC_METHODS,
     MATCHED_BUDGET_METHODS,
@@ -53,7 +54,7 @@ def run_reproduction(model: SliceModel, config: ReproduceConfig, device: torch.d
     solve(problem_of(model, cases[0]), "microopt", default_settings("microopt"), device)  # warm-up, not measured
     rows: list[dict[str, Any]] = []
     policies: list[dict[str, float]] = []
-    convergence: list[dict[str, float]] = []
+    convergence: list[dict[str, Any]] = []
     for seed in config.seeds:
         for index, case in enumerate(cases):
             problem = problem_of(model, case)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from controller.problem import DEFAULT_ETA
+from controller.optimizer_settings import DEFAULT_ETA
 from controller.reproduce.cases import DETERMINISTIC_METHODS
 
 PAPER_IMPROVEMENT_PCT = {"atlas": 7.65, "cadrl": 21.90, "peak": 53.14}
