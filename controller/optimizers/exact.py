@@ -47,6 +47,7 @@ class Boundary:
     cpu: torch.Tensor  # (S, C)
     bandwidth: torch.Tensor  # (S, C), inf where no bandwidth within the bounds meets the QoS
     nonmonotone: torch.Tensor  # (S, C) whether the margin peaked somewhere below the first feasible grid value
+    # (a bandwidth bracketed from its neighbours is not checked: False)
     closest: torch.Tensor  # (S, C) the bandwidth of the largest margin on the coarse grid (the best effort)
     closest_margin: torch.Tensor  # (S, C) that margin
 
@@ -60,20 +61,22 @@ def solve_exact(problem: Problem, settings: ExactSettings | None = None,
     precise = ProblemTensors.build(problem, device, torch.float64)
     with torch.no_grad():
         if problem.capacity is None:
-            cpu, bandwidth, iterations = _independent(tensors, settings)
+            cpu, bandwidth, nonmonotone = _independent(tensors, settings)
         else:
-            cpu, bandwidth, iterations = _shared(tensors, settings)
+            cpu, bandwidth, nonmonotone = _shared(tensors, settings)
         cpu_span = settings.refine_steps[-1] if settings.refine_steps else settings.cpu_step
         cpu, bandwidth = _polish(precise, cpu.double(), bandwidth.double(), cpu_span, settings.batch)
     allocation = torch.stack((cpu, bandwidth), -1)
     residual, multiplier = kkt_residual(precise, allocation)
-    certificate = {"kkt_residual": float(residual.max()), "qos_multiplier_max": float(multiplier.max())}
-    return finalize(problem, allocation.cpu().numpy(), "exact", started, iterations,
+    certificate = {"kkt_residual": float(residual.max()), "qos_multiplier_max": float(multiplier.max()),
+                   "nonmonotone_share": nonmonotone}
+    return finalize(problem, allocation.cpu().numpy(), "exact", started,
                     queries=tensors.queries + precise.queries, certificate=certificate)
 
 
-def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Per slice: the CPU scan, its cheapest local minima refined; (cpu, bandwidth, rounds) of the best (S,)."""
+def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Per slice: the CPU scan, its cheapest local minima refined; (cpu, bandwidth) of the best (S,), and the
+    share of scanned CPU values where the constraint was not monotone in bandwidth."""
     scan = least_bandwidth(tensors, _cpu_axis(tensors, settings.cpu_step), settings)
     cost = _cost(tensors, scan)
     centres = _local_minima(cost, scan.cpu, settings.local_minima)  # (S, M)
@@ -93,10 +96,10 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
         closest = scan.closest_margin.argmax(1, keepdim=True)
         cpu = torch.where(fallback, scan.cpu.gather(1, closest)[:, 0], cpu)
         bandwidth = torch.where(fallback, scan.closest.gather(1, closest)[:, 0], bandwidth)
-    return cpu, bandwidth, 2 + len(settings.refine_steps)
+    return cpu, bandwidth, float(scan.nonmonotone.float().mean())
 
 
-def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The knapsack over the slices' frontiers: on a CPU grid ``knapsack_cpu_step`` apart over the bounds, then on
     a ``knapsack_refine_step`` grid within two coarse steps of each slice's choice (exact on that grid).
 
@@ -112,15 +115,14 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     coarse_settings = settings.model_copy(update={"tolerance": max(settings.tolerance, FRONTIER_PAD)})
     frontier = hinted_frontier(tensors, cpu, coarse_settings)
     if not frontier.bandwidth.isfinite().any(1).all():
-        cpu, bandwidth, _ = _independent(tensors, settings)  # some slice cannot meet its QoS at all
-        return cpu, bandwidth, 1
+        return _independent(tensors, settings)  # some slice cannot meet its QoS at all
     centre, _, _ = _knapsack(tensors, cpu, frontier.bandwidth, step)
     fine_step = settings.knapsack_refine_step
     offsets = torch.arange(-2 * step, 2 * step + fine_step / 2, fine_step, device=low.device)
     fine = (centre[:, None] + offsets).clamp(low, tensors.upper[:, 0, None])
     refined = hinted_frontier(tensors, fine, coarse_settings)
     chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, fine, refined.bandwidth, fine_step)
-    return chosen_cpu, chosen_bandwidth.float(), 2
+    return chosen_cpu, chosen_bandwidth.float(), float(frontier.nonmonotone.float().mean())
 
 
 def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
@@ -188,7 +190,9 @@ def hinted_frontier(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactS
         again = least_bandwidth(tensors, cpu.gather(1, order), settings).bandwidth
         valid = torch.arange(order.shape[1], device=cpu.device) < per_slice[:, None]
         bandwidth = bandwidth.scatter(1, order, torch.where(valid, again, bandwidth.gather(1, order)))
-    return Boundary(cpu, bandwidth, torch.zeros_like(hinted), bandwidth, torch.zeros_like(bandwidth))
+    nonmonotone = torch.zeros_like(hinted)
+    nonmonotone[:, anchors] = anchored.nonmonotone  # checked where the coarse grid ran
+    return Boundary(cpu, bandwidth, nonmonotone, bandwidth, torch.zeros_like(bandwidth))
 
 
 def least_bandwidth(tensors: ProblemTensors, cpu: torch.Tensor, settings: ExactSettings) -> Boundary:
