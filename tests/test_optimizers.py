@@ -16,7 +16,7 @@ import torch
 from reference import SharedOptimum, cpu_capped_optimum, expected_degradation, frontier
 
 from analysis.slice_model import ModelSupport, SliceModel
-from controller.optimizers import solve
+from controller.optimizers import default_settings, solve
 from controller.optimizers.base import judge
 from controller.optimizers.exact import kkt_residual, solve_exact
 from controller.optimizers.grid import solve_grid
@@ -72,6 +72,33 @@ def test_every_solver_against_the_float64_brute_force(slice_model: SliceModel, f
         assert answer.normalized == pytest.approx(float(answer.allocation[0] @ ETA), rel=1e-12), method
         assert answer.normalized >= best - cell, method
         assert answer.normalized <= best * (1 + slack) + 1e-12, method
+
+
+BASELINES = {"peak": {"grid": {"cpu_step": 10.0, "bandwidth_step": 0.1}},
+             "atlas": {"pretrain_samples": 64, "pretrain_epochs": 60, "queries": 64 + 251 + 64, "batch": 32,
+                       "finetune_epochs": 5, "candidates": 256},
+             "cadrl": {"iterations": 40, "training_states": 8, "batch": 128},
+             "cadrl+": {"iterations": 40, "batch": 128},
+             "microopt-0sigma": {}, "microopt-2sigma": {}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baselines_and_ablations_are_judged_by_the_float64_brute_force(slice_model: SliceModel,
+                                                                       float64_model: SliceModel,
+                                                                       method: str) -> None:
+    """Whatever a baseline optimizes, its answer is reported with the degradation and feasibility eq. (1)-(3)
+    give in float64 at the allocation returned, and none is cheaper than the brute-force optimum."""
+    traffic, q_thresh, beta = constant(2), 4.0, 0.2
+    best, _ = brute_force(float64_model, traffic, q_thresh, beta, 10.0, 0.05)
+    problem = Problem((SliceProblem("s", slice_model, traffic, q_thresh, beta),))
+    answer = solve(problem, method, default_settings(method, **BASELINES[method]))
+    (cpu, bandwidth), = answer.allocation
+    exact_degradation = expected_degradation(float64_model, traffic, q_thresh, cpu, bandwidth)
+    assert answer.expected_degradation[0] == pytest.approx(exact_degradation, abs=1e-9)
+    assert answer.feasible == bool(exact_degradation <= beta)
+    if answer.feasible:
+        assert answer.normalized >= best - (ETA[0] * 10.0 + ETA[1] * 0.05)
 
 
 @pytest.mark.parametrize(("users", "q_thresh", "beta"), CASES)
