@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_campaign.py
 	$(BIN)/python benchmarks/bench_sharing.py
 	$(BIN)/python benchmarks/bench_placement.py
+	$(BIN)/python benchmarks/bench_loop.py --replay-seeds 5
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
 setup: $(STAMP)
