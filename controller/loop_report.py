@@ -11,7 +11,8 @@ import pandas as pd
 
 from analysis.plots import plot_allocations, plot_degradation, plot_qos_surface, plot_training_history, save_figure
 from analysis.report import ReportSection, write_report
-from controller.loop.runner import LoopOutcome, SliceRound
+from controller.loop.runner import LoopOutcome
+from controller.loop.training import SliceRound
 from controller.spec import ExperimentSpec
 from core.runstore import Run
 

@@ -141,7 +141,7 @@ def test_the_guard_puts_the_safe_allocation_on_the_testbed(tmp_path: Path, cliff
     assert isinstance(testbed, ReplayTestbed)
     loop = ClosedLoop(spec, LoopInputs.load(spec), testbed, run, Progress(disable=True))
     starved = {"allocations": {"embb": [500.0, 5.0]}, "expected": {"embb": 0.1}}
-    samples, fallbacks = loop.window(1, 0, starved)
+    samples, fallbacks = loop.validator.window(1, 0, starved)
     assert list(fallbacks) == ["embb"]
     assert (samples["bw"] == 5.0).all() and testbed.allocations["embb"].bandwidth_mbps == 40.0
     assert testbed.allocations["embb"].cpu_millicores == 4000.0
