@@ -263,7 +263,7 @@ OptimizerMethod = Literal["exact", "microopt", "microopt-alg1", "microopt-0sigma
 
 
 class OptimizerSpec(StrictModel):
-    method: OptimizerMethod = "microopt"
+    method: OptimizerMethod = "exact"
     beta_margin: float = Field(0.0, ge=0, lt=1, description="the loop optimizes against beta_thresh - beta_margin, "
                                "so a validation window's sampling spread stays under beta_thresh")
     exact: ExactSettings = ExactSettings()
