@@ -287,6 +287,8 @@ class GuardSpec(StrictModel):
     alpha: float = Field(0.01, gt=0, lt=0.5, description="the guard's error rate over a whole window (split "
                          "evenly over its per-second looks)")
     min_seconds: int = Field(5, ge=1, le=3600, description="seconds measured before the guard may act")
+    recovery_s: int = Field(3, ge=0, le=3600, description="seconds measured on the safe allocation once every "
+                            "slice has fallen back (kept as fallback seconds, not judged) before the window ends")
 
 
 class ValidationSpec(StrictModel):

@@ -125,8 +125,9 @@ def test_the_guard_falls_back_from_a_starved_allocation_and_the_report_says_so(
     second = fallbacks[0]["second"]
     assert 5 <= second <= 12  # every second starved: the evidence is there within about 9 s
     window = run.read_samples("validation")
-    assert len(window) == second  # the window ended: its only slice holds the safe allocation
-    assert not window["fallback"].any()
+    recovery = window[window["fallback"]]  # measured on the safe allocation, then the window ended
+    assert len(window) == second + 3 and len(recovery) == 3 and not window["fallback"].iloc[:second].any()
+    assert (recovery["bw"] == 40.0).all() and (recovery["qos"] >= 4.0).mean() >= 2 / 3  # the peak serves the slice
     row = run.read_samples("results").iloc[0]
     assert bool(row["fallback"]) and row["fallback_second"] == second and row["verdict"] == "fail"
     report = (run.path / "report.md").read_text(encoding="utf-8")
@@ -143,7 +144,9 @@ def test_the_guard_puts_the_safe_allocation_on_the_testbed(tmp_path: Path, cliff
     starved = {"allocations": {"embb": [500.0, 5.0]}, "expected": {"embb": 0.1}}
     samples, fallbacks = loop.validator.window(1, 0, starved)
     assert list(fallbacks) == ["embb"]
-    assert (samples["bw"] == 5.0).all() and testbed.allocations["embb"].bandwidth_mbps == 40.0
+    judged, recovery = samples[~samples["fallback"]], samples[samples["fallback"]]
+    assert (judged["bw"] == 5.0).all() and (recovery["bw"] == 40.0).all() and len(recovery) == 3
+    assert testbed.allocations["embb"].bandwidth_mbps == 40.0
     assert testbed.allocations["embb"].cpu_millicores == 4000.0
 
 

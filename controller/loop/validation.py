@@ -52,7 +52,8 @@ class LevelValidator:
         The testbed is read in chunks of unchanged users (at most ``hold_s`` seconds), and the guard judges each
         chunk's seconds in turn. Returns the window's samples (``fallback`` marks seconds a slice spent on its safe
         allocation) and, per slice the guard moved to its safe (peak) allocation, the second it did. Once every
-        slice has fallen back the window ends: nothing is left to validate.
+        slice has fallen back, the safe allocations are measured for ``guard.recovery_s`` seconds and the window
+        ends: nothing is left to validate.
         """
         validation = self.spec.validation
         rng = np.random.default_rng([self.spec.seed, round_index, level])
@@ -85,6 +86,8 @@ class LevelValidator:
                         fallbacks[name] = start + length
                         self.fall_back(round_index, level, name, start + length, guards[name])
                 if len(fallbacks) == len(self.spec.slices):
+                    if validation.guard.recovery_s:  # what the safe allocation restores, for the record
+                        frames.append(self.testbed.collect(validation.guard.recovery_s).assign(fallback=True))
                     break
         samples = pd.concat(frames, ignore_index=True).assign(round=round_index, level=level)
         holdout = np.random.default_rng([self.spec.seed, round_index, level, 1]).random(len(samples))
