@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from analysis.model_base import SIGMA_FLOOR, ModelSupport, SliceModel, TargetScale
+from analysis.model_base import SIGMA_FLOOR, ModelSupport, SliceModel, TargetScale, require_positive_integers
 from collectors.dataset import FEATURES
 from core.errors import InputError
 
@@ -58,10 +58,7 @@ class EnsembleConfig:
     link_bound: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("members", "width", "depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"model {name} must be a positive integer, got {value!r}")
+        require_positive_integers(self, "members", "width", "depth")
         if self.monotone and self.width < 2:
             raise InputError("a monotone model needs width >= 2 (half convex, half concave units)")
 

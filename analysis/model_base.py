@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from collectors.dataset import FEATURES
+from core.errors import InputError
 
 SIGMA_FLOOR = 1e-4
 """Smallest standard deviation, in normalized QoS units, so the likelihood stays finite."""
@@ -47,6 +48,14 @@ class TargetScale:
 
 
 Range = tuple[float, float]
+
+
+def require_positive_integers(config: object, *names: str) -> None:
+    """Raise InputError naming the first of ``config``'s fields ``names`` that is not a positive integer."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"model {name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

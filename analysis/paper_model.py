@@ -16,9 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from analysis.model_base import SIGMA_FLOOR, ModelSupport, SliceModel, TargetScale
+from analysis.model_base import SIGMA_FLOOR, ModelSupport, SliceModel, TargetScale, require_positive_integers
 from collectors.dataset import FEATURES
-from core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,7 @@ class PaperConfig:
     head_width: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "head_width"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"model {name} must be a positive integer, got {value!r}")
+        require_positive_integers(self, "width", "depth", "head_width")
 
 
 class PaperModel(SliceModel):
