@@ -7,9 +7,11 @@ the training wall time (every fold's model, the row split's and the final one, c
 then per variant the means over seeds, the seed-to-seed
 standard deviation of MAE, the MAE over the noise floor, the NLL gain over ``paper`` (the paper's network
 as published: no calibration) and the time of one single-input prediction. The load average is printed
-before and after: timings on a busy machine are not the model's.
+before and after: timings on a busy machine are not the model's. ``--off-grid`` adds a check shaped like the
+paper's test split: models trained without a CPU line and a bandwidth line, tested where the two cross.
 
     .venv/bin/python benchmarks/bench_training.py [--variants ensemble paper ...] [--seeds 0 1 2 3 4] [--threads 2]
+                                                  [--off-grid]
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from analysis.ensemble_model import EnsembleConfig
+from analysis.evaluation import evaluate
 from analysis.model_base import SliceModel
 from analysis.paper_model import PaperConfig
 from analysis.training import TrainingConfig, train
@@ -66,7 +70,7 @@ def inference_ms(model: SliceModel, repeats: int = 2000) -> float:
     return (time.perf_counter() - started) / repeats * 1000
 
 
-def measure(frame: Any, name: str, seed: int, epochs: int | None) -> list[dict[str, Any]]:
+def measure(frame: pd.DataFrame, name: str, seed: int, epochs: int | None) -> list[dict[str, Any]]:
     """Train variant ``name`` with ``seed``; its grouped figures (means over folds), calibrated and as
     trained, with the wall time and the inference time."""
     result = train(frame, TrainingConfig(seed=seed, epochs=epochs, **VARIANTS[name].config))
@@ -82,6 +86,28 @@ def measure(frame: Any, name: str, seed: int, epochs: int | None) -> list[dict[s
                                                    "coverage_90", "coverage_95")},
                      "sigma_scale": result.model.sigma_scale if calibrated else 1.0})
     return rows
+
+
+OFF_GRID_LINES = ((1000.0, 15.0), (2500.0, 25.0), (3500.0, 35.0))
+"""(cpu, bw) lines removed together for the off-grid check, as the paper's test split removed cpu 1500 and bw 20."""
+
+
+def off_grid(frame: pd.DataFrame, name: str, seed: int, epochs: int | None) -> dict[str, Any]:
+    """Mean figures over ``OFF_GRID_LINES`` of a model trained without a CPU line and a bandwidth line and
+    tested where they cross (every user count): both inputs off its grid, like the paper's test split. The
+    paper's network is trained as published (no grouped folds, no calibration) to keep it quick."""
+    config = dict(VARIANTS[name].config)
+    if name == "paper":
+        config.update(folds=0, calibrate=False)
+    figures = []
+    for cpu, bandwidth in OFF_GRID_LINES:
+        kept = (frame["cpu"] != cpu) & (frame["bw"] != bandwidth)
+        crossing = (frame["cpu"] == cpu) & (frame["bw"] == bandwidth)
+        model = train(frame[kept].reset_index(drop=True), TrainingConfig(seed=seed, epochs=epochs, **config)).model
+        figures.append(evaluate(model, frame[crossing]).as_dict())
+    mean = pd.DataFrame(figures).mean()
+    return {"variant": name, "seed": seed, **{key: float(mean[key]) for key in
+                                               ("nll_normalized", "mae", "coverage_80", "coverage_90")}}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -108,6 +134,8 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S,
                         help="seconds dropped after each grid change (0 keeps the reconfiguration transient)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--off-grid", action="store_true",
+                        help="also train without pairs of grid lines and test where they cross (slow)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     frame = load_qos_csv(args.data, settle_s=args.settle_s)
@@ -134,6 +162,17 @@ def main() -> None:
               f"{figures['inference_ms']:>8.3f}")
     for name in args.variants:
         print(f"  {name}: {VARIANTS[name].description}")
+    if args.off_grid:
+        print(f"\noff-grid: trained without the cpu and bw lines of each of {OFF_GRID_LINES}, tested where they "
+              "cross; means over the crossings")
+        results = [off_grid(frame, name, seed, args.epochs) for name in args.variants for seed in args.seeds]
+        for row in results:
+            print(json.dumps({key: round(value, 4) if isinstance(value, float) else value
+                              for key, value in row.items()}), flush=True)
+        for name in args.variants:
+            mine = pd.DataFrame([row for row in results if row["variant"] == name])
+            print(f"{name:<22} NLL(norm) {mine['nll_normalized'].mean():.3f}  MAE {mine['mae'].mean():.3f}  "
+                  f"cov80 {mine['coverage_80'].mean():.3f}  cov90 {mine['coverage_90'].mean():.3f}")
 
 
 if __name__ == "__main__":
