@@ -26,6 +26,7 @@ flag such points).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -54,11 +55,15 @@ class EnsembleConfig:
     members: int = 5
     width: int = 32
     depth: int = 2
+    """Hidden units and layers of each member's mean network."""
     monotone: bool = True
     link_bound: bool = True
+    sigma_width: int = 32
+    sigma_depth: int = 2
+    """Hidden units and layers of each member's standard-deviation network."""
 
     def __post_init__(self) -> None:
-        require_positive_integers(self, "members", "width", "depth")
+        require_positive_integers(self, "members", "width", "depth", "sigma_width", "sigma_depth")
         if self.monotone and self.width < 2:
             raise InputError("a monotone model needs width >= 2 (half convex, half concave units)")
 
@@ -142,7 +147,8 @@ class EnsembleModel(SliceModel):
         monotone_inputs = torch.tensor([name in MONOTONE_INPUTS for name in FEATURES])
         self.mean_net = StackedMLP(config.members, config.width, config.depth, config.monotone, monotone_inputs,
                                    generator)
-        self.std_net = StackedMLP(config.members, config.width, config.depth, False, monotone_inputs, generator)
+        self.std_net = StackedMLP(config.members, config.sigma_width, config.sigma_depth, False, monotone_inputs,
+                                  generator)
         with torch.no_grad():
             self.std_net.biases[-1].fill_(-2.0)  # start with a spread of about 0.13 of the QoS range
         self.link_efficiency = nn.Parameter(torch.full((config.members, 1), 2.0))  # sigmoid(2) = 0.88
@@ -153,8 +159,7 @@ class EnsembleModel(SliceModel):
 
     def select(self, members: torch.Tensor, scale: TargetScale) -> EnsembleModel:
         """A new ensemble of the given members (indices), all normalized by ``scale``."""
-        config = EnsembleConfig(int(members.numel()), self.config.width, self.config.depth, self.config.monotone,
-                                self.config.link_bound)
+        config = dataclasses.replace(self.config, members=int(members.numel()))
         chosen = EnsembleModel(config, scale, self.support, self.higher_is_better, self.sigma_scale)
         chosen.load_state_dict({key: value if key in self.SHARED_STATE else value[members]
                                 for key, value in self.state_dict().items()})

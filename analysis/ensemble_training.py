@@ -13,6 +13,7 @@ rows' statistics; members are independent (Adam's state is per weight), so one b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,8 +81,7 @@ def fit_ensembles(frame: pd.DataFrame, roles: list[Role], config: EnsembleConfig
     """
     generator = torch.Generator().manual_seed(seed)
     members = config.members
-    bank_config = EnsembleConfig(members * len(roles), config.width, config.depth, config.monotone,
-                                 config.link_bound)
+    bank_config = dataclasses.replace(config, members=members * len(roles))
     bank = EnsembleModel(bank_config, roles[-1].scale, support, higher_is_better, generator=generator).to(device)
     with torch.no_grad():
         for index, role in enumerate(roles):
@@ -122,9 +122,7 @@ def fit_ensembles(frame: pd.DataFrame, roles: list[Role], config: EnsembleConfig
 
 def _copy_members(source: EnsembleModel, bank: EnsembleModel, block: slice) -> None:
     """Copy ``source``'s member weights and normalizations into ``bank``'s members ``block``."""
-    if source.config != EnsembleConfig(source.config.members, bank.config.width, bank.config.depth,
-                                       bank.config.monotone, bank.config.link_bound) or \
-            source.config.members != block.stop - block.start:
+    if source.config != dataclasses.replace(bank.config, members=block.stop - block.start):
         raise InputError(f"cannot warm-start from a model of another shape ({source.config}; training "
                          f"{bank.config.width} x {bank.config.depth}, {block.stop - block.start} members)")
     bank.input_low.copy_(source.input_low)
