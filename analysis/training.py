@@ -241,11 +241,11 @@ def train(
         fitted = _fit_paper_roles(frame, roles, config, support, device, warm_start, counter)
     else:
         fitted = _fit_ensemble_roles(frame, roles, config, support, device, warm_start, counter)
-    seconds = time.perf_counter() - started
     grouped = _cross_validate(frame, folds, fitted.fold_models, config.calibrate) if folds is not None else None
     model = fitted.final
-    if grouped is not None and config.calibrate:
-        model.sigma_scale = fit_sigma_scale(z_scores(grouped.qos, grouped.mean, grouped.raw_std))
+    model.sigma_scale = (fit_sigma_scale(z_scores(grouped.qos, grouped.mean, grouped.raw_std))
+                         if grouped is not None and config.calibrate else 1.0)
+    seconds = time.perf_counter() - started
     if fitted.row_split is not None:
         fitted.row_split.sigma_scale = model.sigma_scale
     validation_frame = frame.iloc[split.validation_rows]
