@@ -46,20 +46,21 @@ bench: setup
 
 setup: $(STAMP)
 
-# Debian packages: python3-venv (separate on Debian/Ubuntu) and what the local testbed runs (Open vSwitch
-# userspace, Prometheus, node exporter, iptables for the NFQUEUE delayer, ethtool, sshd) or builds against.
-APT_PACKAGES := python3-venv python3-pip python3-dev build-essential libnetfilter-queue-dev iproute2 iptables \
-	ethtool openvswitch-switch prometheus prometheus-node-exporter openssh-server procps
+# Debian packages: every program slicebed, its playbooks and its tests run (the table in controller/deploy/tools.py,
+# which tests/test_tools.py holds this list to) and what the Python packages build against. Checked on every
+# `make setup`, so a checkout that predates a package gets it.
+APT_PACKAGES := python3-venv python3-pip python3-dev build-essential libnetfilter-queue-dev iproute2 iptables kmod \
+	ethtool openvswitch-switch prometheus prometheus-node-exporter procps iperf3 git systemd openssh-server \
+	openssh-client openssh-sftp-server
 system-deps:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
 	  { echo "slicebed needs Python >= 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11"; exit 1; }
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 	    grep -q 'ok installed' || echo $$p; done); \
 	  if [ -n "$$missing" ]; then echo "installing Debian packages:" $$missing; \
-	    $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; fi
+	    $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 
-$(STAMP): pyproject.toml
-	$(MAKE) system-deps
+$(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0

@@ -336,25 +336,39 @@ def test_every_parses_and_maps_to_cron_where_exact(every: str, seconds: int, cro
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    assert analyze, "systemd-analyze is missing: make setup installs the Debian package systemd"
     units = tmp_path / "units"
     units.mkdir()
-    code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every", "6h",
-                          "--unit-dir", str(units)], capfd)
-    written = json.loads(out.splitlines()[-1])["units"]
-    assert sorted(Path(path).name for path in written) == [
+    # --no-enable: the test never enables a timer on the host that runs it
+    code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every",
+                              "6h", "--unit-dir", str(units), "--no-enable"], capfd)
+    assert code == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["enabled"] is False
+    assert sorted(Path(path).name for path in result["units"]) == [
         "slicebed-campaign-replay-smoke.service", "slicebed-campaign-replay-smoke.timer"]
     service = (units / "slicebed-campaign-replay-smoke.service").read_text(encoding="utf-8")
     assert "campaign run" in service and str(SMOKE) in service and "Type=oneshot" in service
     assert "OnUnitActiveSec=6h" in (units / "slicebed-campaign-replay-smoke.timer").read_text(encoding="utf-8")
-    if Path("/run/systemd/system").is_dir():
-        assert code == 0, err
-    else:  # this container: systemd is installed but not running; the command says so and exits 1
-        assert code == 1 and "did not enable" in err and "systemctl enable --now" in err
-    verify = subprocess.run([analyze, "verify", *written], capture_output=True, text=True, check=False)
+    verify = subprocess.run([analyze, "verify", *result["units"]], capture_output=True, text=True, check=False)
     problems = [line for line in verify.stderr.splitlines() if "slicebed-campaign" in line]
     assert verify.returncode == 0 and not problems, verify.stderr
+
+
+def test_schedule_where_systemd_cannot_enable_writes_the_units_and_says_how(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no systemctl here: on any host, nothing gets enabled
+    units = tmp_path / "units"
+    units.mkdir()
+    code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every",
+                              "6h", "--unit-dir", str(units)], capfd)
+    assert code == 1
+    assert json.loads(out.splitlines()[-1])["enabled"] is False
+    assert sorted(path.name for path in units.iterdir()) == [
+        "slicebed-campaign-replay-smoke.service", "slicebed-campaign-replay-smoke.timer"]
+    assert err.strip() == ("slicebed: systemctl is not installed: wrote the units but did not enable them; on a "
+                           "systemd host run `systemctl daemon-reload && systemctl enable --now "
+                           "slicebed-campaign-replay-smoke.timer`")
 
 
 def test_kubernetes_cronjob_validates_against_1_29(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from controller.deploy.ansible_driver import DeployError
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import LocalDeployment
-from controller.deploy.preflight import require_free_ports, require_root, require_tools
+from controller.deploy.preflight import has_netem, require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
 from core.errors import InputError
 from dataplane.delayer import Delayer
@@ -160,6 +160,16 @@ def assert_nothing_left(testbed: LocalDeployment, pids: dict[str, int | None]) -
         assert not Path("/sys/fs/cgroup", hierarchy, f"{prefix}edge").exists()
 
 
+def assert_delay_stage_fits_the_kernel(testbed: LocalDeployment, processes: set[str]) -> None:
+    """tc-netem on the sending side where the kernel has sch_netem, else an NFQUEUE delayer on the receiving side."""
+    delayers = {name for name in processes if name.startswith("delayer-")}
+    qdiscs = _ip_names("tc", "-n", testbed.inventory.netns("regional"), "qdisc", "show", "dev", "tr0")
+    if has_netem():
+        assert "qdisc netem" in qdiscs and not delayers, (qdiscs, delayers)
+    else:
+        assert "delayer-edge-from-regional" in delayers and "qdisc netem" not in qdiscs, (qdiscs, delayers)
+
+
 @pytest.mark.slow
 @needs_root
 @pytest.mark.usefixtures("exclusive_testbed")
@@ -180,7 +190,8 @@ def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> No
 
         status = testbed.status()
         assert status["up"] and status["ovs_bridge"] and status["prometheus"]["ready"]
-        assert {"ovs-vswitchd", "prometheus", "node-exporter", "delayer-edge-from-regional"} <= set(status["processes"])
+        assert {"ovs-vswitchd", "prometheus", "node-exporter"} <= set(status["processes"])
+        assert_delay_stage_fits_the_kernel(testbed, set(status["processes"]))
 
         measurements = {m.kind: m for m in check_testbed(testbed)}
         for kind in ("bandwidth", "delay", "cpu"):

@@ -19,14 +19,10 @@ from pathlib import Path
 
 from controller.deploy.inventory import LocalInventory
 from controller.deploy.state import StateDir
+from controller.deploy.tools import TESTBED_TOOLS
 from core.errors import InputError
 
-REQUIRED_TOOLS = {
-    "ip": "iproute2", "ethtool": "ethtool", "iptables": "iptables", "ovsdb-server": "openvswitch-switch",
-    "ovs-vswitchd": "openvswitch-switch", "ovs-vsctl": "openvswitch-switch", "ovs-ofctl": "openvswitch-switch",
-    "ovsdb-tool": "openvswitch-switch", "prometheus": "prometheus",
-    "prometheus-node-exporter": "prometheus-node-exporter",
-}
+REQUIRED_TOOLS = TESTBED_TOOLS  # program -> Debian package, from the one table (deploy/tools.py)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
