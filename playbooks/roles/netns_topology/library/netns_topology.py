@@ -16,8 +16,8 @@ module: netns_topology
 short_description: Network namespaces joined by veths, a management bridge and per-node CPU cgroups
 description:
   - Idempotent; reports each change it made (or would make in check mode) in I(changes).
-  - C(state=absent) deletes exactly the objects this module names (namespaces, including the switch's,
-    root-side veths, the management bridge, the cgroups); what is already gone is skipped.
+  - C(state=absent) deletes exactly the root-side objects this module names (veths, the management bridge, the
+    cgroups); what is already gone is skipped. The namespaces themselves are deleted by the role's uninstall tasks.
 options:
   prefix: {description: Name prefix of every object, type: str, required: true}
   nodes: {description: "Nodes: name, netns, node_id, mgmt_address, transport_address, transport_mac, routes,
@@ -166,6 +166,9 @@ def present(topology: Topology, params: dict) -> None:
     unknown = {link[side] for link in params["links"] for side in ("a", "b")} - set(nodes)
     if unknown:
         topology.module.fail_json(msg=f"links name hosts that are not nodes: {', '.join(sorted(unknown))}")
+    # Created here, not with community.general.ip_netns: its existence check (collection 11.4) is a substring match
+    # on `ip netns list`, so it would skip creating sb-ue while sb-ue2 or xsb-ue exists. Deleting is exact (the
+    # uninstall tasks test /run/netns/NAME first), so the role deletes namespaces with it.
     existing = topology.namespaces()
     for node in nodes.values():
         if node["netns"] not in existing:
@@ -235,11 +238,8 @@ def configure_node(topology: Topology, params: dict, node: dict) -> None:
 
 
 def absent(topology: Topology, params: dict) -> None:
+    """Root-side links and cgroups (the role's uninstall tasks delete the namespaces first, with ip_netns)."""
     prefix = params["prefix"]
-    existing = topology.namespaces()
-    for netns in [params["switch_netns"], *(node["netns"] for node in params["nodes"])]:
-        if netns in existing:
-            topology.change(f"remove namespace {netns}", ["ip", "netns", "delete", netns])
     root_links = topology.links(None)
     names = [f"{prefix}mgmt", *(f"{prefix}m{node['node_id']}" for node in params["nodes"])]
     for name in names:
