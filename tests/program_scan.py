@@ -56,7 +56,7 @@ MODULES_WITHOUT_PROGRAMS = {
 """Modules that run no program on their host (file, template and API modules)."""
 LOOKUP_PROGRAMS = {"kubernetes.core.kustomize": "kubectl"}
 """Lookup plugins that run a program on the machine running Ansible."""
-SHELL_WORDS = {"set", "read", "kill", "echo", "cd", "exit", "test", "[", "true", "false", "then", "else", "elif",
+SHELL_WORDS = {"!", "set", "read", "kill", "echo", "cd", "exit", "test", "[", "true", "false", "then", "else", "elif",
                "fi", "if", "do", "done", "for", "while", "export", "trap", "wait", "printf", "return", "local"}
 """Shell builtins and keywords: not programs."""
 TASK_KEYWORDS = set(Task.fattributes) | set(Block.fattributes) | {"local_action"}
