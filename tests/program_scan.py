@@ -78,7 +78,7 @@ def python_programs(path: Path, root: Path) -> Iterator[Invocation]:
     forwarders = _forwarders(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            name = _called_name(node.func)
+            name = _name(node.func)
             if _invokes(node):
                 for argument in node.args:
                     yield from (Invocation(p, where) for p in _argv_programs(argument, assigned))
@@ -96,24 +96,19 @@ def python_programs(path: Path, root: Path) -> Iterator[Invocation]:
 
 def _invokes(call: ast.Call) -> bool:
     """Whether a call takes argv lists (``join`` only as ``shlex.join``)."""
-    name = _called_name(call.func)
+    name = _name(call.func)
     return name in INVOKERS and (name != "join" or ast.unparse(call.func) == "shlex.join")
-
-
-def _called_name(function: ast.expr) -> str:
-    if isinstance(function, ast.Name):
-        return function.id
-    return function.attr if isinstance(function, ast.Attribute) else ""
 
 
 def _text(node: ast.expr) -> str:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
 
 
-def _target_name(target: ast.expr) -> str:
-    if isinstance(target, ast.Name):
-        return target.id
-    return target.attr if isinstance(target, ast.Attribute) else ""
+def _name(node: ast.expr) -> str:
+    """The name of a variable, or the attribute name of ``a.b`` (the function of a call, the target of a value)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    return node.attr if isinstance(node, ast.Attribute) else ""
 
 
 def _assignments(tree: ast.AST) -> dict[str, list[ast.expr]]:
@@ -122,11 +117,11 @@ def _assignments(tree: ast.AST) -> dict[str, list[ast.expr]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                found.setdefault(_target_name(target), []).append(node.value)
+                found.setdefault(_name(target), []).append(node.value)
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            found.setdefault(_target_name(node.target), []).append(node.value)
+            found.setdefault(_name(node.target), []).append(node.value)
         elif isinstance(node, ast.For) and isinstance(node.iter, ast.List | ast.Tuple):
-            found.setdefault(_target_name(node.target), []).extend(node.iter.elts)
+            found.setdefault(_name(node.target), []).extend(node.iter.elts)
     found.pop("", None)
     return found
 
@@ -158,7 +153,7 @@ def _argv_programs(node: ast.expr, assigned: dict[str, list[ast.expr]], depth: i
         yield from _argv_programs(node.body, assigned, depth + 1)
         yield from _argv_programs(node.orelse, assigned, depth + 1)
     elif isinstance(node, ast.Name | ast.Attribute):
-        for value in assigned.get(_target_name(node), []):
+        for value in assigned.get(_name(node), []):
             yield from _argv_programs(value, assigned, depth + 1)
     elif isinstance(node, ast.List | ast.Tuple) and node.elts:
         first = node.elts[0]

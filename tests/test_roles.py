@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_process import free_port
+
+from controller.deploy.state import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / "playbooks"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def play(path: Path, role: str, tasks_from: str) -> Path:
@@ -50,13 +46,6 @@ def run_play(playbook: Path, variables: dict) -> int:
     return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", done.stdout).group(1))
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_the_monitoring_role_alone_installs_idempotently_and_uninstalls(tmp_path: Path) -> None:
     prometheus_port, exporter_port = free_port(), free_port()
@@ -72,9 +61,9 @@ def test_the_monitoring_role_alone_installs_idempotently_and_uninstalls(tmp_path
         config = yaml.safe_load((tmp_path / "prometheus" / "prometheus.yml").read_text())
         assert config["scrape_configs"][0]["static_configs"][0]["targets"] == [f"127.0.0.1:{exporter_port}"]
         pids = {path.stem: int(path.read_text()) for path in (tmp_path / "pids").glob("*.pid")}
-        assert set(pids) == {"prometheus", "node-exporter"} and all(alive(pid) for pid in pids.values())
+        assert set(pids) == {"prometheus", "node-exporter"} and all(pid_alive(pid) for pid in pids.values())
     finally:
         assert run_play(uninstall, variables) > 0
-    assert not any(alive(pid) for pid in pids.values())
+    assert not any(pid_alive(pid) for pid in pids.values())
     assert list((tmp_path / "pids").glob("*.pid")) == []
     assert run_play(uninstall, variables) == 0  # nothing left to stop
