@@ -7,7 +7,6 @@ own play, its variables given on the command line, real Prometheus and node expo
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_process import free_port
+from helpers import REPO, VENV_BIN, free_port, venv_environment
 
 from controller.deploy.state import pid_alive
 
-ROOT = Path(__file__).resolve().parents[1]
-PLAYBOOKS = ROOT / "playbooks"
+PLAYBOOKS = REPO / "playbooks"
 
 
 def play(path: Path, role: str, tasks_from: str) -> Path:
@@ -36,11 +34,9 @@ def play(path: Path, role: str, tasks_from: str) -> Path:
 def run_play(playbook: Path, variables: dict) -> int:
     """Run ``playbook`` with slicebed's Ansible configuration; return the number of changed tasks (recap)."""
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook),
-         "-e", json.dumps(variables)],
-        env={**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-             "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", json.dumps(variables)],
+        env=venv_environment(ANSIBLE_CONFIG=str(PLAYBOOKS / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                             ANSIBLE_PYTHON_INTERPRETER=sys.executable),
         capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", done.stdout).group(1))

@@ -11,17 +11,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import REPO, VENV_BIN
 from program_scan import Invocation, ansible_programs, invoked_programs, python_programs
 
 from controller.deploy.preflight import REQUIRED_TOOLS
 from controller.deploy.tools import TESTBED_TOOLS, TOOLS, Source, apt_packages, by_name
 
-ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DIRS = ("/usr/sbin", "/sbin", "/usr/lib/openssh")
 """Where installed programs may be besides PATH: root's sbin directories and openssh's helpers (sftp-server)."""
 
@@ -48,18 +47,18 @@ def pip_distributions(pyproject: dict) -> set[str]:
 
 
 def test_the_makefile_installs_exactly_the_tables_debian_packages() -> None:
-    mismatch = setup_mismatch((ROOT / "Makefile").read_text(encoding="utf-8"))
+    mismatch = setup_mismatch((REPO / "Makefile").read_text(encoding="utf-8"))
     assert mismatch == {"missing from APT_PACKAGES": [], "not in the table": []}
 
 
 def test_the_makefile_check_fails_when_a_package_is_dropped_or_unexplained() -> None:
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     broken = re.sub(r"\biperf3\b", "cowsay", makefile, count=1)
     assert setup_mismatch(broken) == {"missing from APT_PACKAGES": ["iperf3"], "not in the table": ["cowsay"]}
 
 
 def test_pyproject_installs_every_pip_row() -> None:
-    installed = pip_distributions(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8")))
+    installed = pip_distributions(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8")))
     missing = [f"{tool.name} ({tool.package})" for tool in TOOLS
                if tool.source is Source.PIP and tool.package.lower() not in installed]
     assert missing == []
@@ -77,14 +76,14 @@ def test_base_rows_come_with_every_debian_system() -> None:
 def test_lab_rows_are_installed_by_their_role() -> None:
     for tool in TOOLS:
         if tool.source is Source.LAB and tool.installed_by:
-            tasks = (ROOT / "playbooks" / "roles" / tool.installed_by / "tasks").glob("*.yml")
+            tasks = (REPO / "playbooks" / "roles" / tool.installed_by / "tasks").glob("*.yml")
             assert any(re.search(rf"\b{re.escape(tool.package)}\b", path.read_text()) for path in tasks), tool
 
 
 @pytest.fixture(scope="module")
 def found() -> list[Invocation]:
     """Every program the repository runs (read once per module: the scan parses every file)."""
-    return invoked_programs(ROOT)
+    return invoked_programs(REPO)
 
 
 def test_every_program_the_code_runs_is_in_the_table(found: list[Invocation]) -> None:
@@ -105,7 +104,7 @@ def test_preflight_requires_every_testbed_row_by_its_debian_package() -> None:
 
 def test_make_setup_installed_every_program_this_machine_runs() -> None:
     """The fresh-machine check: after `make setup`, every non-lab program of the table is here."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", ""), *SYSTEM_DIRS])
+    path = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", ""), *SYSTEM_DIRS])
     absent = [f"{tool.name} ({tool.source.name.lower()} {tool.package})" for tool in TOOLS
               if tool.source is not Source.LAB and shutil.which(tool.name, path=path) is None]
     assert absent == [], "run `make setup` (it installs these)"
