@@ -20,7 +20,9 @@ description:
   - C(state=stopped) sends SIGTERM to the recorded PID (SIGKILL after I(stop_timeout) seconds), removes the file.
   - Runs where the task runs, so under the netns connection the process starts inside the node's namespace.
 options:
-  pidfile: {description: PID file path (or use I(pid_dir)), type: path}
+  pidfile: {description: PID file path (or use I(pidfiles) or I(pid_dir)), type: path}
+  pidfiles: {description: "With C(state=stopped): stop the processes of these PID files at once", type: list,
+             elements: path}
   pid_dir: {description: "With C(state=stopped): stop the processes of every *.pid file in this directory at once",
             type: path}
   argv: {description: Program and arguments, type: list, elements: str}
@@ -168,7 +170,7 @@ def stop(module: AnsibleModule) -> None:
         names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
         pidfiles = [os.path.join(directory, name) for name in names if name.endswith(".pid")]
     else:
-        pidfiles = [module.params["pidfile"]]
+        pidfiles = module.params["pidfiles"] or [module.params["pidfile"]]
     pids = {pidfile: recorded_pid(pidfile) for pidfile in pidfiles}
     alive = [pid for pidfile, pid in pids.items()
              if pid is not None and runs_program(pid, None) and started_before(pid, pidfile)]
@@ -192,6 +194,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "pidfile": {"type": "path"},
+            "pidfiles": {"type": "list", "elements": "path"},
             "pid_dir": {"type": "path"},
             "argv": {"type": "list", "elements": "str"},
             "log": {"type": "path"},
@@ -205,7 +208,7 @@ def main() -> None:
             "stop_timeout": {"type": "float", "default": 5.0},
         },
         supports_check_mode=True,
-        required_one_of=[("pidfile", "pid_dir")],
+        required_one_of=[("pidfile", "pidfiles", "pid_dir")],
     )
     if module.params["state"] == "started":
         if not module.params["pidfile"]:
