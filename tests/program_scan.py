@@ -56,9 +56,12 @@ MODULES_WITHOUT_PROGRAMS = {
 """Modules that run no program on their host (file, template and API modules)."""
 LOOKUP_PROGRAMS = {"kubernetes.core.kustomize": "kubectl"}
 """Lookup plugins that run a program on the machine running Ansible."""
-SHELL_WORDS = {"!", "set", "read", "kill", "echo", "cd", "exit", "test", "[", "true", "false", "then", "else", "elif",
-               "fi", "if", "do", "done", "for", "while", "export", "trap", "wait", "printf", "return", "local"}
-"""Shell builtins and keywords: not programs."""
+SHELL_KEYWORDS = {"!", "if", "then", "else", "elif", "fi", "case", "esac", "in", "for", "while", "until", "do",
+                  "done"}
+"""Shell keywords: the command follows them."""
+SHELL_BUILTINS = {"set", "read", "kill", "echo", "cd", "exit", "test", "[", "true", "false", "export", "trap", "wait",
+                  "printf", "return", "local", ":"}
+"""Shell builtins: not programs."""
 TASK_KEYWORDS = set(Task.fattributes) | set(Block.fattributes) | {"local_action"}
 
 
@@ -246,16 +249,19 @@ def ansible_programs(path: Path, root: Path, variables: dict[str, object]) -> It
 
 
 def _without_jinja(text: str) -> str:
-    return re.sub(r"\{\{.*?\}\}", "JINJA", text, flags=re.S)
+    """``text`` with Jinja statements removed and each expression replaced by the word JINJA."""
+    return re.sub(r"\{\{.*?\}\}", "JINJA", re.sub(r"\{%.*?%\}", "", text, flags=re.S), flags=re.S)
 
 
 def shell_programs(script: str) -> Iterator[str]:
-    """The first word of every simple command of a shell script (builtins, keywords and assignments skipped;
-    empty for a command that starts with a Jinja expression)."""
+    """The first word of every simple command of a shell script, command substitutions included (keywords,
+    builtins, assignments, redirections and case patterns skipped; empty for a command that starts with Jinja)."""
     flat = _without_jinja(script).replace("\\\n", " ")
-    for segment in re.split(r"\n|;|&&|\|\||\||\{|\}|\(|\)", flat):
+    for segment in re.split(r"\n|;|&&|\|\||\||\$\(|`|\{|\}|\(|\)", flat):
         words = [word for word in segment.split() if not re.match(r"^\w+=", word)]
-        if words and words[0] not in SHELL_WORDS and not words[0].startswith(("<", ">", "2>", "$")):
+        while words and words[0] in SHELL_KEYWORDS:
+            words.pop(0)
+        if words and words[0] not in SHELL_BUILTINS and not re.match(r"^(\d*[<>&]|[*\"'$])", words[0]):
             yield "" if words[0] == "JINJA" else words[0]
 
 

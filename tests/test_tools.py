@@ -137,6 +137,10 @@ SAMPLE_TASKS = '''
   ansible.builtin.shell: |
     set -e
     first | second && read -r a < f && {{ var }} x
+    {% for item in items %}
+    if probe -x {{ item }}; then fixer; fi
+    {% endfor %}
+    case "$(lister 2>/dev/null)" in *"x"*) cleaner ;; esac
 - name: A block
   block:
     - name: A daemon
@@ -161,7 +165,8 @@ def test_the_scanner_finds_argv_programs_in_python(tmp_path: Path) -> None:
 def test_the_scanner_finds_programs_in_tasks_and_flags_unknown_modules(tmp_path: Path) -> None:
     (tmp_path / "main.yml").write_text(SAMPLE_TASKS, encoding="utf-8")
     found = list(ansible_programs(tmp_path / "main.yml", tmp_path, {"sample_binary": "/opt/sample/sampled"}))
-    assert sorted(i.program for i in found if i.program) == ["first", "modprobe", "newtool", "sampled", "second", "sh"]
+    assert sorted(i.program for i in found if i.program) == [
+        "cleaner", "first", "fixer", "lister", "modprobe", "newtool", "probe", "sampled", "second", "sh"]
     unclassified = [i.where for i in found if not i.program]
     assert len(unclassified) == 2  # the unresolvable {{ var }} command and the unknown module
     assert any("module 'acme.widgets.frobnicate' is not classified" in where for where in unclassified)
