@@ -14,13 +14,14 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from ansible.playbook.block import Block
-from ansible.playbook.task import Task
+
+from core.commands import LocalRunner
 
 INVOKERS = {"run", "Popen", "output", "check_output", "check_call", "call", "run_command", "_exec", "_in_netns",
             "change", "join"}
@@ -62,7 +63,17 @@ SHELL_KEYWORDS = {"!", "if", "then", "else", "elif", "fi", "case", "esac", "in",
 SHELL_BUILTINS = {"set", "read", "kill", "echo", "cd", "exit", "test", "[", "true", "false", "export", "trap", "wait",
                   "printf", "return", "local", ":"}
 """Shell builtins: not programs."""
-TASK_KEYWORDS = set(Task.fattributes) | set(Block.fattributes) | {"local_action"}
+
+
+def ansible_task_keywords() -> set[str]:
+    """Ansible's task and block keywords, read in a child process: importing ansible replaces ``sys.intern``
+    with a patch object, which breaks ``torch.compile`` for every later test in the same process."""
+    script = ("from ansible.playbook.block import Block; from ansible.playbook.task import Task; "
+              "print(*sorted(set(Task.fattributes) | set(Block.fattributes)))")
+    return set(LocalRunner().output([sys.executable, "-c", script], timeout_s=120).split()) | {"local_action"}
+
+
+TASK_KEYWORDS = ansible_task_keywords()
 
 
 @dataclass(frozen=True)

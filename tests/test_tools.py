@@ -11,12 +11,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from helpers import REPO, VENV_BIN
-from program_scan import Invocation, ansible_programs, invoked_programs, python_programs
+from program_scan import TASK_KEYWORDS, Invocation, ansible_programs, invoked_programs, python_programs
 
 from controller.deploy.preflight import REQUIRED_TOOLS
 from controller.deploy.tools import TESTBED_TOOLS, TOOLS, Source, apt_packages, by_name
@@ -176,3 +177,9 @@ def test_the_scanner_finds_programs_in_tasks_and_flags_unknown_modules(tmp_path:
 @pytest.mark.parametrize("program", ["iperf3", "kubectl", "modinfo", "systemd-analyze", "ovs-ofctl", "sshd"])
 def test_the_scanner_sees_the_programs_the_issue_found_missing(found: list[Invocation], program: str) -> None:
     assert program in {invocation.program for invocation in found}
+
+
+def test_the_scan_leaves_the_test_process_unpatched() -> None:
+    """Importing ansible in-process replaces sys.intern, and torch.compile (the slice model) then fails."""
+    assert {"name", "when", "loop", "block", "local_action"} <= TASK_KEYWORDS
+    assert type(sys.intern).__name__ == "builtin_function_or_method"
