@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from core.errors import InputError, SlicebedError
+from core.retry import Attempts
 
 MAX_POINTS_PER_SERIES = 11_000
 """Prometheus' hard limit on the points of one series in a single ``query_range`` answer."""
@@ -46,19 +47,13 @@ class PrometheusQueryError(InputError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff: ``initial_delay_s``, doubling up to ``max_delay_s``, within ``budget_s`` in all."""
+    """Exponential backoff: ``initial_delay_s``, doubling up to ``max_delay_s``, at most ``attempts`` requests
+    within ``budget_s`` in all (see :class:`core.retry.Attempts`)."""
 
     attempts: int = 6
     initial_delay_s: float = 0.25
     max_delay_s: float = 4.0
     budget_s: float = 20.0
-
-    def delays(self) -> Iterator[float]:
-        """The pause before each retry (one fewer than ``attempts``)."""
-        delay = self.initial_delay_s
-        for _ in range(self.attempts - 1):
-            yield delay
-            delay = min(delay * 2, self.max_delay_s)
 
 
 def prometheus_ready(url: str, timeout_s: float = 2.0) -> bool:
@@ -136,12 +131,10 @@ class PrometheusReader:
 
     def _call(self, query: str, request: Callable[[], T]) -> T:
         """Run ``request``, retrying transient failures with backoff within the policy's budget."""
-        spent = 0.0  # seconds in requests plus pauses (counted as planned, so the budget holds for any sleep)
-        attempts = 0
-        delays = self.retry.delays()
-        while True:
-            attempts += 1
-            started = time.monotonic()
+        policy = self.retry
+        attempts = Attempts(policy.budget_s, policy.initial_delay_s, backoff=2, max_pause_s=policy.max_delay_s,
+                            max_attempts=policy.attempts, sleep=self._sleep)
+        for _ in attempts:
             try:
                 return request()
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -152,14 +145,9 @@ class PrometheusReader:
                     raise PrometheusQueryError(f"Prometheus at {self.url} refused query {query!r}: HTTP {status}: "
                                                f"{detail}") from None
                 problem = f"HTTP {status}: {detail}"
-            spent += time.monotonic() - started
-            delay = next(delays, None)
-            if delay is None or spent + delay > self.retry.budget_s:
-                raise PrometheusUnavailable(
-                    f"Prometheus at {self.url} did not answer after {attempts} attempt(s) in {spent:.1f} s "
-                    f"({problem}); check that Prometheus runs and listens there (or pass the right URL)")
-            self._sleep(delay)
-            spent += delay
+        raise PrometheusUnavailable(
+            f"Prometheus at {self.url} did not answer after {attempts.count} attempt(s) in {attempts.spent_s:.1f} s "
+            f"({problem}); check that Prometheus runs and listens there (or pass the right URL)")
 
 
 def _seconds(moment: datetime) -> float:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import platform
 import socket
-import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from core.commands import CommandError, CommandRunner, LocalRunner
 
 TRACKED_PACKAGES: tuple[str, ...] = (
     "torch", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "PyYAML", "matplotlib", "rich",
@@ -21,19 +22,14 @@ def slicebed_version() -> str:
         return "unknown"
 
 
-def git_commit(directory: Path | None = None) -> str | None:
+def git_commit(directory: Path | None = None, runner: CommandRunner | None = None) -> str | None:
     """The commit of the slicebed source tree (with ``-dirty`` if it has changes), if it is a git tree."""
-    directory = directory or Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(directory or Path(__file__).resolve().parent.parent)]
+    runner = runner or LocalRunner()
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        commit = runner.output([*git, "rev-parse", "HEAD"], timeout_s=5).strip()
+        dirty = runner.output([*git, "status", "--porcelain", "--untracked-files=no"], timeout_s=5).strip()
+    except CommandError:  # no git, or not a git tree
         return None
     return f"{commit}-dirty" if dirty else commit
 

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import requests
 import yaml
 
 from controller.cli import main
+from core.retry import Attempts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -130,19 +130,18 @@ def wait_until_ready(ready: Callable[[], bool], process: subprocess.Popen[Any], 
                      timeout_s: float = 30, log: Path | None = None) -> None:
     """Poll ``ready()`` until it is true; fail the test (with the process's log or stderr) if ``process``
     exits first or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    for _ in Attempts(timeout_s, 0.05):
         if ready():
             return
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-            detail = log.read_text(errors="replace") if log is not None else (
-                process.communicate()[1] if process.stderr else "")
-            if isinstance(detail, bytes):
-                detail = detail.decode(errors="replace")
-            pytest.fail(f"{what} did not start in {timeout_s} s (exit status {process.poll()}): {detail[-2000:]}")
-        time.sleep(0.05)
+        if process.poll() is not None:
+            break
+    if process.poll() is None:
+        process.kill()
+    detail = log.read_text(errors="replace") if log is not None else (
+        process.communicate()[1] if process.stderr else "")
+    if isinstance(detail, bytes):
+        detail = detail.decode(errors="replace")
+    pytest.fail(f"{what} did not start in {timeout_s} s (exit status {process.poll()}): {detail[-2000:]}")
 
 
 def answers_http(url: str) -> Callable[[], bool]:

@@ -13,7 +13,6 @@ import os
 import random
 import secrets
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import yaml
 from helpers import REPO, free_port, run_slicebed
 
 from controller.deploy.local_deployment import LocalDeployment
+from core.retry import Attempts
 
 LOCAL_INVENTORY = REPO / "inventory" / "local.yml"
 TESTBED_LOCK = Path("/run/slicebed/test-session.lock")
@@ -81,15 +81,14 @@ def testbed_session_lock(path: Path = TESTBED_LOCK, timeout_s: float = 3600) -> 
             holder = handle.read().strip() or "unknown"
             print(f"\nwaiting for another test session (pid {holder}) to finish with the local testbed ({path})",
                   file=sys.stderr)
-            deadline = time.monotonic() + timeout_s
-            while True:
+            for _ in Attempts(timeout_s, 1):
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"another test session (pid {holder}) held {path} for more than {timeout_s} s")
-                    time.sleep(1)
+                    continue
+            else:
+                pytest.fail(f"another test session (pid {holder}) held {path} for more than {timeout_s} s")
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

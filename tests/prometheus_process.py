@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 from helpers import free_port, wait_until_ready
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from core.retry import Attempts
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 
@@ -78,11 +79,9 @@ class PrometheusProcess:
 
     def wait_for_samples(self, query: str, count: int, timeout_s: float = 30) -> None:
         """Block until ``count_over_time(query[1h])`` reaches ``count`` (scrapes have happened)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        for _ in Attempts(timeout_s, 0.2):
             answer = requests.get(f"{self.url}/api/v1/query", params={"query": f"count_over_time({query}[1h])"},
                                   timeout=2).json()["data"]["result"]
             if answer and float(answer[0]["value"][1]) >= count:
                 return
-            time.sleep(0.2)
         raise RuntimeError(f"prometheus on {self.url} has not scraped {count} samples of {query} in {timeout_s} s")

@@ -46,7 +46,7 @@ def cgroup() -> Iterator[CgroupCpuActuator]:
 
 def test_cgroup_sets_the_quota_reads_it_back_and_rejects_out_of_bounds(cgroup: CgroupCpuActuator) -> None:
     assert cgroup.set_cpu(2000) == 2000
-    if cgroup.location.version == 1:
+    if cgroup.group.hierarchy.version == 1:
         assert Path(cgroup.path, "cpu.cfs_quota_us").read_text().strip() == "50000"  # 2000 x 0.25 of a core
     else:
         assert Path(cgroup.path, "cpu.max").read_text().split() == ["50000", "100000"]

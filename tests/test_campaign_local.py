@@ -26,6 +26,7 @@ from controller.campaign.journal import completed_points, incomplete_points
 from controller.campaign.plan import plan_points
 from controller.campaign.spec import load_campaign_spec
 from controller.deploy.inventory import load_inventory
+from core.retry import Attempts
 from core.runstore import RunStore
 
 PREFIX = "sbcmp-"
@@ -54,12 +55,10 @@ def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_noth
     runs = tmp_path / "runs"
     campaign = subprocess.Popen(slicebed_argv("campaign", "run", str(spec_path), runs=runs), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=venv_environment(OMP_NUM_THREADS="1"))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and campaign.poll() is None:  # wait for two measured points
+    for _ in Attempts(300, 0.2):  # wait for two measured points
         listed = RunStore(runs).list()
-        if listed and len(completed_points(listed[0])) >= 2:
+        if campaign.poll() is not None or (listed and len(completed_points(listed[0])) >= 2):
             break
-        time.sleep(0.2)
     assert campaign.poll() is None, f"the campaign ended before the outage: {campaign.communicate()}"
     pid_file = load_inventory(deployed).state_dir / "pids" / "prometheus.pid"
     os.kill(int(pid_file.read_text(encoding="utf-8").split()[0]), signal.SIGTERM)  # the testbed's Prometheus

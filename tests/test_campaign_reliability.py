@@ -27,6 +27,7 @@ from controller.campaign.export import journaled_table
 from controller.campaign.journal import journaled_parts
 from controller.cli import main
 from core.errors import InputError
+from core.retry import Attempts
 from core.runstore import Run, RunStore
 
 KILLS = 20
@@ -57,8 +58,7 @@ def start(runs: Path, *argv: str) -> subprocess.Popen[bytes]:
 
 def wait_until_measuring(runs: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> Run | None:
     """The run once ``process`` has started its session (metadata names its pid); None if it exited."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    for _ in Attempts(timeout_s, 0.02):
         if process.poll() is not None:
             return None
         for run in RunStore(runs).list():
@@ -68,7 +68,6 @@ def wait_until_measuring(runs: Path, process: subprocess.Popen[bytes], timeout_s
                 continue
             if sessions and sessions[-1]["pid"] == process.pid:
                 return run
-        time.sleep(0.02)
     raise AssertionError(f"the campaign process {process.pid} did not start a session in {timeout_s} s")
 
 
@@ -92,10 +91,10 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 
 def wait_for_clean_start(run: Run, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     """Wait until the resumed ``process`` has removed the previous kill's leftovers (it does before measuring)."""
-    deadline = time.monotonic() + timeout_s
-    while leftovers(run) and process.poll() is None:
-        assert time.monotonic() < deadline, f"the resumed campaign kept {leftovers(run)} for {timeout_s} s"
-        time.sleep(0.005)
+    for _ in Attempts(timeout_s, 0.005):
+        if not leftovers(run) or process.poll() is not None:
+            return
+    raise AssertionError(f"the resumed campaign kept {leftovers(run)} for {timeout_s} s")
 
 
 def kill_when_a_part_appears(run: Run, process: subprocess.Popen[bytes], timeout_s: float = 60) -> bool:
@@ -103,13 +102,13 @@ def kill_when_a_part_appears(run: Run, process: subprocess.Popen[bytes], timeout
     fsynced only after that); False if the campaign ended first."""
     directory = run.path / "samples"
     known = {path.name for path in directory.glob("part-*")}
-    deadline = time.monotonic() + timeout_s
-    while process.poll() is None:
+    for _ in Attempts(timeout_s, 0):  # no pause: the kill must land before the journal line
+        if process.poll() is not None:
+            return False
         if {path.name for path in directory.glob("part-*")} - known:
             kill(process)
             return True
-        assert time.monotonic() < deadline, f"no new sample part in {timeout_s} s"
-    return False
+    raise AssertionError(f"no new sample part in {timeout_s} s")
 
 
 def test_twenty_kill_9s_lose_nothing_and_duplicate_nothing(tmp_path: Path, microopt_csv: Path) -> None:

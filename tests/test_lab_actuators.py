@@ -118,7 +118,7 @@ def test_cgroup_actuator_over_ssh_sets_a_real_cgroup(sshd: SshTarget, passphrase
         actuator.create()
         try:
             assert actuator.set_cpu(1500) == pytest.approx(1500)
-            if actuator.location.version == 2:
+            if actuator.group.hierarchy.version == 2:
                 assert Path(actuator.path, "cpu.max").read_text().split() == ["150000", "100000"]
             else:
                 assert Path(actuator.path, "cpu.cfs_quota_us").read_text().strip() == "150000"

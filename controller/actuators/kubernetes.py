@@ -24,6 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from controller.actuators.base import ActuatorError, CpuActuator, Interval
 from core.errors import InputError
+from core.retry import Attempts
 
 RESIZE_SUBRESOURCE_SINCE = (1, 33)
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
@@ -77,8 +78,8 @@ class PodResizeCpuActuator(CpuActuator):
         core = self.core
         method = core.patch_namespaced_pod_resize if self.use_resize_subresource else core.patch_namespaced_pod
         self._call(f"resize {name}", method, name, self.namespace, patch, _content_type=STRATEGIC_MERGE)
-        deadline = time.monotonic() + self.timeout_s
-        while True:
+        attempts = Attempts(self.timeout_s, self.poll_s, sleep=self._sleep)
+        for _ in attempts:
             pod = self._pod()
             applied = self._applied(pod)
             if applied is not None and math.isclose(applied, round(millicores)):
@@ -87,10 +88,8 @@ class PodResizeCpuActuator(CpuActuator):
             if state in REFUSED_RESIZE:
                 raise ActuatorError(f"{self.where}: the node refused the resize to {quantity} ({state}); "
                                     "it does not fit the node's allocatable CPU")
-            if time.monotonic() > deadline:
-                raise ActuatorError(f"{self.where}: resize to {quantity} not applied within {self.timeout_s:g} s "
-                                    f"(resize status {state or 'none'}, running limit {applied})")
-            self._sleep(self.poll_s)
+        raise ActuatorError(f"{self.where}: resize to {quantity} not applied within {self.timeout_s:g} s "
+                            f"(resize status {state or 'none'}, running limit {applied})")
 
     def read_cpu(self) -> float:
         applied = self._applied(self._pod())

@@ -10,54 +10,78 @@ import re
 from collections.abc import Sequence
 
 from controller.actuators.base import ActuatorError, BandwidthActuator, Interval
-from core.commands import CommandRunner
+from core.commands import CommandError, CommandRunner
 
 _METER_RATE = re.compile(r"\brate=(\d+)")
+_METER_BYTES_IN = re.compile(r"\bbyte_in_count:(\d+)")
+_BAND_DROPPED_BYTES = re.compile(r"\b\d+: packet_count:\d+ byte_count:(\d+)")
 _TC_RATE = re.compile(r"\bceil (\d+(?:\.\d+)?)([KMG]?)bit\b")
 _UNITS = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
+METER_BURST_FRACTION = 0.25
+"""A meter's burst in kbit per kbps of rate. With a quarter second of burst TCP reaches the rate through the
+userspace meter (measured: docs/local-testbed-deploy.md); the testbed's playbook creates its meters with the same."""
 
 
-class OvsMeterActuator(BandwidthActuator):
-    """The drop-band rate of OpenFlow 1.3 meter ``meter_id`` on the flows of one slice (burst: rate / 10).
+class OvsMeter:
+    """OpenFlow 1.3 meter ``meter_id`` (a ``kbps`` meter with one drop band) of a switch: its rate and its traffic.
 
     ``switch`` is what ovs-ofctl connects to: a bridge name, or ``unix:RUNDIR/BRIDGE.mgmt`` for a switch
     whose sockets are outside the default run directory (the local testbed's own ovs-vswitchd).
     """
 
-    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Interval) -> None:
+    def __init__(self, runner: CommandRunner, switch: str, meter_id: int) -> None:
         if meter_id < 1:
             raise ValueError(f"meter ids start at 1, got {meter_id}")
         self.runner = runner
         self.switch = switch
         self.meter_id = meter_id
-        self.bounds = bounds
 
     def _ofctl(self, *args: str) -> str:
         return self.runner.output(["ovs-ofctl", "-O", "OpenFlow13", *args])
 
+    def rate_kbps(self) -> int | None:
+        """The drop band's rate, or None when the switch has no such meter."""
+        match = _METER_RATE.search(self._ofctl("dump-meters", self.switch, f"meter={self.meter_id}"))
+        return int(match.group(1)) if match else None
+
+    def set_rate_kbps(self, kbps: int) -> None:
+        """Create the meter, or change its rate, with a burst of ``METER_BURST_FRACTION`` of the rate."""
+        spec = (f"meter={self.meter_id},kbps,burst,band=type=drop,rate={kbps},"
+                f"burst_size={max(1, round(kbps * METER_BURST_FRACTION))}")
+        self._ofctl("mod-meter" if self.rate_kbps() is not None else "add-meter", self.switch, spec)
+
+    def passed_bytes(self) -> int:
+        """Bytes that entered the meter minus the bytes its drop band discarded, since it was created."""
+        stats = self._ofctl("meter-stats", self.switch, f"meter={self.meter_id}")
+        entered = _METER_BYTES_IN.search(stats)
+        if entered is None:
+            raise CommandError(f"{self.runner.node}: no statistics for meter {self.meter_id} on {self.switch}")
+        return int(entered.group(1)) - sum(int(dropped) for dropped in _BAND_DROPPED_BYTES.findall(stats))
+
+
+class OvsMeterActuator(BandwidthActuator):
+    """The drop-band rate of an :class:`OvsMeter` on the flows of one slice, read back from the switch."""
+
+    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Interval) -> None:
+        self.meter = OvsMeter(runner, switch, meter_id)
+        self.bounds = bounds
+
     def set_bandwidth(self, mbps: float) -> float:
-        self.bounds.check(f"meter {self.meter_id} on {self.switch}: bandwidth_mbps", mbps)
+        meter = self.meter
+        self.bounds.check(f"meter {meter.meter_id} on {meter.switch}: bandwidth_mbps", mbps)
         kbps = round(mbps * 1000)
-        # burst = rate/10 kbit: without it the userspace meter lets bursts of ~1 s through (10 Mbit/s -> 14.5 over 2 s)
-        spec = f"meter={self.meter_id},kbps,burst,band=type=drop,rate={kbps},burst_size={max(1, kbps // 10)}"
-        command = "mod-meter" if self._configured_kbps() is not None else "add-meter"
-        self._ofctl(command, self.switch, spec)
+        meter.set_rate_kbps(kbps)
         effective = self.read_bandwidth()
         if round(effective * 1000) != kbps:
-            raise ActuatorError(f"meter {self.meter_id} on {self.switch}: set {kbps} kbps, the switch reports "
+            raise ActuatorError(f"meter {meter.meter_id} on {meter.switch}: set {kbps} kbps, the switch reports "
                                 f"{effective * 1000:g} kbps")
         return effective
 
     def read_bandwidth(self) -> float:
-        kbps = self._configured_kbps()
+        kbps = self.meter.rate_kbps()
         if kbps is None:
-            raise ActuatorError(f"meter {self.meter_id} does not exist on {self.switch}")
+            raise ActuatorError(f"meter {self.meter.meter_id} does not exist on {self.meter.switch}")
         return kbps / 1000
-
-    def _configured_kbps(self) -> int | None:
-        output = self._ofctl("dump-meters", self.switch, f"meter={self.meter_id}")
-        match = _METER_RATE.search(output)
-        return int(match.group(1)) if match else None
 
 
 class OvsQueueActuator(BandwidthActuator):

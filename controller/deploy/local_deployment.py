@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory import LocalInventory, load_inventory
 from controller.deploy.preflight import KernelFeatures, preflight, require_root
 from controller.deploy.state import StateDir, pid_alive
+from core.cgroups import find_cpu_hierarchy
+from core.commands import CommandRunner, LocalRunner
 
 UP_PLAYBOOK = "testbed-up.yml"
 DOWN_PLAYBOOK = "testbed-down.yml"
@@ -24,6 +25,7 @@ class LocalDeployment:
 
     inventory: LocalInventory
     dataplane: bool = True  # False: transport, delay and monitoring only (no data-plane programs)
+    runner: CommandRunner = field(default_factory=LocalRunner)  # this host
 
     @classmethod
     def open(cls, inventory_path: str | Path, dataplane: bool = True) -> LocalDeployment:
@@ -42,7 +44,7 @@ class LocalDeployment:
 
     def preflight(self) -> KernelFeatures:
         """Root, tools, kernel features, free ports and subnet; one InputError line on the first problem."""
-        return preflight(self.inventory, self.state)
+        return preflight(self.inventory, self.state, self.runner)
 
     def up(self, artifacts_dir: Path, dry_run: bool = False, on_task: Callable[[str], None] | None = None,
            preflight_done: bool = False, *, remove_on_failure: bool = True,
@@ -80,10 +82,10 @@ class LocalDeployment:
         """Anything of this testbed still present: namespaces, root links, cgroups, processes, state dir."""
         found = [f"namespace {n}" for n in self.inventory.namespaces if Path("/run/netns", n).exists()]
         found += [f"link {n}" for n in self.inventory.root_links if Path("/sys/class/net", n).exists()]
-        for host in self.inventory.hosts:
-            name = self.inventory.cgroup_name(host)
-            found += [f"cgroup {d}" for d in (Path("/sys/fs/cgroup/cpu", name), Path("/sys/fs/cgroup/cpuacct", name),
-                                              Path("/sys/fs/cgroup", name)) if d.is_dir()]
+        hierarchy = find_cpu_hierarchy(self.runner)
+        for host in self.inventory.hosts if hierarchy is not None else ():
+            directories = hierarchy.group(self.inventory.cgroup_name(host)).directories
+            found += [f"cgroup {directory}" for directory in directories if Path(directory).is_dir()]
         found += [f"process {name} ({pid})" for name, pid in self.state.pids().items() if pid and pid_alive(pid)]
         if self.state.path.exists():
             found.append(f"state directory {self.state.path}")
@@ -94,9 +96,8 @@ class LocalDeployment:
         namespaces = {n: Path("/run/netns", n).exists() for n in self.inventory.namespaces}
         processes = {name: bool(pid and pid_alive(pid)) for name, pid in self.state.pids().items()}
         socket = self.state.path / "ovs" / "db.sock"
-        bridge = socket.exists() and subprocess.run(
-            ["ovs-vsctl", f"--db=unix:{socket}", "--timeout=3", "br-exists", self.inventory.bridge],
-            capture_output=True, check=False).returncode == 0
+        bridge = socket.exists() and self.runner.run(
+            ["ovs-vsctl", f"--db=unix:{socket}", "--timeout=3", "br-exists", self.inventory.bridge]).returncode == 0
         prometheus = f"http://127.0.0.1:{self.inventory.settings.prometheus_port}"
         ready = prometheus_ready(prometheus)
         running = all(namespaces.values()) and bridge and ready and all(processes.values())

@@ -1,7 +1,7 @@
 """Preflight checks before `slicebed testbed up`: privileges, tools, kernel features, free ports and subnets.
 
 Each failed check is one :class:`~core.errors.InputError` line naming the cause and the fix, raised before
-anything is created.
+anything is created. Commands run through a :class:`~core.commands.CommandRunner` (this host by default).
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from controller.deploy.inventory import LocalInventory
 from controller.deploy.state import StateDir
 from controller.deploy.tools import TESTBED_TOOLS
+from core.cgroups import find_cpu_hierarchy
+from core.commands import CommandRunner, LocalRunner
 from core.errors import InputError
 
 REQUIRED_TOOLS = TESTBED_TOOLS  # program -> Debian package, from the one table (deploy/tools.py)
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -32,42 +33,38 @@ class KernelFeatures:
 
     netem: bool
     nfqueue: bool
-    cgroup_cpu: str  # "v1", "v2" or "" (none)
+    cgroup_cpu: str  # "v1", "v2" or "" (none): the hierarchy whose cpu controller is enabled (core.cgroups)
 
 
-def has_netem() -> bool:
-    """Whether the kernel has sch_netem (module or built in)."""
+def has_netem(runner: CommandRunner) -> bool:
+    """Whether the kernel has sch_netem (loaded, built in, or a module modprobe can load)."""
     if Path("/sys/module/sch_netem").exists():
         return True
-    return subprocess.run(["modinfo", "-n", "sch_netem"], capture_output=True, check=False).returncode == 0 \
-        if shutil.which("modinfo") else False
+    return shutil.which("modinfo") is not None and runner.run(["modinfo", "-n", "sch_netem"]).returncode == 0
 
 
-def has_nfqueue() -> bool:
+def has_nfqueue(runner: CommandRunner) -> bool:
     """Whether an iptables NFQUEUE rule can be installed (tried in a scratch namespace, then removed)."""
     scratch = f"sbpf-{secrets.token_hex(3)}"
-    if subprocess.run(["ip", "netns", "add", scratch], capture_output=True, check=False).returncode != 0:
+    if runner.run(["ip", "netns", "add", scratch]).returncode != 0:
         return False
     try:
-        done = subprocess.run(["ip", "netns", "exec", scratch, "iptables", "-t", "mangle", "-A", "PREROUTING",
-                               "-j", "NFQUEUE", "--queue-num", "9"], capture_output=True, check=False)
-        return done.returncode == 0
+        return LocalRunner(scratch).run(["iptables", "-t", "mangle", "-A", "PREROUTING", "-j", "NFQUEUE",
+                                         "--queue-num", "9"]).returncode == 0
     finally:
-        subprocess.run(["ip", "netns", "delete", scratch], capture_output=True, check=False)
+        runner.run(["ip", "netns", "delete", scratch])
 
 
-def cgroup_cpu_version() -> str:
-    if (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
-        return "v1"
-    controllers = CGROUP_ROOT / "cgroup.controllers"
-    if controllers.exists() and "cpu" in controllers.read_text().split():
-        return "v2"
-    return ""
+def cgroup_cpu_version(runner: CommandRunner) -> str:
+    """``v1`` or ``v2``: the hierarchy whose cpu controller is enabled; ``""`` when neither has it."""
+    hierarchy = find_cpu_hierarchy(runner)
+    return f"v{hierarchy.version}" if hierarchy is not None else ""
 
 
-def detect_kernel_features() -> KernelFeatures:
-    netem = has_netem()
-    return KernelFeatures(netem=netem, nfqueue=False if netem else has_nfqueue(), cgroup_cpu=cgroup_cpu_version())
+def detect_kernel_features(runner: CommandRunner) -> KernelFeatures:
+    netem = has_netem(runner)
+    return KernelFeatures(netem=netem, nfqueue=False if netem else has_nfqueue(runner),
+                          cgroup_cpu=cgroup_cpu_version(runner))
 
 
 def require_root(euid: int | None = None) -> None:
@@ -75,18 +72,18 @@ def require_root(euid: int | None = None) -> None:
         raise InputError("testbed up/down need root (namespaces, Open vSwitch, cgroups); run it with sudo")
 
 
-def require_tools(which=shutil.which) -> None:
+def require_tools(runner: CommandRunner | None = None, which: Callable[[str], str | None] = shutil.which) -> None:
     for tool, package in REQUIRED_TOOLS.items():
         if which(tool) is None:
             raise InputError(f"{tool} is not installed; install the Debian package {package} (make system-deps)")
-    if subprocess.run(["ip", "netns", "list"], capture_output=True, check=False).returncode != 0:
+    if (runner or LocalRunner()).run(["ip", "netns", "list"]).returncode != 0:
         raise InputError("`ip netns` does not work here; the local testbed needs network namespaces")
 
 
 def require_features(features: KernelFeatures) -> None:
     if not features.cgroup_cpu:
-        raise InputError("no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2 cgroup.controllers); "
-                         "mount it to run the local testbed")
+        raise InputError("no cgroup cpu controller is enabled (neither 'cpu' in a cgroup v2 cgroup.controllers nor "
+                         "a v1 hierarchy mounted with 'cpu'); mount or enable one to run the local testbed")
     if not features.netem and not features.nfqueue:
         raise InputError("the kernel has neither sch_netem nor iptables NFQUEUE, so no delay stage can run; "
                          "load sch_netem or xt_NFQUEUE")
@@ -115,11 +112,10 @@ def require_free_ports(inventory: LocalInventory, state: StateDir) -> None:
                              f"set another {option} in all.vars or stop what listens there")
 
 
-def require_free_mgmt_subnet(inventory: LocalInventory) -> None:
+def require_free_mgmt_subnet(inventory: LocalInventory, runner: CommandRunner) -> None:
     """The management subnet lives in the root namespace: no other interface may route it already."""
-    done = subprocess.run(["ip", "-j", "route", "show"], capture_output=True, text=True, check=False)
     subnet, bridge = inventory.settings.mgmt_subnet, f"{inventory.prefix}mgmt"
-    for route in json.loads(done.stdout or "[]"):
+    for route in json.loads(runner.output(["ip", "-j", "route", "show"]) or "[]"):
         destination = route.get("dst", "")
         if destination in ("default", "") or route.get("dev") == bridge:
             continue
@@ -129,12 +125,13 @@ def require_free_mgmt_subnet(inventory: LocalInventory) -> None:
                              "choose another mgmt_subnet (and mgmt addresses)")
 
 
-def preflight(inventory: LocalInventory, state: StateDir) -> KernelFeatures:
-    """Every check `up` needs, in order; returns the kernel features found."""
+def preflight(inventory: LocalInventory, state: StateDir, runner: CommandRunner | None = None) -> KernelFeatures:
+    """Every check `up` needs, in order, on this host; returns the kernel features found."""
+    runner = runner or LocalRunner()
     require_root()
-    require_tools()
-    features = detect_kernel_features()
+    require_tools(runner)
+    features = detect_kernel_features(runner)
     require_features(features)
     require_free_ports(inventory, state)
-    require_free_mgmt_subnet(inventory)
+    require_free_mgmt_subnet(inventory, runner)
     return features

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import yaml
 
 from controller.deploy.topology import TIERS, Tier, Topology
 from core.errors import InputError, SlicebedError
+from core.retry import Attempts
 from core.yamlfile import read_yaml
 
 MIB_PER_GIB = 1024
@@ -331,17 +331,14 @@ class Provisioner:
     def _host_keys(self, server: Any) -> tuple[str, ...]:
         """The SSH host keys cloud-init prints on the console (read through the authenticated Nova API), as
         ``type base64`` pairs; none if the console shows none within ``console_wait_s``."""
-        deadline = time.monotonic() + self.console_wait_s
-        while True:
+        for _ in Attempts(self.console_wait_s, self.poll_s):
             console = self._call(f"read the console of {server.name}", self.cloud.compute.get_server_console_output,
                                  server)
             block = HOST_KEYS.search(str(console.get("output", "")))
             if block is not None:
                 return tuple(" ".join(line.split()[:2]) for line in block.group(1).splitlines()
                              if len(line.split()) >= 2)
-            if time.monotonic() > deadline:
-                return ()
-            time.sleep(self.poll_s)
+        return ()
 
     def _address(self, server: Any, network_name: str) -> str:
         for entry in (server.addresses or {}).get(network_name, []):

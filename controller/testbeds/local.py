@@ -37,11 +37,6 @@ def exporter_url(inventory: LocalInventory) -> str:
     return f"http://{inventory.settings.mgmt_gateway}:{inventory.settings.exporter_port}"
 
 
-def switch_target(inventory: LocalInventory) -> str:
-    """What ovs-ofctl connects to: the transport bridge's management socket in the state directory."""
-    return f"unix:{inventory.state_dir}/ovs/{inventory.bridge}.mgmt"
-
-
 class LocalTestbed(ActuatedTestbed):
     """Drives a deployed local testbed; it also tells the slicebed exporter each allocation (for Prometheus)."""
 
@@ -74,15 +69,15 @@ def open_local_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Inte
     if len(bounds) > 1:
         raise InputError(f"the local testbed has one RAN cgroup, so it runs one slice at a time; "
                          f"got {', '.join(bounds)}")
-    switch = switch_target(inventory)
-    if not Path(switch.removeprefix("unix:")).exists():
-        raise TestbedUnavailable(f"the local testbed is not up ({switch.removeprefix('unix:')} is missing); "
+    if not inventory.switch_socket.exists():
+        raise TestbedUnavailable(f"the local testbed is not up ({inventory.switch_socket} is missing); "
                                  f"run `slicebed testbed up --inventory {inventory.path}` first")
     runner = LocalRunner()
     cpu: dict[str, CpuActuator] = {
         name: CgroupCpuActuator(runner, inventory.cgroup_name(RAN_HOST), limits[0], cpu_scale)
         for name, limits in bounds.items()}
     bandwidth: dict[str, BandwidthActuator] = {
-        name: OvsMeterActuator(runner, switch, deployed.index(name) + 1, limits[1]) for name, limits in bounds.items()}
+        name: OvsMeterActuator(runner, inventory.switch_target, deployed.index(name) + 1, limits[1])
+        for name, limits in bounds.items()}
     reader = PrometheusReader(f"http://127.0.0.1:{inventory.settings.prometheus_port}")
     return LocalTestbed(inventory, cpu, bandwidth, PrometheusQosMeter(reader))

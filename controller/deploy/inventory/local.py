@@ -146,6 +146,16 @@ class LocalInventory:
     def bridge(self) -> str:
         return f"{self.prefix}tr"
 
+    @property
+    def switch_socket(self) -> Path:
+        """The transport bridge's OpenFlow management socket (the testbed runs its own ovs-vswitchd)."""
+        return self.state_dir / "ovs" / f"{self.bridge}.mgmt"
+
+    @property
+    def switch_target(self) -> str:
+        """What ovs-ofctl connects to for the transport bridge."""
+        return f"unix:{self.switch_socket}"
+
     def cgroup_name(self, host: str) -> str:
         return f"{self.prefix}{host}"
 

@@ -11,6 +11,11 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The local testbed runs this module with the controller's Python (ansible_playbook_python), which has slicebed:
+# cgroups follow the project's one rule for which hierarchy to use.
+from core.cgroups import CpuCgroup, cpu_hierarchy
+from core.commands import CommandError, LocalRunner
+
 DOCUMENTATION = r"""
 module: netns_topology
 short_description: Network namespaces joined by veths, a management bridge and per-node CPU cgroups
@@ -36,9 +41,6 @@ options:
 RETURN = r"""
 changes: {description: One line per change, type: list, elements: str, returned: always}
 """
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
 
 class Topology:
     """Reads and changes the kernel's network objects, recording every change (or only recording in check mode)."""
@@ -99,45 +101,40 @@ def offload_off(topology: Topology, netns: str | None, device: str) -> None:
                         [*wrap, "ethtool", "-K", device, "tx", "off"])
 
 
-def cgroup_dirs(name: str) -> list[Path]:
-    """The directories of cgroup ``name`` that hold its CPU limit and accounting (v1: cpu and cpuacct; v2: one)."""
-    if (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
-        return [CGROUP_ROOT / "cpu" / name, CGROUP_ROOT / "cpuacct" / name]
-    return [CGROUP_ROOT / name]
+def node_cgroup(topology: Topology, name: str) -> CpuCgroup:
+    """Cgroup ``name`` in the hierarchy whose cpu controller is enabled (the rule of core.cgroups)."""
+    try:
+        return cpu_hierarchy(LocalRunner()).group(name)
+    except CommandError as exc:
+        topology.module.fail_json(msg=str(exc), changes=topology.changes)
+        raise  # fail_json exits; this keeps type checkers informed
 
 
 def ensure_cgroup(topology: Topology, name: str, millicores: int, period_us: int) -> None:
-    quota = millicores * period_us // 1000
-    for directory in cgroup_dirs(name):
-        if not directory.is_dir():
-            topology.change(f"cgroup {directory}")
-            if not topology.module.check_mode:
-                directory.mkdir()
-    cpu_dir = cgroup_dirs(name)[0]
-    if (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
-        if not (cpu_dir / "cpu.cfs_period_us").exists() or int((cpu_dir / "cpu.cfs_period_us").read_text()) \
-                != period_us or int((cpu_dir / "cpu.cfs_quota_us").read_text()) <= 0:
-            topology.change(f"cgroup {cpu_dir}: {quota}/{period_us} us")
-            if not topology.module.check_mode:
-                (cpu_dir / "cpu.cfs_period_us").write_text(str(period_us))
-                (cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
-    elif not (cpu_dir / "cpu.max").exists() or (cpu_dir / "cpu.max").read_text().split()[0] == "max":
-        topology.change(f"cgroup {cpu_dir}: cpu.max {quota} {period_us}")
+    """The node's cgroup exists and has a CPU limit with period ``period_us`` (a limit the CPU actuator set
+    since is kept: a second `up` changes nothing)."""
+    runner, group = LocalRunner(), node_cgroup(topology, name)
+    missing = [directory for directory in group.directories if not Path(directory).is_dir()]
+    if missing:
+        topology.change(f"cgroup {', '.join(missing)}")
         if not topology.module.check_mode:
-            (cpu_dir / "cpu.max").write_text(f"{quota} {period_us}")
+            group.create(runner)
+    quota, period = group.read_limit(runner) if Path(group.path).is_dir() else (None, 0)
+    if quota is None or period != period_us:
+        quota = millicores * period_us // 1000
+        topology.change(f"cgroup {group.path}: {quota} us of CPU per {period_us} us")
+        if not topology.module.check_mode:
+            group.write_limit(runner, quota, period_us)
 
 
 def remove_cgroup(topology: Topology, name: str) -> None:
-    for directory in cgroup_dirs(name):
-        if not directory.is_dir():
-            continue
-        topology.change(f"remove cgroup {directory}")
-        if topology.module.check_mode:
-            continue
-        tasks = (directory / "tasks") if (directory / "tasks").exists() else (directory / "cgroup.procs")
-        for pid in tasks.read_text().split():  # leftovers go back to the root group so that rmdir succeeds
-            (directory.parent / tasks.name).write_text(pid)
-        directory.rmdir()
+    """Remove the node's cgroup; processes left in it go back to the parent group first."""
+    group = node_cgroup(topology, name)
+    present = [directory for directory in group.directories if Path(directory).is_dir()]
+    if present:
+        topology.change(f"remove cgroup {', '.join(present)}")
+        if not topology.module.check_mode:
+            group.remove(LocalRunner())
 
 
 def ensure_transport_port(topology: Topology, params: dict, node: dict, switch_links: dict[str, dict]) -> None:
