@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+from helpers import REPO
 
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator, attach
-from controller.actuators.ovs import OvsMeterActuator, OvsQueueActuator
+from controller.actuators.ovs import METER_BURST_FRACTION, OvsMeterActuator, OvsQueueActuator
 from core.commands import CommandError, LocalRunner
 from core.errors import InputError
 
@@ -145,12 +147,18 @@ def test_meter_is_created_changed_read_back_and_bounds_checked(switch: Switch) -
     with pytest.raises(ActuatorError, match="meter 3 does not exist"):
         meter.read_bandwidth()
     assert meter.set_bandwidth(12.5) == 12.5
-    assert "rate=12500" in sh("ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch.target)
+    assert "rate=12500 burst_size=3125" in sh("ovs-ofctl", "-O", "OpenFlow13", "dump-meters", switch.target)
     assert meter.set_bandwidth(40) == 40
     assert meter.read_bandwidth() == 40
     with pytest.raises(InputError, match=r"bandwidth_mbps 4 is outside the allowed \[5, 40\]"):
         meter.set_bandwidth(4)
     assert meter.read_bandwidth() == 40
+
+
+def test_testbed_playbook_meters_burst_like_the_actuator() -> None:
+    """`testbed up` creates the meters (Ansible), the actuator changes them: both with the same burst."""
+    defaults = yaml.safe_load((REPO / "playbooks" / "roles" / "ovs_transport" / "defaults" / "main.yml").read_text())
+    assert defaults["ovs_transport_meter_burst_fraction"] == METER_BURST_FRACTION == 0.25
 
 
 def test_meter_failure_names_the_switch() -> None:

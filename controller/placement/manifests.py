@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from controller.placement.problem import Problem
+from core.commands import LocalRunner
 from core.errors import InputError
 
 TIER_LABEL = "slicebed.io/tier"
@@ -115,10 +115,11 @@ def rendered_objects(overlay: Path, kubectl: str = "kubectl") -> list[dict[str, 
     """The objects ``kubectl kustomize overlay`` renders."""
     if shutil.which(kubectl) is None:
         raise InputError(f"{kubectl} not found on PATH; install a kubectl >= 1.27 (it carries kustomize)")
-    proc = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise InputError(f"{overlay}: kubectl kustomize failed: {proc.stderr.strip().splitlines()[-1]}")
-    return [document for document in yaml.safe_load_all(proc.stdout) if document]
+    rendered = LocalRunner().run([kubectl, "kustomize", str(overlay)], timeout_s=120)
+    if rendered.returncode != 0:
+        raise InputError(f"{overlay}: kubectl kustomize failed: "
+                         f"{(rendered.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document]
 
 
 def apply_overlays(overlays: list[Path], kubeconfig: Path, context: str | None = None) -> list[str]:
