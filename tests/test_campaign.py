@@ -102,9 +102,9 @@ def test_randomized_order_is_a_seeded_permutation(tmp_path: Path, microopt_csv: 
 
 def test_replay_smoke_campaign_writes_parquet_and_microopt_csv(tmp_path: Path,
                                                               capfd: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["--runs-dir", str(tmp_path), "campaign", "run", str(SMOKE)], capfd)
+    code, out, err = run_cli(["--runs-dir", str(tmp_path), "campaign", "run", str(SMOKE), "--json"], capfd)
     assert code == 0, err
-    result = json.loads(out.splitlines()[-1])
+    result = json.loads(out)
     assert result["completed"] == result["points"] == 24
     run = only_run(tmp_path)
     assert run.metadata()["status"] == "completed"
@@ -131,9 +131,9 @@ def test_resume_after_a_crash_between_part_and_journal_drops_the_orphan(
     (run.path / "samples" / ".part-000099.parquet.tmp").write_bytes(b"PAR1 half written")
     run.update_metadata(status="running")
     assert len(completed_points(run)) == 7
-    code, out, err = run_cli(["--runs-dir", str(runs), "campaign", "resume", run.id], capfd)
+    code, out, err = run_cli(["--runs-dir", str(runs), "campaign", "resume", run.id, "--json"], capfd)
     assert code == 0, err
-    assert json.loads(out.splitlines()[-1])["completed"] == 8
+    assert json.loads(out)["completed"] == 8
     assert_exact_dataset(run)
     assert len(list((run.path / "samples").iterdir())) == 8  # orphan and temp file gone
     assert any(event["event"] == "orphan_parts_removed" for event in run.events())
@@ -341,9 +341,9 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, capfd: pytest
     units.mkdir()
     # --no-enable: the test never enables a timer on the host that runs it
     code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every",
-                              "6h", "--unit-dir", str(units), "--no-enable"], capfd)
+                              "6h", "--unit-dir", str(units), "--no-enable", "--json"], capfd)
     assert code == 0, err
-    result = json.loads(out.splitlines()[-1])
+    result = json.loads(out)
     assert result["enabled"] is False
     assert sorted(Path(path).name for path in result["units"]) == [
         "slicebed-campaign-replay-smoke.service", "slicebed-campaign-replay-smoke.timer"]
@@ -361,9 +361,9 @@ def test_schedule_where_systemd_cannot_enable_writes_the_units_and_says_how(
     units = tmp_path / "units"
     units.mkdir()
     code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "campaign", "schedule", str(SMOKE), "--every",
-                              "6h", "--unit-dir", str(units)], capfd)
+                              "6h", "--unit-dir", str(units), "--json"], capfd)
     assert code == 1
-    assert json.loads(out.splitlines()[-1])["enabled"] is False
+    assert json.loads(out)["enabled"] is False
     assert sorted(path.name for path in units.iterdir()) == [
         "slicebed-campaign-replay-smoke.service", "slicebed-campaign-replay-smoke.timer"]
     assert err.strip() == ("slicebed: systemctl is not installed: wrote the units but did not enable them; on a "
@@ -398,7 +398,7 @@ def test_runs_list_show_and_export_with_a_chunked_prometheus_window(
     assert run_cli(["--runs-dir", str(runs), "campaign", "run", str(small_spec(tmp_path, microopt_csv))], capfd)[0] == 0
     run = only_run(runs)
     code, out, _ = run_cli(["--runs-dir", str(runs), "runs", "list", "--json"], capfd)
-    assert code == 0 and json.loads(out)[0]["points"] == "8/8"
+    assert code == 0 and json.loads(out)["runs"][0]["points"] == "8/8"
     code, out, _ = run_cli(["--runs-dir", str(runs), "runs", "show", run.id, "--json"], capfd)
     shown = json.loads(out)
     assert shown["status"] == "completed" and shown["points_completed"] == 8 and "dataset.parquet" in shown["files"]

@@ -258,7 +258,7 @@ def test_runs_list_reports_unreadable_runs_instead_of_failing(tmp_path: Path,
                                                               capfd: pytest.CaptureFixture[str]) -> None:
     runs = make_runs(tmp_path)
     code = main(["--runs-dir", str(runs), "runs", "list", "--json"])
-    rows = {row["run_id"]: row for row in json.loads(capfd.readouterr().out)}
+    rows = {row["run_id"]: row for row in json.loads(capfd.readouterr().out)["runs"]}
     assert code == 0
     assert rows["binary"]["status"] == rows["garbage"]["status"] == "unreadable metadata.json"
     assert rows["loop"]["kind"] == "loop"

@@ -63,6 +63,7 @@ def test_closed_loop_writes_a_complete_run(tmp_path: Path, microopt_csv: Path,
     code = main(["--quiet", "--runs-dir", str(runs), "loop", "run", str(small_spec(tmp_path, microopt_csv)), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == (0 if summary["holds"] else 1)
+    assert summary["sweep_incomplete"] == 0
     run = RunStore(runs).open(summary["run"])
 
     metadata = run.metadata()
@@ -116,9 +117,10 @@ def test_a_loop_dataset_trains_through_the_same_cli(tmp_path: Path, microopt_csv
     capsys.readouterr()
     assert main(["--quiet", "model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"),
                  "--epochs", "200", "--settle-s", "0", "--no-calibrate"]) == 0  # 9 allocations: too few to calibrate
+    assert "validation" in capsys.readouterr().out  # the metrics table, for people
     assert main(["model", "eval", "--model", str(tmp_path / "model"), "--data", str(dataset), "--json",
                  "--settle-s", "0"]) == 0
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads(capsys.readouterr().out)
     rows = pd.read_csv(dataset)
     assert metrics["n"] == len(rows) == 5 * 3 * 3 * 20
     model = unfolded_float64(load_model(tmp_path / "model"))

@@ -252,7 +252,7 @@ def test_model_train_and_eval_report_calibration(tmp_path: Path, capfd: pytest.C
     csv = tmp_path / "grid.csv"
     write_qos_csv(synthetic(), csv)
     code, out, err = run_cli(["model", "train", "--data", str(csv), "--out", str(tmp_path / "m"), "--epochs", "100",
-                              "--settle-s", "0"], capfd)
+                              "--settle-s", "0", "--json"], capfd)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["arch"] == "ensemble" and summary["grouped"]["groups"] == 16

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import yaml
 
 from controller.campaign.schedule import SYSTEMD_DIR, cronjob_manifests, install_systemd_timer, parse_every
 from controller.campaign.session import (
-    CampaignResult,
     campaign_testbed,
     create_campaign_run,
     is_completed,
@@ -20,7 +18,7 @@ from controller.campaign.session import (
     run_session,
 )
 from controller.campaign.spec import CampaignSpec, load_campaign_spec
-from controller.cli.common import console, progress_bar, terminate_as_interrupt
+from controller.cli.common import add_json, console, print_result, print_table, progress_bar, terminate_as_interrupt
 from controller.testbeds import BACKENDS
 from controller.testbeds.base import Testbed
 from core.errors import InputError
@@ -37,23 +35,27 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("spec", type=Path, help="campaign spec (YAML)")
     run.add_argument("--testbed", choices=BACKENDS, help="override the spec's testbed backend")
     add_pace(run)
+    add_json(run)
     run.set_defaults(handler=cmd_campaign_run)
 
     resume = campaign.add_parser("resume", help="finish a crashed, stopped or incomplete campaign run")
     resume.add_argument("run", help="run id (under --runs-dir) or run directory")
     add_pace(resume)
+    add_json(resume)
     resume.set_defaults(handler=cmd_campaign_resume)
 
     schedule = campaign.add_parser("schedule", help="run a campaign periodically (systemd timer or CronJob)")
     schedule.add_argument("spec", type=Path, help="campaign spec (YAML)")
     schedule.add_argument("--every", required=True, help="interval: 30m, 6h, 1d, 1h30m ...")
-    schedule.add_argument("--kubernetes", action="store_true", help="emit a Kubernetes CronJob manifest instead")
+    schedule.add_argument("--kubernetes", action="store_true",
+                          help="print a Kubernetes CronJob manifest (YAML; in --json: its documents) instead")
     schedule.add_argument("--unit-dir", type=Path, default=SYSTEMD_DIR, help="where the systemd units go")
     schedule.add_argument("--no-enable", action="store_true", help="write the units but do not enable the timer")
     schedule.add_argument("--image", default="slicebed:latest", help="container image (--kubernetes)")
     schedule.add_argument("--namespace", default="slicebed", help="namespace (--kubernetes)")
     schedule.add_argument("--runs-claim", default="slicebed-runs", help="PVC holding the runs (--kubernetes)")
     schedule.add_argument("--out", type=Path, help="write the manifest here instead of stdout (--kubernetes)")
+    add_json(schedule)
     schedule.set_defaults(handler=cmd_campaign_schedule)
 
 
@@ -81,24 +83,28 @@ def cmd_campaign_resume(args: argparse.Namespace) -> int:
     check_pace(args.pace)
     run, spec = open_campaign_run(RunStore(args.runs_dir), args.run)
     if is_completed(run):
-        print(json.dumps({"run": str(run.path), "status": "completed", "note": "nothing left to do"}))
+        document = {"run": str(run.path), "status": "completed", "note": "nothing left to do"}
+        print_result(args, document, lambda: print(f"{run.path}: completed, nothing left to do"))
         return 0
     return measure(run, spec, resumed_testbed(run, spec), args)
 
 
 def measure(run: Run, spec: CampaignSpec, testbed: Testbed, args: argparse.Namespace) -> int:
-    """One session of the campaign: progress on stderr, the outcome as JSON on stdout."""
+    """One session of the campaign: progress on stderr, then the outcome."""
     with terminate_as_interrupt(), progress_bar(args.quiet) as progress:
         result = run_session(run, spec, testbed, progress, pace=args.pace)
-    return report(result)
+    document = result.as_dict()
 
+    def human() -> None:
+        print_table(f"campaign run {run.id}", [{key: value for key, value in document.items() if key != "files"}])
+        for path in result.files:
+            print(f"wrote {path}")
 
-def report(result: CampaignResult) -> int:
-    print(json.dumps(result.as_dict()))
+    print_result(args, document, human)
     if result.outcome.incomplete:
         first, reason = next(iter(sorted(result.outcome.incomplete.items())))
         print(f"slicebed: {len(result.outcome.incomplete)} point(s) incomplete (e.g. {first}: {reason}); "
-              f"`slicebed campaign resume {result.run.id}` redoes them", file=sys.stderr)
+              f"`slicebed campaign resume {run.id}` redoes them", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0
 
@@ -107,21 +113,28 @@ def cmd_campaign_schedule(args: argparse.Namespace) -> int:
     spec = load_campaign_spec(args.spec)  # a schedule of a broken spec would fail at every tick
     every_s = parse_every(args.every)
     if args.kubernetes:
-        text = yaml.safe_dump_all(cronjob_manifests(spec.name, args.spec.read_text(encoding="utf-8"), every_s,
-                                                    args.image, args.namespace, args.runs_claim), sort_keys=False)
+        documents = cronjob_manifests(spec.name, args.spec.read_text(encoding="utf-8"), every_s, args.image,
+                                      args.namespace, args.runs_claim)
+        text = yaml.safe_dump_all(documents, sort_keys=False)
         if args.out:
             args.out.write_text(text, encoding="utf-8")
-            print(json.dumps({"manifest": str(args.out)}))
+            print_result(args, {"manifest": str(args.out)}, lambda: print(f"wrote {args.out}"))
         else:
-            sys.stdout.write(text)
+            print_result(args, {"manifests": documents}, lambda: print(text, end=""))
         return 0
     installed = install_systemd_timer(spec.name, args.spec, every_s, args.unit_dir, runs_root(args.runs_dir),
                                       enable=not args.no_enable)
-    units = [str(path) for path in installed.units]
+    document = {"units": [str(path) for path in installed.units], "timer": installed.timer,
+                "enabled": installed.enabled}
+
+    def human() -> None:
+        for path in installed.units:
+            print(f"wrote {path}")
+        print(f"timer {installed.timer}: {'enabled' if installed.enabled else 'not enabled'}")
+
+    print_result(args, document, human)
     if installed.problem:
-        print(json.dumps({"units": units, "enabled": False}))
         print(f"slicebed: {installed.problem}: wrote the units but did not enable them; on a systemd host run "
               f"`systemctl daemon-reload && systemctl enable --now {installed.timer}`", file=sys.stderr)
         return EXIT_INCOMPLETE
-    print(json.dumps({"units": units, "enabled": installed.enabled, "timer": installed.timer}))
     return 0

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from analysis.slice_model import pick_device
-from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import (
+    add_device,
+    add_json,
+    console,
+    print_result,
+    print_table,
+    progress_bar,
+    terminate_as_interrupt,
+)
 from controller.loop.runner import LoopInputs
 from controller.loop.session import LoopResult, create_loop_run, is_completed, open_loop_run, run_loop_session
 from controller.loop_report import for_people
@@ -42,8 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``loop run`` and ``loop resume`` share: ``--device`` and ``--json``."""
     add_device(parser)
-    parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
+    add_json(parser)
 
 
 def cmd_loop_run(args: argparse.Namespace) -> int:
@@ -63,7 +71,8 @@ def cmd_loop_run(args: argparse.Namespace) -> int:
 def cmd_loop_resume(args: argparse.Namespace) -> int:
     run, spec = open_loop_run(RunStore(args.runs_dir), args.run, args.spec)
     if is_completed(run):
-        print(json.dumps({"run": str(run.path), "status": "completed", "note": "nothing left to do"}))
+        print_result(args, {"run": str(run.path), "status": "completed", "note": "nothing left to do"},
+                     lambda: print(f"run {run.id} is completed: nothing left to do ({run.path})"))
         return 0
     try:
         inputs = LoopInputs.load(spec)
@@ -79,12 +88,13 @@ def session(run: Run, spec: ExperimentSpec, inputs: LoopInputs, testbed: Testbed
     """One session of the loop; the outcome on stdout (a table, or JSON), what did not hold on stderr."""
     with terminate_as_interrupt(), progress_bar(args.quiet) as progress:
         result = run_loop_session(run, spec, inputs, testbed, progress, pick_device(args.device))
-    if args.json:
-        print(json.dumps(result.as_dict()))
-    else:
+
+    def human() -> None:
         print_table("closed loop: each level's rounds", for_people(result.outcome.results)[list(TABLE)].rename(
             columns=TABLE).to_dict(orient="records"))
         print(f"report: {result.report[0]}")
+
+    print_result(args, result.as_dict(), human)
     return explain(result)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from analysis.slice_model import ARCHITECTURES, EnsembleConfig, ModelConfig, Pap
 from analysis.training import ARCH_DEFAULTS, TrainingConfig, TrainingResult, save_training, train
 from analysis.validation import DEFAULT_GROUP_BY
 from collectors.dataset import TARGET, load_qos_csv, load_qos_csvs
-from controller.cli.common import add_device, add_settle, print_table, progress_bar
+from controller.cli.common import add_device, add_json, add_settle, print_result, print_table, progress_bar
 
 PIT_PLOT = "pit-grouped.png"
 """The held-out groups' PIT histogram ``model train`` writes beside the model."""
@@ -61,6 +60,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                               help="paper: rows per mini-batch (the ensemble trains full-batch)")
     add_settle(train_parser)
     add_device(train_parser)
+    add_json(train_parser)
     train_parser.set_defaults(handler=cmd_model_train)
 
     eval_parser = model.add_parser("eval", help="fit metrics and calibration of a slice model on a CSV")
@@ -68,7 +68,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     eval_parser.add_argument("--data", required=True, type=Path, help="MicroOpt-format CSV to evaluate on")
     eval_parser.add_argument("--pit-plot", type=Path,
                              help="PIT histogram PNG (default: pit-<CSV name>.png in the model directory)")
-    eval_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(eval_parser)
     add_settle(eval_parser)
     eval_parser.set_defaults(handler=cmd_model_eval)
 
@@ -100,7 +100,8 @@ def cmd_model_train(args: argparse.Namespace) -> int:
     if result.grouped is not None:
         plot_pit(pit(z_scores(result.grouped.qos, result.grouped.mean, result.grouped.std)), args.out / PIT_PLOT,
                  "held-out groups: probability integral transform")
-    print(json.dumps(training_summary(result, args.out), indent=2))
+    summary = training_summary(result, args.out)
+    print_result(args, summary, lambda: print_training_summary(summary))
     return 0
 
 
@@ -119,6 +120,23 @@ def training_summary(result: TrainingResult, out: Path) -> dict[str, Any]:
     }
 
 
+def print_training_summary(summary: dict[str, Any]) -> None:
+    """``model train``'s summary for people: one row per split (the held-out groups' row is the mean over the
+    folds), then the sigma factor and the PIT plot."""
+    columns = list(summary["train"])
+    rows = [{"split": name, **summary[name]} for name in ("train", "validation") if summary[name]]
+    grouped = summary["grouped"]
+    if grouped is not None:
+        rows.append({"split": f"held-out groups ({grouped['groups']} in {grouped['folds']} folds, mean)",
+                     **{column: grouped["mean"].get(column, "-") for column in columns}})
+    print_table(f"{summary['arch']} model {summary['model']} ({summary['seconds']} s)", rows)
+    if grouped is not None and grouped["mae_over_noise_floor"] is not None:
+        print(f"held-out MAE / noise floor: {grouped['mae_over_noise_floor']:.3g}")
+    print(f"sigma scale: {summary['sigma_scale']:.4g}")
+    if summary["pit_plot"] is not None:
+        print(f"PIT histogram: {summary['pit_plot']}")
+
+
 def cmd_model_eval(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     frame = load_qos_csv(args.data, settle_s=args.settle_s)
@@ -128,9 +146,10 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     model_dir = args.model if args.model.is_dir() else args.model.parent
     plot = plot_pit(pit(z_scores(qos, mean, std)), args.pit_plot or model_dir / f"pit-{args.data.stem}.png",
                     f"{args.data.name}: probability integral transform")
-    if args.json:
-        print(json.dumps({**metrics, "pit_plot": str(plot)}))
-    else:
+
+    def human() -> None:
         print_table("model evaluation", [metrics])
         print(f"PIT histogram: {plot}")
+
+    print_result(args, {**metrics, "pit_plot": str(plot)}, human)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import yaml
 
 from analysis.slice_model import load_model, pick_device
-from controller.cli.common import add_device, console, print_table
+from controller.cli.common import add_device, add_json, console, print_result, print_table
 from controller.optimizer_settings import DEFAULT_ETA
 from controller.optimizers import SOLVERS, solve
 from controller.problem import Problem, SliceProblem
@@ -25,7 +24,7 @@ from core.validation import validate
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``optimize``."""
     optimize = parser
-    optimize.add_argument("--model", required=True, type=Path)
+    optimize.add_argument("--model", required=True, type=Path, help="trained slice model directory")
     traffic = optimize.add_mutually_exclusive_group(required=True)
     traffic.add_argument("--users", type=float, help="constant traffic, users/s")
     traffic.add_argument("--traffic", help="traffic profile: a YAML file or inline YAML, e.g. "
@@ -33,8 +32,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     optimize.add_argument("--q-thresh", required=True, type=float, help="QoS threshold, Mbps per user")
     optimize.add_argument("--beta", required=True, type=float, help="allowed expected degradation, (0, 1)")
     optimize.add_argument("--method", choices=sorted(SOLVERS), default="exact",
-                          help="exact (default), MicroOpt (microopt-alg1: Algorithm 1 as published), an ablation "
-                          "or a baseline")
+                          help="exact, MicroOpt (microopt-alg1: Algorithm 1 as published), an ablation or a baseline")
     optimize.add_argument("--cpu-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
                           help="allowed CPU, millicores (default: the model's training data)")
     optimize.add_argument("--bw-bounds", nargs=2, type=float, metavar=("MIN", "MAX"),
@@ -43,7 +41,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                           help="use the bounds and traffic as given even where they leave the model's training "
                           "data (answers there are flagged extrapolated); default: cut the bounds to the data "
                           "and refuse traffic outside it")
-    optimize.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(optimize)
     add_device(optimize)
     optimize.set_defaults(handler=cmd_optimize)
 
@@ -93,13 +91,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         "seconds": round(solution.seconds, 4),
         **{key: round(value, 6) for key, value in solution.certificate.items()},
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_table("allocation", [result])
-        if not solution.feasible:
-            console.print("[yellow]infeasible: no allocation within the bounds meets beta; "
-                          "this is the best effort (least violation)")
+    print_result(args, result, lambda: print_table("allocation", [result]))
+    if not solution.feasible:
+        console.print("[yellow]infeasible: no allocation within the bounds meets beta; "
+                      "this is the best effort (least violation)")
     return 0
 
 

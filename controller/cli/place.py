@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from controller.cli.common import console, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import add_json, console, print_result, print_table, progress_bar, terminate_as_interrupt
 from controller.placement.ilp import IlpSettings, solve_batch, solve_online
 from controller.placement.placement import Placement, score
 from controller.placement.problem import Problem, Requests, build_problem, draw_requests
@@ -37,12 +36,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     solve.add_argument("--slices", type=int, help="draw this many slices (types 0.2 URLLC / 0.3 eMBB / 0.5 mMTC) "
                        "instead of the spec's `slices`")
     solve.add_argument("--seed", type=int, default=0, help="seed of the drawn slices and the random method")
-    solve.add_argument("--method", choices=METHOD_CHOICES, default="ilp", help="placement method (default ilp)")
+    solve.add_argument("--method", choices=METHOD_CHOICES, default="ilp", help="placement method")
     solve.add_argument("--agents", type=Path, help="directory of trained agents (slicepilot, monolithic)")
-    solve.add_argument("--time-limit", type=float, default=10.0, help="ILP search limit in seconds (default 10)")
-    solve.add_argument("--gap", type=float, default=0.0, help="ILP: stop within this relative gap (default 0)")
+    solve.add_argument("--time-limit", type=float, default=10.0, help="ILP search limit in seconds")
+    solve.add_argument("--gap", type=float, default=0.0, help="ILP: stop within this relative gap")
     solve.add_argument("--out", type=Path, help="write the placement document (JSON) here")
-    solve.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_json(solve)
     solve.set_defaults(handler=cmd_place_solve)
 
     train = actions.add_parser("train", help="train the per-slice-type double-DQN agents and the monolithic one",
@@ -53,10 +52,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--agent", action="append", help="train only this agent (a slice type or monolithic; "
                        "repeatable)")
     train.add_argument("--episodes", type=int, help="episodes per agent (default 1000, 150 with --quick)")
-    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    train.add_argument("--seed", type=int, default=0, help="training seed")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     train.add_argument("--quick", action="store_true", help="CI-sized training: few episodes, small networks")
-    train.add_argument("--json", action="store_true", help="print the training summary as one JSON object")
+    add_json(train)
     train.set_defaults(handler=cmd_place_train)
 
     manifests = actions.add_parser("manifests", help="render a placement as per-slice kustomize overlays",
@@ -66,8 +65,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_spec(manifests)
     manifests.add_argument("--out", type=Path, required=True, help="directory to write base/ and one overlay "
                            "per slice into")
-    manifests.add_argument("--namespace", default="slicebed", help="Kubernetes namespace (default slicebed)")
-    manifests.add_argument("--json", action="store_true", help="print the written overlays as one JSON object")
+    manifests.add_argument("--namespace", default="slicebed", help="Kubernetes namespace")
+    add_json(manifests)
     manifests.set_defaults(handler=cmd_place_manifests)
 
     deploy = actions.add_parser("deploy", help="apply rendered overlays to a lab cluster with the Kubernetes client",
@@ -76,7 +75,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("overlays", type=Path, nargs="+", help="overlay directories (<out>/<slice>)")
     deploy.add_argument("--kubeconfig", type=Path, required=True, help="kubeconfig of the lab cluster")
     deploy.add_argument("--context", help="kubeconfig context (default: its current context)")
-    deploy.add_argument("--json", action="store_true", help="print the applied Deployments as one JSON object")
+    add_json(deploy)
     deploy.set_defaults(handler=cmd_place_deploy)
 
 
@@ -128,17 +127,19 @@ def cmd_place_solve(args: argparse.Namespace) -> int:
     document = placement.document(problem, requests)
     if args.out is not None:
         write_json_atomic(args.out, document)
-    if args.json:
-        print(json.dumps({"score": result, **document}))
-        return 0
-    rows: list[dict[str, Any]] = []
-    for name, entry in document["slices"].items():
-        by_tier = {tier: [vnf for vnf, chosen in (entry["vnfs"] or {}).items() if chosen == tier]
-                   for tier in problem.tiers}
-        rows.append({"slice": name, "type": entry["type"], **{tier: " ".join(vnfs) for tier, vnfs in by_tier.items()},
-                     "latency_ms": entry["latency_ms"] if entry["vnfs"] else "rejected"})
-    print_table(f"placement ({args.method}): VNFs per tier", rows)
-    print_table("result", [{"metric": key, "value": value} for key, value in result.items() if key != "method"])
+
+    def human() -> None:
+        rows: list[dict[str, Any]] = []
+        for name, entry in document["slices"].items():
+            by_tier = {tier: [vnf for vnf, chosen in (entry["vnfs"] or {}).items() if chosen == tier]
+                       for tier in problem.tiers}
+            rows.append({"slice": name, "type": entry["type"],
+                         **{tier: " ".join(vnfs) for tier, vnfs in by_tier.items()},
+                         "latency_ms": entry["latency_ms"] if entry["vnfs"] else "rejected"})
+        print_table(f"placement ({args.method}): VNFs per tier", rows)
+        print_table("result", [{"metric": key, "value": value} for key, value in result.items() if key != "method"])
+
+    print_result(args, {"score": result, **document}, human)
     if "status" in placement.details:
         details = placement.details
         console.print(f"CP-SAT: {details['status']}" + (f", gap {details['gap']:.2%}" if "gap" in details else ""))
@@ -168,10 +169,7 @@ def cmd_place_train(args: argparse.Namespace) -> int:
             task = progress.add_task(f"train {name}", total=settings.episodes)
             summaries.append(train_agent(problem, name, settings, args.out,
                                          lambda episode, task=task: progress.update(task, completed=episode)))
-    if args.json:
-        print(json.dumps({"out": str(args.out), "agents": summaries}))
-    else:
-        print_table("trained agents", summaries)
+    print_result(args, {"out": str(args.out), "agents": summaries}, lambda: print_table("trained agents", summaries))
     return 0
 
 
@@ -181,10 +179,9 @@ def cmd_place_manifests(args: argparse.Namespace) -> int:
     problem = _problem(args)
     placement = read_placement(args.placement, problem)
     written = render_overlays(problem, placement, args.out, args.namespace)
-    if args.json:
-        print(json.dumps({"out": str(args.out), "overlays": {name: str(path) for name, path in written.items()}}))
-    else:
-        print_table("overlays", [{"slice": name, "kustomization": str(path)} for name, path in written.items()])
+    print_result(args, {"out": str(args.out), "overlays": {name: str(path) for name, path in written.items()}},
+                 lambda: print_table("overlays", [{"slice": name, "kustomization": str(path)}
+                                                  for name, path in written.items()]))
     return 0
 
 
@@ -195,8 +192,5 @@ def cmd_place_deploy(args: argparse.Namespace) -> int:
         if not (overlay / "kustomization.yaml").is_file():
             raise InputError(f"{overlay}: no kustomization.yaml; render overlays with `slicebed place manifests`")
     applied = apply_overlays(args.overlays, args.kubeconfig, args.context)
-    if args.json:
-        print(json.dumps({"applied": applied}))
-    else:
-        print_table("applied", [{"deployment": name} for name in applied])
+    print_result(args, {"applied": applied}, lambda: print_table("applied", [{"deployment": name} for name in applied]))
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any
 
-from controller.cli.common import console, print_table, progress_bar
+from controller.cli.common import add_json, console, print_result, print_table, progress_bar
 from controller.deploy.provision import Provisioner, connect, write_inventory, write_known_hosts
 from controller.deploy.topology import load_topology
 from core.errors import InputError
@@ -21,7 +21,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "$OS_CLIENT_CONFIG_FILE first)")
     parser.add_argument("--inventory-out", type=Path, help="inventory to write (default: inventory/NAME.yml)")
     parser.add_argument("--destroy", action="store_true", help="delete every resource of the deployment")
-    parser.add_argument("--poll-s", type=float, default=2.0, help="seconds between status polls (default 2)")
+    parser.add_argument("--poll-s", type=float, default=2.0, help="seconds between status polls")
+    add_json(parser)
     parser.set_defaults(handler=cmd_provision)
 
 
@@ -43,8 +44,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
             progress.update(task, total=provisioner.steps())
             outcome = provisioner.apply()
     if args.destroy:
-        console.print(f"deleted {len(deleted)} resource(s) of deployment [bold]{topology.name}[/]")
-        print(json.dumps({"deployment": topology.name, "deleted": deleted}))
+        print_result(args, {"deployment": topology.name, "deleted": deleted},
+                     lambda: print(f"deleted {len(deleted)} resource(s) of deployment {topology.name}"))
         return 0
     inventory = args.inventory_out or Path("inventory") / f"{topology.name}.yml"
     write_inventory(topology, outcome.hosts, inventory, args.cloud)
@@ -53,9 +54,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if without_keys:
         console.print(f"[yellow]no SSH host keys on the console of {', '.join(without_keys)}[/]: add them to "
                       f"{known_hosts} after checking their fingerprints (the lab actuators refuse unknown hosts)")
-    print_table(f"deployment {topology.name}", [
-        {"host": host.name, "tier": host.tier, "address": host.address} for host in outcome.hosts])
-    console.print(f"created {len(outcome.created)}, found {len(outcome.existing)}; inventory {inventory}")
-    print(json.dumps({"deployment": topology.name, "inventory": str(inventory), "known_hosts": str(known_hosts),
-                      "created": outcome.created, "existing": outcome.existing}))
+    document: dict[str, Any] = {
+        "deployment": topology.name, "inventory": str(inventory), "known_hosts": str(known_hosts),
+        "hosts": [{"host": host.name, "tier": host.tier, "address": host.address} for host in outcome.hosts],
+        "created": outcome.created, "existing": outcome.existing}
+
+    def human() -> None:
+        print_table(f"deployment {topology.name}", document["hosts"])
+        print(f"created {len(outcome.created)}, found {len(outcome.existing)}; inventory {inventory}")
+
+    print_result(args, document, human)
     return 0

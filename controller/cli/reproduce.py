@@ -4,7 +4,6 @@ on one model; robust sharing; SlicePilot: slice placement)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +11,16 @@ import torch
 
 from analysis.slice_model import load_model, pick_device
 from collectors.milan import traffic_variation
-from controller.cli.common import add_device, console, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import (
+    add_device,
+    add_json,
+    add_tbs_table,
+    console,
+    print_result,
+    print_table,
+    progress_bar,
+    terminate_as_interrupt,
+)
 from controller.reproduce.cases import DEFAULT_SIGMA_MAX, DEFAULT_SIGMA_MEAN, ReproduceConfig
 from controller.reproduce.outputs import write_outputs
 from controller.reproduce.runner import run_reproduction, solves
@@ -28,7 +36,6 @@ def register(parser: argparse.ArgumentParser) -> None:
                                     "Table I and Figs. 6-10")
     microopt.add_argument("--model", required=True, type=Path, help="trained slice model directory")
     microopt.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs root)")
-    microopt.add_argument("--json", action="store_true", help="print the per-method summary as one JSON object")
     microopt.add_argument("--quick", action="store_true", help="CI-sized run: smaller grid and budgets")
     microopt.add_argument("--milan", nargs="+", type=Path, metavar="FILE",
                           help="Telecom Italia sms-call-internet-mi-*.txt files: derive the traffic spreads")
@@ -38,8 +45,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     microopt.add_argument("--sigma-max", type=float, help=f"traffic std sigma_max, users/s "
                           f"(default {DEFAULT_SIGMA_MAX} unless --milan)")
     microopt.add_argument("--seeds", type=int, help="seeds of the randomized methods (default 5, 2 with --quick)")
-    microopt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    microopt.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     add_device(microopt)
+    add_json(microopt)
     microopt.set_defaults(handler=cmd_reproduce_microopt)
     sharing = reproduce.add_parser("sharing", help="robust sharing by hypothesis testing: three test scenarios, "
                                    "Tables I-VII and Figs. 7-14")
@@ -49,9 +57,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     sharing.add_argument("--madrid", type=Path, metavar="DIR", help="directory with the Madrid LTE dataset's "
                          "users_*.csv and *-raw-df-ms.parquet files: use the paper's cells instead of synthetic chains")
     sharing.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs root)")
-    sharing.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    sharing.add_argument("--tbs-table", type=Path, help="3GPP TBS table CSV (default: $SLICEBED_TBS_TABLE, else "
-                         "shared/datasets/robust_sharing/tbs_table_x2_from_pickle.csv beside the checkout)")
+    add_tbs_table(sharing)
+    add_json(sharing)
     sharing.set_defaults(handler=cmd_reproduce_sharing)
 
     slicepilot = reproduce.add_parser("slicepilot", help="SlicePilot placement: ILP, per-type and monolithic "
@@ -61,11 +68,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     slicepilot.add_argument("--trials", type=int, help="instances per slice count (default 10, 2 with --quick)")
     slicepilot.add_argument("--episodes", type=int, help="training episodes per agent (default 1000, 150 with "
                             "--quick)")
-    slicepilot.add_argument("--seed", type=int, default=0, help="seed of the instances and the training (default 0)")
+    slicepilot.add_argument("--seed", type=int, default=0, help="seed of the instances and the training")
     slicepilot.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs "
                             "root)")
-    slicepilot.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     slicepilot.add_argument("--quick", action="store_true", help="CI-sized run: 2 trials, short training")
+    add_json(slicepilot)
     slicepilot.set_defaults(handler=cmd_reproduce_slicepilot)
 
 
@@ -131,12 +138,13 @@ def cmd_reproduce_microopt(args: argparse.Namespace) -> int:
                                           lambda label: progress.update(task, advance=1, description=label))
             summary = write_outputs(run, config, result)
         run.finish("completed", seconds=result.seconds)
-    if args.json:
-        print(json.dumps(summary))
-    else:
+
+    def human() -> None:
         print_table("per method (all cases)", [{"method": method, **values}
                                                for method, values in summary["methods"].items()])
-        console.print(f"report: {run.path / 'report.md'}")
+        print(f"report: {run.path / 'report.md'}")
+
+    print_result(args, summary, human)
     return 0
 
 
@@ -180,9 +188,10 @@ def cmd_reproduce_slicepilot(args: argparse.Namespace) -> int:
                                                 lambda label: progress.update(task, advance=1, description=label))
             summary = placement_outputs.write_outputs(run, problem, config, result, summaries)
         run.finish("completed", seconds=result.seconds)
-    if args.json:
-        print(json.dumps(summary))
-    else:
+
+    def human() -> None:
         print_table("targets", summary["targets"])
-        console.print(f"report: {run.path / 'report.md'}")
+        print(f"report: {run.path / 'report.md'}")
+
+    print_result(args, summary, human)
     return 0

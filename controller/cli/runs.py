@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from controller.campaign.export import (
     run_provenance,
 )
 from controller.campaign.journal import completed_points, incomplete_points
-from controller.cli.common import print_table
+from controller.cli.common import add_json, print_result, print_table
 from core.errors import InputError
 from core.runstore import Run, RunStore, write_json_atomic
 
@@ -30,24 +29,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     runs = parser.add_subparsers(
         dest="action", required=True)
     listing = runs.add_parser("list", help="every run under the runs root")
-    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    add_json(listing)
     listing.set_defaults(handler=cmd_runs_list)
 
     show = runs.add_parser("show", help="one run: status, points, events, files")
     show.add_argument("run", help="run id or directory")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(show)
     show.set_defaults(handler=cmd_runs_show)
 
     export = runs.add_parser("export", help="a run's samples (and Prometheus series) as Parquet/CSV")
     export.add_argument("run", help="run id or directory")
     export.add_argument("--out", type=Path, required=True, help="directory for the exported files")
-    export.add_argument("--format", choices=sorted(FORMATS), default="both")
+    export.add_argument("--format", choices=sorted(FORMATS), default="both", help="file formats to write")
     export.add_argument("--prometheus-url", help="also export Prometheus series from this server")
     export.add_argument("--query", action="append", default=[], metavar="NAME=PROMQL",
                         help="a series to export (repeatable; needs --prometheus-url)")
     export.add_argument("--start", help="window start, ISO 8601 with time zone (default: the run's start)")
     export.add_argument("--end", help="window end, ISO 8601 with time zone (default: the run's end, or now)")
     export.add_argument("--step", type=float, default=1.0, help="seconds between exported points")
+    add_json(export)
     export.set_defaults(handler=cmd_runs_export)
 
 
@@ -65,13 +65,16 @@ def summary(run: Run) -> dict[str, Any]:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    rows = [summary(run) for run in RunStore(args.runs_dir).list()]
-    if args.json:
-        print(json.dumps(rows, default=str))
-    elif rows:
-        print_table("runs", rows)
-    else:
-        print(f"no runs under {RunStore(args.runs_dir).root}")
+    store = RunStore(args.runs_dir)
+    rows = [summary(run) for run in store.list()]
+
+    def human() -> None:
+        if rows:
+            print_table("runs", rows)
+        else:
+            print(f"no runs under {store.root}")
+
+    print_result(args, {"root": str(store.root), "runs": rows}, human)
     return 0
 
 
@@ -85,14 +88,15 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         document["points_completed"] = len(completed_points(run))
         document["points_incomplete"] = incomplete_points(run)
     document["files"] = sorted(str(path.relative_to(run.path)) for path in run.path.rglob("*") if path.is_file())
-    if args.json:
-        print(json.dumps(document, default=str))
-        return 0
-    keys = ("run_id", "kind", "name", "status", "started", "finished", "testbed", "points_total",
-            "points_completed", "git_commit", "path")
-    print_table(f"run {run.id}", [{"field": key, "value": document.get(key)} for key in keys if key in document])
-    for point, reason in document.get("points_incomplete", {}).items():
-        print(f"incomplete {point}: {reason}")
+
+    def human() -> None:
+        keys = ("run_id", "kind", "name", "status", "started", "finished", "testbed", "points_total",
+                "points_completed", "git_commit", "path")
+        print_table(f"run {run.id}", [{"field": key, "value": document.get(key)} for key in keys if key in document])
+        for point, reason in document.get("points_incomplete", {}).items():
+            print(f"incomplete {point}: {reason}")
+
+    print_result(args, document, human)
     return 0
 
 
@@ -126,7 +130,9 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     manifest = args.out / "export.json"
     write_json_atomic(manifest, {**metadata, "exported": [path.name for path in written], "window": window,
                                  "rows": len(samples)})
-    print(json.dumps({"out": str(args.out), "files": [str(path) for path in [*written, manifest]]}))
+    files = [*written, manifest]
+    print_result(args, {"out": str(args.out), "rows": len(samples), "files": [str(path) for path in files]},
+                 lambda: print("\n".join(f"wrote {path}" for path in files)))
     return 0
 
 

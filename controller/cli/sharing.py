@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from controller.cli.common import console, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import (
+    add_json,
+    add_tbs_table,
+    console,
+    print_result,
+    print_table,
+    progress_bar,
+    terminate_as_interrupt,
+)
 from controller.sharing.evaluation import cases_per_seed, load_traces, run_trial
 from controller.sharing.report import write_outputs
 from controller.sharing.reproduce import check_scenarios, run_scenarios, trial_row
@@ -17,27 +24,21 @@ from controller.sharing.tbs import load_tbs_table
 from core.runstore import RunStore
 
 
-def add_tbs_table(parser: argparse.ArgumentParser) -> None:
-    """The ``--tbs-table`` option of every command that turns states into PRB demands."""
-    parser.add_argument("--tbs-table", type=Path, help="3GPP TBS table CSV (default: $SLICEBED_TBS_TABLE, else "
-                        "shared/datasets/robust_sharing/tbs_table_x2_from_pickle.csv beside the checkout)")
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     """Add ``sharing trial`` and ``sharing evaluate``."""
     actions = parser.add_subparsers(dest="action", required=True)
     trial = actions.add_parser("trial", help="fit each slice's chains and provision NoSh and Sh/ShT capacities")
     trial.add_argument("spec", type=Path, help="sharing scenario YAML (see docs/sharing.md)")
     trial.add_argument("--seed", type=int, help="seed of synthetic traces (default: the spec's first)")
-    trial.add_argument("--json", action="store_true", help="print the trial phase as one JSON object")
     add_tbs_table(trial)
+    add_json(trial)
     trial.set_defaults(handler=cmd_sharing_trial)
     evaluate = actions.add_parser("evaluate", help="trial phase, then every scheme on the regular phase with each "
                                   "anomaly; writes tables, figures and a report into a run directory")
     evaluate.add_argument("spec", type=Path, help="sharing scenario YAML (see docs/sharing.md)")
     evaluate.add_argument("--out", type=Path, help="directory the run directory is created in (default: runs root)")
-    evaluate.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_tbs_table(evaluate)
+    add_json(evaluate)
     evaluate.set_defaults(handler=cmd_sharing_evaluate)
 
 
@@ -49,15 +50,16 @@ def cmd_sharing_trial(args: argparse.Namespace) -> int:
     trial = run_trial(traces, spec.components == "joint", spec.provisioning)
     row = trial_row(spec, seed, trial, traces)
     reserved = dict(zip(traces.names, trial.provisioning.reserved, strict=True))
-    if args.json:
-        print(json.dumps({**row, "NoSh_reserved": reserved}))
-    else:
+
+    def human() -> None:
         print_table(f"trial phase of {spec.name} (seed {seed})", [
             {"scheme": "NoSh", "PRBs": trial.provisioning.nosh, "note": ", ".join(f"{k} {v}" for k, v in
                                                                                    reserved.items())},
             {"scheme": "Sh / ShT", "PRBs": trial.provisioning.shared,
              "note": f"{spec.provisioning} rule, saving {row['saving_pct']:.1f} %"}])
-        console.print(row["chains"])
+        print(row["chains"])
+
+    print_result(args, {**row, "NoSh_reserved": reserved}, human)
     return 0
 
 
@@ -86,10 +88,11 @@ def run_and_report(args: argparse.Namespace, specs: Sequence[SharingSpec], name:
             seconds = time.perf_counter() - started
             summary = write_outputs(run, results.results, results.trial, results.users, seconds, title)
         run.finish("completed", seconds=seconds, seeds=summary["seeds"])
-    if args.json:
-        print(json.dumps(summary))
-    else:
+
+    def human() -> None:
         print_table("Table VII (scenarios weighed equally, mean over seeds)",
                     [{"scheme": scheme, **values} for scheme, values in summary["table7"].items()])
-        console.print(f"report: {run.path / 'report.md'}")
+        print(f"report: {run.path / 'report.md'}")
+
+    print_result(args, summary, human)
     return 0

@@ -8,10 +8,10 @@ local testbed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any
 
-from controller.cli.common import console, print_table, progress_bar
+from controller.cli.common import add_json, console, print_result, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
 from controller.deploy.check import check_testbed
 from controller.deploy.deployment import Deployment, open_deployment
@@ -29,18 +29,18 @@ def register(parser: argparse.ArgumentParser) -> None:
                     help="Ansible check mode: print what would change, change nothing")
     up.add_argument("--no-dataplane", action="store_true",
                     help="build transport, delay stage and monitoring only, without the data-plane programs")
-    up.set_defaults(handler=cmd_up)
+    up.set_defaults(handler=cmd_testbed_up)
     down = testbed.add_parser("down", help="stop every process and remove every object the testbed created")
-    down.set_defaults(handler=cmd_down)
-    status = testbed.add_parser("status", help="what runs now (JSON): the local testbed's namespaces, processes "
+    down.set_defaults(handler=cmd_testbed_down)
+    status = testbed.add_parser("status", help="what runs now: the local testbed's namespaces, processes "
                                 "and Prometheus; a lab's nodes and Prometheus")
-    status.set_defaults(handler=cmd_status)
+    status.set_defaults(handler=cmd_testbed_status)
     check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration")
-    check.add_argument("--json", action="store_true", help="print the measurements as JSON")
-    check.set_defaults(handler=cmd_check)
+    check.set_defaults(handler=cmd_testbed_check)
     for parser in (up, down, status, check):
         parser.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY,
-                            help=f"Ansible inventory of the testbed (default {DEFAULT_INVENTORY})")
+                            help="Ansible inventory of the testbed")
+        add_json(parser)
 
 
 def _deployment(args: argparse.Namespace) -> Deployment:
@@ -67,44 +67,64 @@ def _run_playbook(args: argparse.Namespace, action: str) -> int:
             else:
                 result = testbed.up(run.path / "ansible", dry_run=dry_run, on_task=on_task, preflight_done=True)
     run.finish("completed", recap=result.recap, seconds=result.seconds)
-    _report(result, action, run.path, dry_run)
+    _report(args, result, action, run.path, dry_run)
     return 0
 
 
-def _report(result: PlaybookResult, action: str, run_path: Path, dry_run: bool) -> None:
+def _report(args: argparse.Namespace, result: PlaybookResult, action: str, run_path: Path, dry_run: bool) -> None:
+    summary: dict[str, Any] = {
+        "action": action, "dry_run": dry_run, "seconds": round(result.seconds, 1), "ok": result.total("ok"),
+        "changed": result.total("changed"), "failed": result.total("failures"), "artifacts": str(result.artifacts),
+        "run": str(run_path)}
     if dry_run:
-        for change in result.changes:
-            console.print(f"would change: {change}", soft_wrap=True, markup=False)
-    summary = {"action": action, "dry_run": dry_run, "seconds": round(result.seconds, 1),
-               "ok": result.total("ok"), "changed": result.total("changed"), "failed": result.total("failures"),
-               "artifacts": str(result.artifacts), "run": str(run_path)}
-    print(json.dumps(summary))
+        summary["changes"] = list(result.changes)
+
+    def human() -> None:
+        for change in result.changes if dry_run else ():
+            print(f"would change: {change}")
+        print(f"testbed {action}{' (dry run)' if dry_run else ''}: {summary['ok']} ok, {summary['changed']} changed, "
+              f"{summary['failed']} failed in {summary['seconds']} s; run {run_path}")
+
+    print_result(args, summary, human)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_testbed_up(args: argparse.Namespace) -> int:
     return _run_playbook(args, "up")
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+def cmd_testbed_down(args: argparse.Namespace) -> int:
     return _run_playbook(args, "down")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    print(json.dumps(_deployment(args).status(), indent=2, sort_keys=True))
+def cmd_testbed_status(args: argparse.Namespace) -> int:
+    status = _deployment(args).status()
+    print_result(args, status, lambda: print_table(f"testbed: {'up' if status['up'] else 'not up'}",
+                                                   status_rows(status)))
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def status_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """A deployment's status as (part, state) rows: one per namespace, process, node, ... and one per plain field."""
+    rows = []
+    for key, value in status.items():
+        if isinstance(value, dict):
+            rows += [{"part": f"{key} {name}", "state": state} for name, state in value.items()]
+        elif key != "up":
+            rows.append({"part": key, "state": value})
+    return rows
+
+
+def cmd_testbed_check(args: argparse.Namespace) -> int:
     if inventory_mode(args.inventory) != "local":
         raise InputError(f"{args.inventory}: `testbed check` measures the local testbed; on a lab, `testbed status` "
                          "says whether the nodes and Prometheus answer")
     testbed = LocalDeployment.open(args.inventory)
     with console.status("measuring bandwidth, delay and CPU limits"):
         measurements = check_testbed(testbed)
-    if args.json:
-        print(json.dumps([m.as_dict() for m in measurements], indent=2))
-    else:
-        print_table("configured vs measured", [
-            {"kind": m.kind, "subject": m.subject, "configured": m.configured, "measured": m.measured, "unit": m.unit,
-             "within tolerance": "yes" if m.within_tolerance else "NO"} for m in measurements])
-    return 0 if all(m.within_tolerance for m in measurements) else 1
+    within = all(m.within_tolerance for m in measurements)
+    print_result(args, {"within_tolerance": within, "measurements": [m.as_dict() for m in measurements]},
+                 lambda: print_table("configured vs measured", [
+                     {"kind": m.kind, "subject": m.subject, "configured": m.configured, "measured": m.measured,
+                      "unit": m.unit, "within tolerance": "yes" if m.within_tolerance else "NO"}
+                     for m in measurements]))
+    return 0 if within else 1
