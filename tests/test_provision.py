@@ -8,6 +8,7 @@ they accept only tokens Keystone validates.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -308,15 +309,17 @@ def test_cli_provision_fake_end_to_end(cloud: Cloud, topology_file: Path, tmp_pa
     inventory = tmp_path / "lab.yml"
     common = ["--cloud", "lab", "--clouds-yaml", str(cloud.clouds_yaml), "--topology", str(topology_file),
               "--poll-s", "0.05"]
-    assert main(["provision", *common, "--inventory-out", str(inventory)]) == 0
+    assert main(["provision", *common, "--inventory-out", str(inventory), "--json"]) == 0
     printed = capsys.readouterr()
-    assert '"inventory": "' + str(inventory) in printed.out and "slicebed-microopt-lab-central-1" in printed.out
+    summary = json.loads(printed.out)
+    assert summary["inventory"] == str(inventory)
+    assert "slicebed-microopt-lab-central-1" in {host["host"] for host in summary["hosts"]}
     assert yaml.safe_load(inventory.read_text())["all"]["children"]["central"]["hosts"]
     assert len(inventory.with_suffix(".known_hosts").read_text().splitlines()) == 4
     for artifact in (printed.out, printed.err, inventory.read_text()):  # the password is in clouds.yaml only
         assert ADMIN_PASSWORD not in artifact
     assert main(["--quiet", "provision", *common, "--destroy"]) == 0
-    assert '"deleted": [' in capsys.readouterr().out
+    assert "deleted 8 resource(s) of deployment" in capsys.readouterr().out
     assert cloud.fake.servers == {}
 
 
