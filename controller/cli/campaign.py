@@ -18,7 +18,7 @@ from controller.campaign.session import (
     run_session,
 )
 from controller.campaign.spec import CampaignSpec, load_campaign_spec
-from controller.cli.common import add_json, console, print_result, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import add_json, console, print_fields, print_result, progress_bar, terminate_as_interrupt
 from controller.testbeds import BACKENDS
 from controller.testbeds.base import Testbed
 from core.errors import InputError
@@ -96,7 +96,7 @@ def measure(run: Run, spec: CampaignSpec, testbed: Testbed, args: argparse.Names
     document = result.as_dict()
 
     def human() -> None:
-        print_table(f"campaign run {run.id}", [{key: value for key, value in document.items() if key != "files"}])
+        print_fields(f"campaign run {run.id}", {key: value for key, value in document.items() if key != "files"})
         for path in result.files:
             print(f"wrote {path}")
 

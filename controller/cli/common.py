@@ -110,3 +110,8 @@ def print_table(title: str, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values()))
     Console().print(table)
+
+
+def print_fields(title: str, fields: dict[str, Any]) -> None:
+    """Print one record as a two-column (field, value) rich table on stdout."""
+    print_table(title, [{"field": key, "value": value} for key, value in fields.items()])

@@ -17,7 +17,7 @@ from controller.campaign.export import (
     run_provenance,
 )
 from controller.campaign.journal import completed_points, incomplete_points
-from controller.cli.common import add_json, print_result, print_table
+from controller.cli.common import add_json, print_fields, print_result, print_table
 from core.errors import InputError
 from core.runstore import Run, RunStore, write_json_atomic
 
@@ -92,7 +92,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     def human() -> None:
         keys = ("run_id", "kind", "name", "status", "started", "finished", "testbed", "points_total",
                 "points_completed", "git_commit", "path")
-        print_table(f"run {run.id}", [{"field": key, "value": document.get(key)} for key in keys if key in document])
+        print_fields(f"run {run.id}", {key: document[key] for key in keys if key in document})
         for point, reason in document.get("points_incomplete", {}).items():
             print(f"incomplete {point}: {reason}")
 
