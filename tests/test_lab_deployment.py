@@ -68,13 +68,13 @@ def test_lab_status_asks_the_nodes_and_prometheus(local_lab_inventory: Path, pro
     with socket.create_server(("127.0.0.1", 0)) as sshd:
         document["all"]["vars"]["lab_backend"]["ssh"] = {"port": sshd.getsockname()[1]}
         local_lab_inventory.write_text(yaml.safe_dump(document))
-        assert main(["testbed", "status", "--inventory", str(local_lab_inventory)]) == 0
+        assert main(["testbed", "status", "--inventory", str(local_lab_inventory), "--json"]) == 0
         answering = json.loads(capsys.readouterr().out)
     assert answering["up"] is True and answering["mode"] == "lab"
     assert answering["nodes_answering_ssh"] == {"edge-1": True, "regional-1": True, "central-1": True}
     assert answering["prometheus"] == {"url": prometheus.url, "ready": True}
     prometheus.stop()
-    assert main(["testbed", "status", "--inventory", str(local_lab_inventory)]) == 0  # nothing answers now
+    assert main(["testbed", "status", "--inventory", str(local_lab_inventory), "--json"]) == 0  # nothing answers now
     silent = json.loads(capsys.readouterr().out)
     assert silent["up"] is False and not any(silent["nodes_answering_ssh"].values())
     assert silent["prometheus"]["ready"] is False
