@@ -27,11 +27,12 @@ demo-replay: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
-# ruff, then ansible-lint (production profile, offline: .ansible-lint) over the playbooks and roles, with the
+# ruff, ansible-lint (production profile, offline: .ansible-lint) over the playbooks and roles, with the
 # playbooks' own modules (playbooks/library) on the module path.
 lint: setup
 	$(BIN)/ruff check core collectors analysis controller dataplane tests benchmarks playbooks .ci/verify-lab
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_LIBRARY=playbooks/library $(BIN)/ansible-lint --nocolor -q playbooks
+	$(BIN)/mypy controller analysis collectors core dataplane
 
 # Offline verification of the lab deployment: ansible-lint, syntax-check, role arguments, manifests vs Kubernetes 1.29.
 verify-lab: setup

@@ -17,8 +17,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import Protocol
 
 from netfilterqueue import NetfilterQueue
+
+
+class Packet(Protocol):
+    """A queued packet: NFQUEUE lets it through when accepted."""
+
+    def accept(self) -> None: ...
 
 MAX_HELD_PACKETS = 65536
 
@@ -30,10 +37,10 @@ class Delayer:
         self.delay_s = delay_s
         self.jitter_s = jitter_s
         self.rng = rng
-        self.held: deque[tuple[float, object]] = deque()
+        self.held: deque[tuple[float, Packet]] = deque()
         self.last_release = 0.0
 
-    def hold(self, packet: object) -> None:
+    def hold(self, packet: Packet) -> None:
         """Queue ``packet`` for release after the delay (never before the previous packet)."""
         jitter = self.rng.uniform(-self.jitter_s, self.jitter_s) if self.jitter_s > 0 else 0.0
         release = max(time.monotonic() + max(self.delay_s + jitter, 0.0), self.last_release)

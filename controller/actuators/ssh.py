@@ -78,7 +78,7 @@ class SshRunner(CommandRunner):
     def _exec(self, argv: Sequence[str], timeout_s: float, stdin: str | None = None) -> CommandResult:
         command = shlex.join(["sudo", "-n", "--", *argv] if self.target.become else list(argv))
         try:
-            channel = self._connect().get_transport().open_session(timeout=self.target.connect_timeout_s)
+            channel = self._transport().open_session(timeout=self.target.connect_timeout_s)
             channel.exec_command(command)
             if stdin is not None:
                 channel.sendall(stdin.encode())
@@ -93,10 +93,17 @@ class SshRunner(CommandRunner):
         return CommandResult(channel.recv_exit_status(), stdout.decode(errors="replace"),
                              stderr.decode(errors="replace"))
 
+    def _transport(self) -> paramiko.Transport:
+        transport = self._connect().get_transport()
+        if transport is None:  # closed between connecting and opening the channel
+            raise paramiko.SSHException("the SSH transport closed")
+        return transport
+
     def _connect(self) -> paramiko.SSHClient:
-        if self._client is not None and self._client.get_transport() is not None \
-                and self._client.get_transport().is_active():
-            return self._client
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
         target = self.target
         if not target.known_hosts.is_file():
             raise InputError(f"known_hosts file {target.known_hosts} does not exist; add the host keys of the lab "
@@ -145,14 +152,14 @@ class SshRunner(CommandRunner):
             raise InputError(f"SSH key {key_file} cannot be loaded (wrong passphrase or unsupported key format: "
                              f"{type(exc).__name__})") from None
 
-    def _passphrase(self) -> bytes | None:
+    def _passphrase(self) -> str | None:
         name = self.target.passphrase_env
         if name is None:
             return None
         value = os.environ.get(name)
         if not value:
             raise InputError(f"environment variable {name} (the passphrase of {self.target.key_file}) is not set")
-        return value.encode()
+        return value
 
 
 def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(command_group(argv)).parse_args(argv)
     try:
-        return args.handler(args)
+        return int(args.handler(args))
     except SlicebedError as exc:
         print(f"slicebed: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from collectors.dataset import DEFAULT_SETTLE_S
@@ -31,6 +31,13 @@ def progress_bar(quiet: bool) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=quiet, transient=False,
     )
+
+
+def completion(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    """A callback that sets ``task``'s completed count (for loops that report how far they are)."""
+    def update(done: int) -> None:
+        progress.update(task, completed=done)
+    return update
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

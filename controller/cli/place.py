@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from controller.cli.common import add_json, console, print_result, print_table, progress_bar, terminate_as_interrupt
+from controller.cli.common import (
+    add_json,
+    completion,
+    console,
+    print_result,
+    print_table,
+    progress_bar,
+    terminate_as_interrupt,
+)
 from controller.placement.ilp import IlpSettings, solve_batch, solve_online
 from controller.placement.placement import Placement, score
 from controller.placement.problem import Problem, Requests, build_problem, draw_requests
@@ -168,7 +176,7 @@ def cmd_place_train(args: argparse.Namespace) -> int:
         for name in names:
             task = progress.add_task(f"train {name}", total=settings.episodes)
             summaries.append(train_agent(problem, name, settings, args.out,
-                                         lambda episode, task=task: progress.update(task, completed=episode)))
+                                         completion(progress, task)))
     print_result(args, {"out": str(args.out), "agents": summaries}, lambda: print_table("trained agents", summaries))
     return 0
 

@@ -15,6 +15,7 @@ from controller.cli.common import (
     add_device,
     add_json,
     add_tbs_table,
+    completion,
     console,
     print_result,
     print_table,
@@ -179,7 +180,7 @@ def cmd_reproduce_slicepilot(args: argparse.Namespace) -> int:
                 for name in agent_names(problem):
                     task = progress.add_task(f"train {name}", total=training.episodes)
                     summaries.append(train_agent(problem, name, training, run.models_dir,
-                                                 lambda episode, task=task: progress.update(task, completed=episode)))
+                                                 completion(progress, task)))
                 agents = load_agents(problem, run.models_dir)
             else:
                 summaries = [agent.meta["summary"] for agent in agents.values()]

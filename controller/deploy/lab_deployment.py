@@ -16,12 +16,13 @@ from typing import Any
 from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory.lab import LabInventory, load_lab_inventory
+from controller.deploy.inventory.tiers import TIERS
 from core.errors import InputError
 
 SITE_PLAYBOOK = "site.yml"
-SITE_GROUPS = ("edge", "regional", "central", "kube_control_plane", "sdn_controller", "monitoring_server")
+SITE_GROUPS = (*TIERS, "kube_control_plane", "sdn_controller", "monitoring_server")
 """The groups site.yml installs components on: each needs a host."""
-NODE_GROUPS = ("edge", "regional", "central")
+NODE_GROUPS = TIERS
 SSH_PORT = 22
 
 

@@ -83,9 +83,10 @@ class LocalDeployment:
         found = [f"namespace {n}" for n in self.inventory.namespaces if Path("/run/netns", n).exists()]
         found += [f"link {n}" for n in self.inventory.root_links if Path("/sys/class/net", n).exists()]
         hierarchy = find_cpu_hierarchy(self.runner)
-        for host in self.inventory.hosts if hierarchy is not None else ():
-            directories = hierarchy.group(self.inventory.cgroup_name(host)).directories
-            found += [f"cgroup {directory}" for directory in directories if Path(directory).is_dir()]
+        groups = [hierarchy.group(self.inventory.cgroup_name(host)) for host in self.inventory.hosts] \
+            if hierarchy is not None else []
+        found += [f"cgroup {directory}" for group in groups for directory in group.directories
+                  if Path(directory).is_dir()]
         found += [f"process {name} ({pid})" for name, pid in self.state.pids().items() if pid and pid_alive(pid)]
         if self.state.path.exists():
             found.append(f"state directory {self.state.path}")

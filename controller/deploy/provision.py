@@ -23,7 +23,8 @@ import openstack.connection
 import openstack.exceptions
 import yaml
 
-from controller.deploy.topology import TIERS, Tier, Topology
+from controller.deploy.inventory.tiers import TIERS, Tier
+from controller.deploy.topology import Topology
 from core.errors import InputError, SlicebedError
 from core.retry import Attempts
 from core.yamlfile import read_yaml

@@ -12,15 +12,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from controller.deploy.inventory.tiers import Tier
 from core.errors import InputError
 from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
 
-TIERS = ("edge", "regional", "central")
 SLICEPILOT_SIZES = {"edge": (16, 16), "regional": (32, 32), "central": (64, 64)}
 """(vCPU, GiB RAM) per tier, from the SlicePilot evaluation's infrastructure capacities."""
 
-Tier = Literal["edge", "regional", "central"]
 PATH_FIELDS = ("ssh_public_key", "inventory_template")
 
 

@@ -79,8 +79,8 @@ def components(problem: Problem, type_index: int) -> list[Component]:
         latency = tuple(not set(problem.path) <= set(vnfs) or
                         tuple(p[position[v]] for v in problem.path) in problem.allowed_paths[type_index]
                         for p in patterns)
-        group = [v for v in problem.consolidate[type_index] if v in position]
-        consolidation = tuple(len({p[position[v]] for v in group}) <= 1 for p in patterns)
+        consolidated = [v for v in problem.consolidate[type_index] if v in position]
+        consolidation = tuple(len({p[position[v]] for v in consolidated}) <= 1 for p in patterns)
         result.append(Component(tuple(vnfs), patterns, latency, consolidation))
     return result
 
@@ -266,9 +266,9 @@ def solve_online(problem: Problem, requests: Requests, settings: IlpSettings | N
         placed = solve_batch(problem, one, settings, occupancy, method="ilp-online")
         elapsed += placed.decision_s
         statuses.append(placed.details["status"])
-        assignment[name] = placed.assignment[name]
-        if assignment[name] is not None:
-            occupancy.add_slice(t, assignment[name])
+        assignment[name] = chosen = placed.assignment[name]
+        if chosen is not None:
+            occupancy.add_slice(t, chosen)
     return Placement("ilp-online", assignment, elapsed,
                      {"status": "OPTIMAL" if all(s in ("OPTIMAL", "INFEASIBLE") for s in statuses) else "FEASIBLE",
                       "rejected_as_infeasible": statuses.count("INFEASIBLE")})

@@ -129,7 +129,7 @@ def apply_overlays(overlays: list[Path], kubeconfig: Path, context: str | None =
 
     from controller.actuators.kubernetes import open_api
 
-    apps = client.AppsV1Api(open_api(kubeconfig, context))
+    apps: Any = client.AppsV1Api(open_api(kubeconfig, context))  # bodies are the manifests' dicts, sent as they are
     applied = []
     for overlay in overlays:
         for obj in rendered_objects(overlay):

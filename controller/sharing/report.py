@@ -64,7 +64,7 @@ def write_outputs(run: Run, results: pd.DataFrame, trial: pd.DataFrame, users: d
         figures[f"{scenario}-users"] = _users_ecdf(users[scenario], scenario,
                                                    run.plots_dir / f"{scenario}-users-ecdf.png")
         anomalous = results[(results["scenario"] == scenario) & (results["anomalous"] != "")]
-        first = anomalous["anomalous"].iloc[0] if not anomalous.empty else None
+        first = "" if anomalous.empty else str(anomalous["anomalous"].iloc[0])
         for share in sorted(anomalous.loc[anomalous["anomalous"] == first, "removed_share"].unique()):
             key = f"{scenario}-{first}-anomalous-{share:.0%}".replace("%", "pct")
             tables[key] = metrics.anomaly_table(results, scenario, first, share)

@@ -48,7 +48,8 @@ def reproduction_scenarios(quick: bool, seeds: list[int], madrid: Path | None = 
             for name, setup in SYNTHETIC.items()]
 
 
-def _synthetic_slices(quick: bool, hours: tuple[int, int], slices: list[tuple[float, int, int]]) -> list[dict]:
+def _synthetic_slices(quick: bool, hours: tuple[int, int],
+                      slices: list[tuple[float, int, int]]) -> list[dict[str, Any]]:
     window = (hours[0], hours[0] + 2) if quick else hours
     return [{"name": f"ns{index + 1}", "bitrate_mbps": bitrate, "availability": AVAILABILITY,
              "quantization": QUANTIZATION, "trial_segments": 4, "regular_segments": 1,
@@ -58,7 +59,7 @@ def _synthetic_slices(quick: bool, hours: tuple[int, int], slices: list[tuple[fl
 
 
 def _madrid_slices(directory: Path, hours: tuple[int, int], trial_days: int,
-                   slices: list[tuple[float, tuple[str, str], date]]) -> list[dict]:
+                   slices: list[tuple[float, tuple[str, str], date]]) -> list[dict[str, Any]]:
     return [{"name": f"ns{index + 1}", "bitrate_mbps": bitrate, "availability": AVAILABILITY,
              "quantization": MADRID_QUANTIZATION, "trial_segments": trial_days, "regular_segments": 1,
              "source": {"kind": "madrid", "users_csv": directory / f"users_{zone}{freq}_s.csv",

@@ -15,11 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.deploy.inventory.document import host_entries, read_inventory
+from controller.deploy.inventory.tiers import Tier
 from core.errors import InputError
 from core.validation import StrictModel, validate
 
 BACKEND_SECTION = "lab_backend"
-Tier = Literal["edge", "regional", "central"]
 
 
 class SshSettings(StrictModel):

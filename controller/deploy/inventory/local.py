@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from controller.deploy.inventory.document import host_entries, read_inventory
+from controller.deploy.inventory.tiers import TIERS, Tier
 from core.errors import InputError
 from core.validation import StrictModel, validate
 
-TIERS = ("edge", "regional", "central")
 ENDPOINTS = ("app", "ue")
 LOCAL_HOSTS = (*TIERS, *ENDPOINTS)
 DEFAULT_INVENTORY = Path("inventory/local.yml")
@@ -58,8 +58,8 @@ class SliceVars(StrictModel):
 
 
 class Latency(StrictModel):
-    a: Literal["edge", "regional", "central"]
-    b: Literal["edge", "regional", "central"]
+    a: Tier
+    b: Tier
     delay_ms: float = Field(ge=0, le=1000)
     jitter_ms: float = Field(default=0, ge=0, le=1000)
 

@@ -86,9 +86,9 @@ def _new_agent(problem: Problem, name: str, settings: TrainingSettings) -> Doubl
 def _environment(problem: Problem, name: str, settings: TrainingSettings) -> PlacementEnv:
     if name == MONOLITHIC:
         weights = np.array([DEFAULT_TYPE_PROBABILITIES.get(t, 0.0) for t in problem.types])
-        weights = weights / weights.sum() if weights.sum() > 0 else None
         return PlacementEnv(problem, list(range(len(problem.types))), True, settings.resource_penalty,
-                            settings.cost_reward, settings.max_queue, weights)
+                            settings.cost_reward, settings.max_queue,
+                            weights / weights.sum() if weights.sum() > 0 else None)
     return PlacementEnv(problem, [problem.type_index(name)], False, settings.resource_penalty, settings.cost_reward,
                         settings.max_queue)
 
