@@ -144,7 +144,8 @@ class SshRunner(CommandRunner):
     def _load_key(self) -> paramiko.PKey:
         key_file = self.target.key_file
         try:
-            return paramiko.PKey.from_path(key_file, password=self._passphrase())
+            # types-paramiko says str; the key loaders (cryptography) need bytes
+            return paramiko.PKey.from_path(key_file, password=self._passphrase())  # type: ignore[arg-type]
         except paramiko.PasswordRequiredException:
             raise InputError(f"SSH key {key_file} is encrypted; put its passphrase in an environment variable and "
                              "name that variable in passphrase_env") from None
@@ -152,14 +153,14 @@ class SshRunner(CommandRunner):
             raise InputError(f"SSH key {key_file} cannot be loaded (wrong passphrase or unsupported key format: "
                              f"{type(exc).__name__})") from None
 
-    def _passphrase(self) -> str | None:
+    def _passphrase(self) -> bytes | None:
         name = self.target.passphrase_env
         if name is None:
             return None
         value = os.environ.get(name)
         if not value:
             raise InputError(f"environment variable {name} (the passphrase of {self.target.key_file}) is not set")
-        return value
+        return value.encode()
 
 
 def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
