@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from prometheus_process import PrometheusProcess
 
 from controller.cli import main
 
+DOC_NET = IPv4Network("192.0.2.0/24")  # RFC 5737 TEST-NET-1
+
 
 @pytest.fixture
 def local_lab_inventory(tmp_path: Path) -> Path:
@@ -28,6 +31,9 @@ def local_lab_inventory(tmp_path: Path) -> Path:
     variables.pop("ansible_ssh_private_key_file")
     variables.update(ansible_connection="local", ansible_become=False, underlay_cidr="127.0.0.0/8",
                      ansible_python_interpreter=sys.executable)
+    for tier in ("edge", "regional", "central"):  # the example's documentation addresses would be refused
+        for host in document["all"]["children"][tier]["hosts"].values():
+            host["ansible_host"] = "127.0.0.1"
     path = tmp_path / "lab.yml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -89,3 +95,23 @@ def test_lab_up_refuses_an_inventory_without_a_monitoring_server(local_lab_inven
     assert main(["--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory)]) == 2
     assert_one_error_line(capsys.readouterr().err, "group monitoring_server has no hosts")
     assert not runs.exists()  # refused before the run directory
+
+
+def test_the_example_inventory_holds_only_documentation_addresses() -> None:
+    """RFC 5737: an unedited example must reach nobody (a private range could be someone's host)."""
+    document = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    hosts = [host["ansible_host"] for tier in ("edge", "regional", "central")
+             for host in document["all"]["children"][tier]["hosts"].values()]
+    assert hosts and all(ip_address(host) in DOC_NET for host in hosts)
+    assert IPv4Network(document["all"]["vars"]["underlay_cidr"]).subnet_of(DOC_NET)
+
+
+@pytest.mark.parametrize("action", [["up", "--dry-run"], ["up"], ["down"]])
+def test_lab_up_refuses_the_example_inventory_as_it_stands(action: list[str], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    example = REPO / "inventory" / "lab.example.yml"
+    assert main(["--runs-dir", str(runs), "testbed", *action, "--inventory", str(example)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"slicebed: error: {example}: ", "documentation address",
+                          "RFC 5737", f"edit {example}")
+    assert not runs.exists()  # refused before anything: no run, no SSH connection

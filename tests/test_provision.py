@@ -140,14 +140,27 @@ def cloud(catalog: FakeOpenStack, keystone: str, clouds_yaml: Path) -> Cloud:
 
 
 @pytest.fixture
-def topology_file(tmp_path: Path) -> Path:
-    """The shipped example topology, with a throw-away public key, two edge VMs and no router."""
+def example_topology(tmp_path: Path) -> Path:
+    """The shipped example topology as it stands (documentation addresses), with a throw-away public key."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "id")], check=True)
     document = yaml.safe_load((REPO / "topologies" / "lab.example.yaml").read_text())
-    document.update(ssh_public_key=str(tmp_path / "id.pub"), external_network=None,
+    document.update(ssh_public_key=str(tmp_path / "id.pub"),
                     inventory_template=str(REPO / "inventory" / "lab.example.yml"))
+    path = tmp_path / "example.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def topology_file(example_topology: Path) -> Path:
+    """The example topology edited as a user would (own underlay and ingress networks), two edge VMs, no router."""
+    document = yaml.safe_load(example_topology.read_text())
+    document.update(external_network=None, underlay={"cidr": "10.20.0.0/24", "dns": ["1.1.1.1"]})
+    for rule in document["ingress"]:
+        if rule.get("cidr") == "198.51.100.0/24":
+            rule["cidr"] = "10.0.0.0/8"
     document["tiers"]["edge"]["count"] = 2
-    path = tmp_path / "topology.yaml"
+    path = example_topology.with_name("topology.yaml")
     path.write_text(yaml.safe_dump(document))
     return path
 
@@ -321,6 +334,18 @@ def test_cli_provision_fake_end_to_end(cloud: Cloud, topology_file: Path, tmp_pa
     assert main(["--quiet", "provision", *common, "--destroy"]) == 0
     assert "deleted 8 resource(s) of deployment" in capsys.readouterr().out
     assert cloud.fake.servers == {}
+
+
+def test_cli_provision_refuses_the_example_topology_as_it_stands(cloud: Cloud, example_topology: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Its networks are documentation ranges (RFC 5737): nothing is created until the user edits the file."""
+    requests_before = len(cloud.fake.requests)
+    assert main(["provision", "--cloud", "lab", "--clouds-yaml", str(cloud.clouds_yaml), "--topology",
+                 str(example_topology)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"slicebed: error: {example_topology}: underlay.cidr 192.0.2.0/24",
+                          "documentation address", "RFC 5737", f"edit {example_topology}")
+    assert len(cloud.fake.requests) == requests_before  # the cloud was never asked
+    assert [n["name"] for n in cloud.fake.neutron["networks"].values()] == ["provider"]
 
 
 def test_topology_validation_is_one_line(tmp_path: Path, topology_file: Path) -> None:

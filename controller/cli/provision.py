@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cli.common import add_json, console, print_result, print_table, progress_bar
+from controller.deploy.inventory.documentation import refuse_documentation_addresses
 from controller.deploy.provision import Provisioner, connect, write_inventory, write_known_hosts
 from controller.deploy.topology import load_topology
 from core.errors import InputError
@@ -30,6 +31,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if not 0 < args.poll_s <= 600:
         raise InputError(f"--poll-s must be within (0, 600] seconds, got {args.poll_s:g}")
     topology = load_topology(args.topology)
+    if not args.destroy:  # an unedited example: refused before the cloud is asked anything
+        refuse_documentation_addresses(args.topology, topology.networks())
     connection = connect(args.cloud, args.clouds_yaml)
     with progress_bar(args.quiet) as progress:
         task = progress.add_task("destroy" if args.destroy else "provision", total=None)

@@ -98,6 +98,11 @@ class Topology(StrictModel):
                 raise ValueError(f"roles.{role} is on tier {tier}, which has count 0")
         return self
 
+    def networks(self) -> dict[str, IPv4Network]:
+        """Every network the topology names, by key (``underlay.cidr``, ``ingress[i].cidr``)."""
+        return {"underlay.cidr": self.underlay.cidr,
+                **{f"ingress[{index}].cidr": rule.cidr for index, rule in enumerate(self.ingress)}}
+
     @property
     def tag(self) -> str:
         """The tag (Neutron, Nova) that marks a resource as this deployment's."""

@@ -82,6 +82,8 @@ class LabVars(PlaybookSection):
     """A lab inventory's ``all.vars``, as far as slicebed reads them."""
 
     testbed_mode: Literal["lab"]
+    underlay_cidr: ipaddress.IPv4Network | None = Field(None, description="the nodes' network (the playbooks find "
+                                                        "each node's interface in it)")
     slices: list[LabSlice] = Field(min_length=1)
     prometheus_port: int = Field(9090, ge=1, le=65535)
     onos_user_env: str = "SLICEBED_ONOS_USER"
