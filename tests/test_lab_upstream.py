@@ -1,0 +1,52 @@
+"""The lab manifests against what their upstream projects document (offline: the files, no cluster).
+
+Each check names the upstream file and tag it follows; the manifests' own comments and docs/lab-guide.md cite
+the same sources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from helpers import REPO
+
+MANIFESTS = REPO / "manifests"
+
+UNDERLAY_MTU = 1450
+"""The smallest underlay the lab guide supports: an OpenStack tenant (VXLAN) network's MTU."""
+VXLAN_OVERHEAD = 20 + 8 + 8 + 14
+"""Outer IPv4 + UDP + VXLAN header + the inner Ethernet header: what the OvS VXLAN ports add on the underlay."""
+GTPU_OVERHEAD = 20 + 8 + 8 + 8
+"""Outer IPv4 + UDP + GTP-U header (8) + its optional fields and the PDU session container (8, TS 29.281 and
+TS 38.415; Open5GS's UPF sends the QFI in it): what N3 adds to a UE packet."""
+
+
+def documents(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def n3_network() -> dict:
+    (attachment,) = documents(MANIFESTS / "open5gs" / "core" / "network.yaml")
+    return json.loads(attachment["spec"]["config"])
+
+
+def test_n3_attachment_takes_the_pods_static_addresses_and_fits_the_underlay() -> None:
+    """Multus passes a pod's requested ``ips`` to static IPAM as runtime config only to a plugin that declares the
+    ``ips`` capability (multus-cni v4.1.3 examples/macvlan-pod.yml; the CNI_ARGS fallback is deprecated since 3.5);
+    ovs-cni takes ``mtu`` (ovs-cni v0.34.2 docs/cni-plugin.md)."""
+    config = n3_network()
+    assert config["type"] == "ovs" and config["ipam"] == {"type": "static"}
+    assert config.get("capabilities") == {"ips": True}
+    assert config.get("mtu") == UNDERLAY_MTU - VXLAN_OVERHEAD == 1400
+
+
+def test_ue_mtu_fits_inside_n3() -> None:
+    """The MTU each SMF announces to its UEs leaves room for the GTP-U encapsulation on the N3 interface."""
+    ue_mtu_limit = n3_network()["mtu"] - GTPU_OVERHEAD
+    smf_configs = sorted((MANIFESTS / "open5gs" / "overlays").glob("*/smf.yaml"))
+    assert smf_configs
+    for path in smf_configs:
+        mtu = yaml.safe_load(path.read_text())["smf"]["mtu"]
+        assert mtu <= ue_mtu_limit, f"{path}: smf.mtu {mtu} > N3 MTU - GTP-U overhead = {ue_mtu_limit}"
