@@ -7,6 +7,7 @@ the same sources.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -50,3 +51,22 @@ def test_ue_mtu_fits_inside_n3() -> None:
     for path in smf_configs:
         mtu = yaml.safe_load(path.read_text())["smf"]["mtu"]
         assert mtu <= ue_mtu_limit, f"{path}: smf.mtu {mtu} > N3 MTU - GTP-U overhead = {ue_mtu_limit}"
+
+
+def softmodem_arguments(path: Path, program: str) -> list[str]:
+    """The arguments the container's shell command passes to ``program``."""
+    (deployment,) = [doc for doc in documents(path) if doc["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    words = shlex.split(container["command"][-1])
+    start = next(index for index, word in enumerate(words) if word.endswith(f"/{program}"))
+    return words[start + 1:]
+
+
+def test_oai_gnb_and_nrue_sample_alike_in_rfsim() -> None:
+    """In rfsim gNB and UE must use the same sampling rate: both without ``-E`` (three-quarter sampling), as
+    openairinterface5g's doc/NR_SA_Tutorial_OAI_nrUE.md ("RFsimulator", tag 2024.w12) runs them."""
+    gnb = softmodem_arguments(MANIFESTS / "oai" / "base" / "gnb.yaml", "nr-softmodem")
+    ue = softmodem_arguments(MANIFESTS / "oai" / "base" / "nrue.yaml", "nr-uesoftmodem")
+    for arguments in (gnb, ue):
+        assert "--rfsim" in arguments and "--sa" in arguments, arguments
+        assert "-E" not in arguments, arguments
