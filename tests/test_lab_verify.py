@@ -266,3 +266,36 @@ def test_onos_role_installs_one_steering_flow_per_slice_once_against_fake_onos(t
         assert "with QoS queues 1..2 must exist" in missing_queue.stdout
     finally:
         onos.stop()
+
+
+def run_ovs_transport_lab_check(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The ovs_transport role in lab mode, as site.yml applies it to the regional node, in check mode on this host
+    (no Open vSwitch runs for it here: the reads fail, nothing is changed)."""
+    example = yaml.safe_load(INVENTORY.read_text())["all"]["vars"]
+    play = tmp_path / "transport.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "OvS transport, lab mode", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "vars": {"testbed_mode": "lab", "testbed_prefix": "sb-", "slices": example["slices"],
+                 "ansible_python_interpreter": sys.executable, "ovs_transport_ports": [],
+                 "ovs_transport_vxlan_peers": [{"name": "sb-vx-edge", "remote_ip": "192.0.2.11", "key": 100},
+                                               {"name": "sb-vx-central", "remote_ip": "192.0.2.31", "key": 100}],
+                 "ovs_transport_uplink": "sb-vx-edge"},
+        "roles": [{"role": "ovs_transport"}]}]))
+    return subprocess.run(["ansible-playbook", "--check", "-i", "localhost,", str(play)], capture_output=True,
+                          text=True, env=venv_environment(ANSIBLE_ROLES_PATH=str(REPO / "playbooks" / "roles")),
+                          check=False, timeout=300)
+
+
+@pytest.mark.slow
+def test_ovs_transport_lab_mode_leaves_the_flow_table_to_onos(tmp_path: Path) -> None:
+    """In a lab ONOS owns the bridge's flows: no local flow table (``replace-flows`` would wipe ONOS's flows on
+    every run, its template reads a ``dscp`` lab slices do not have and ``hostvars['edge']``, a group)."""
+    result = run_ovs_transport_lab_check(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tasks = set(re.findall(r"^TASK \[ovs_transport : (.*?)\]", result.stdout, re.M))
+    assert "VXLAN tunnels to the other tier hosts" in tasks, tasks
+    role_tasks = REPO / "playbooks" / "roles" / "ovs_transport" / "tasks"
+    local_only = {task["name"] for task in yaml.safe_load((role_tasks / "flows.yml").read_text())}
+    assert "Install the flow table" in local_only and not local_only & tasks, local_only & tasks
+    lab_tasks = (role_tasks / "lab.yml").read_text()
+    assert "replace-flows" not in lab_tasks and "dscp" not in lab_tasks and "hostvars['edge']" not in lab_tasks
