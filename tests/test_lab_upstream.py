@@ -6,6 +6,7 @@ the same sources.
 
 from __future__ import annotations
 
+import configparser
 import json
 import shlex
 from pathlib import Path
@@ -70,3 +71,66 @@ def test_oai_gnb_and_nrue_sample_alike_in_rfsim() -> None:
     for arguments in (gnb, ue):
         assert "--rfsim" in arguments and "--sa" in arguments, arguments
         assert "-E" not in arguments, arguments
+
+
+SRSRAN = MANIFESTS / "srsran"
+
+
+def key_list(path: Path) -> tuple[set[str], dict[str, str]]:
+    """A stored key list: its keys and its ``# key: value`` header (source, tag, image)."""
+    keys, header = set(), {}
+    for line in path.read_text().splitlines():
+        if line.startswith("# ") and ": " in line:
+            name, value = line[2:].split(": ", 1)
+            header[name] = value
+        elif line and not line.startswith("#"):
+            keys.add(line)
+    return keys, header
+
+
+def dotted(value: object, prefix: str = "") -> set[str]:
+    """The dotted keys of a YAML document (list items as ``key[].sub``)."""
+    if isinstance(value, dict):
+        return set().union(*(dotted(child, f"{prefix}{key}.") for key, child in value.items())) if value else set()
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return set().union(*(dotted(item, f"{prefix[:-1]}[].") for item in value))
+    return {prefix[:-1]}
+
+
+def image_tag(path: Path) -> str:
+    (deployment,) = [doc for doc in documents(path) if doc["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container["image"].rsplit(":", 1)[1]
+
+
+def test_every_srsran_gnb_key_is_in_the_pinned_releases_schema() -> None:
+    """srsRAN Project rejects unknown keys: each overlay's gnb.yml and the base's command-line options must be keys
+    of the release the image runs (apps/gnb/gnb_appconfig_cli11_schema.cpp at that tag, stored with its source)."""
+    keys, header = key_list(SRSRAN / "schema" / "gnb.keys")
+    assert header["source"] == "srsran/srsRAN_Project apps/gnb/gnb_appconfig_cli11_schema.cpp"
+    assert header["tag"] == f"release_{image_tag(SRSRAN / 'base' / 'gnb.yaml')}"
+    assert {"amf.n3_bind_addr", "slicing[].sst", "cell_cfg.dl_arfcn"} <= keys and "cu_up.upf.bind_addr" not in keys
+    (deployment,) = [doc for doc in documents(SRSRAN / "base" / "gnb.yaml") if doc["kind"] == "Deployment"]
+    words = shlex.split(deployment["spec"]["template"]["spec"]["containers"][0]["command"][-1])
+    command_line = {f"amf.{word[2:]}" for word in words[words.index("amf") + 1:] if word.startswith("--")}
+    assert command_line == {"amf.addr", "amf.bind_addr"}
+    configs = sorted((SRSRAN / "overlays").glob("*/gnb.yml"))
+    assert configs
+    for path in configs:
+        written = dotted(yaml.safe_load(path.read_text())) | command_line
+        assert written - keys == set(), f"{path}: keys {header['tag']} does not know"
+
+
+def test_every_srsue_key_is_in_the_pinned_releases_options() -> None:
+    """The same for srsUE's ue.conf (INI sections and keys) against srsRAN_4G's srsue/src/main.cc options."""
+    keys, header = key_list(SRSRAN / "schema" / "srsue.keys")
+    assert header["source"] == "srsran/srsRAN_4G srsue/src/main.cc"
+    assert header["tag"] == f"release_{image_tag(SRSRAN / 'base' / 'ue.yaml')}"
+    configs = sorted((SRSRAN / "overlays").glob("*/ue.conf"))
+    assert configs
+    for path in configs:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+        parser.read_string(path.read_text())
+        written = {f"{section}.{key}" for section in parser.sections() for key in parser[section]}
+        assert written and written - keys == set(), f"{path}: keys {header['tag']} does not know"
