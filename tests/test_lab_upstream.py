@@ -7,12 +7,14 @@ the same sources.
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
 import yaml
-from helpers import REPO
+from helpers import REPO, venv_environment
 
 MANIFESTS = REPO / "manifests"
 
@@ -134,3 +136,39 @@ def test_every_srsue_key_is_in_the_pinned_releases_options() -> None:
         parser.read_string(path.read_text())
         written = {f"{section}.{key}" for section in parser.sections() for key in parser[section]}
         assert written and written - keys == set(), f"{path}: keys {header['tag']} does not know"
+
+
+ADDONS = MANIFESTS / "addons"
+
+
+def test_cluster_addons_are_vendored_verbatim_with_source_version_and_license() -> None:
+    """flannel, Multus and OvS CNI come from this repository, not from the network at deploy time: each file is
+    upstream's at the tag SOURCE names (its sha256), with the upstream LICENSE; OvS CNI is the manifest its install
+    guide applies, examples/ovs-cni.yml (manifests/ovs-cni.yml.in is an unrendered template)."""
+    defaults = yaml.safe_load((REPO / "playbooks" / "roles" / "kubernetes" / "defaults" / "main.yml").read_text())
+    wanted = defaults["kubernetes_addon_manifests"]
+    assert list(wanted) == ["flannel", "multus", "ovs-cni"]
+    for name, directory in wanted.items():
+        assert directory == f"{{{{ role_path }}}}/../../../manifests/addons/{name}", directory
+        source = yaml.safe_load((ADDONS / name / "SOURCE").read_text())
+        (vendored,) = yaml.safe_load((ADDONS / name / "kustomization.yaml").read_text())["resources"]
+        assert hashlib.sha256((ADDONS / name / vendored).read_bytes()).hexdigest() == source["sha256"]
+        assert Path(source["path"]).name == vendored
+        assert (ADDONS / name / "VERSION").read_text().strip() == source["tag"]
+        assert "Apache License" in (ADDONS / name / "LICENSE").read_text()
+    assert yaml.safe_load((ADDONS / "ovs-cni" / "SOURCE").read_text())["path"] == "examples/ovs-cni.yml"
+
+
+def test_cluster_addon_images_are_pinned_to_their_release() -> None:
+    """Upstream's files run moving tags (ovs-cni :latest, Multus :snapshot-thick); the kustomizations pin them."""
+    images = set()
+    for name in ("flannel", "multus", "ovs-cni"):
+        done = subprocess.run(["kubectl", "kustomize", str(ADDONS / name)], capture_output=True, text=True,
+                              env=venv_environment(), check=True, timeout=120)
+        for doc in yaml.safe_load_all(done.stdout):
+            if doc and doc["kind"] == "DaemonSet":
+                spec = doc["spec"]["template"]["spec"]
+                images |= {c["image"] for c in spec["containers"] + spec.get("initContainers", [])}
+    assert images == {"docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2", "docker.io/flannel/flannel:v0.25.7",
+                      "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.1.3-thick",
+                      "ghcr.io/k8snetworkplumbingwg/ovs-cni-plugin:v0.34.2"}

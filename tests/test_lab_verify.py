@@ -56,7 +56,7 @@ def test_every_kustomization_renders_and_validates_strictly_against_1_29() -> No
     kustomizations, deployable, components, objects = map(int, counts.groups())
     assert kustomizations + components == len(list((REPO / "manifests").rglob("kustomization.yaml")))
     assert components == 1  # the optional ServiceMonitor (open5gs/components/servicemonitors)
-    assert deployable == 5  # the Open5GS core, two Open5GS slice overlays, one srsRAN and one OAI overlay
+    assert deployable == 8  # the Open5GS core, two Open5GS slice overlays, one srsRAN and one OAI overlay, 3 add-ons
     assert objects >= 60
     # CRD kinds are listed as skipped, never silently passed
     assert "skipped ServiceMonitor/open5gs (monitoring.coreos.com/v1)" in result.stdout
