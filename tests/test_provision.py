@@ -336,8 +336,8 @@ def test_cli_provision_fake_end_to_end(cloud: Cloud, topology_file: Path, tmp_pa
     assert cloud.fake.servers == {}
 
 
-def test_cli_provision_refuses_the_example_topology_as_it_stands(cloud: Cloud, example_topology: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_provision_refuses_the_example_topology_as_it_stands_before_asking_the_fake_cloud(
+        cloud: Cloud, example_topology: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Its networks are documentation ranges (RFC 5737): nothing is created until the user edits the file."""
     requests_before = len(cloud.fake.requests)
     assert main(["provision", "--cloud", "lab", "--clouds-yaml", str(cloud.clouds_yaml), "--topology",
