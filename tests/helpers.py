@@ -104,6 +104,16 @@ def assert_one_error_line(stderr: str, *fragments: str) -> str:
     return lines[0]
 
 
+def lab_example_on_loopback() -> dict[str, Any]:
+    """The shipped lab inventory with its documentation addresses (refused as they stand) moved to loopback."""
+    document: dict[str, Any] = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    document["all"]["vars"]["underlay_cidr"] = "127.0.0.0/8"
+    for tier in ("edge", "regional", "central"):
+        for host in document["all"]["children"][tier]["hosts"].values():
+            host["ansible_host"] = "127.0.0.1"
+    return document
+
+
 def set_dotted(document: Any, dotted: str, value: Any) -> None:
     """Set the key ``dotted`` (``slices.0.q_thresh``: list indexes as numbers) to ``value``; ``...`` deletes it."""
     *parents, last = (int(part) if part.isdigit() else part for part in dotted.split("."))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from fakes.kubernetes import FakeKubernetes, write_kubeconfig
 from fakes.onos import FakeOnos
-from helpers import REPO, accepts_connections, free_port, wait_until_ready
+from helpers import REPO, accepts_connections, free_port, lab_example_on_loopback, wait_until_ready
 
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
@@ -380,7 +380,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
     switch_runner, vsctl, port = ovs_queues
     gnb = CgroupCpuActuator(LocalRunner(), f"lp-lab-{os.getpid()}-embb", Interval(1, 1e6))
     gnb.create()
-    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    template = lab_example_on_loopback()
     variables = {**template["all"]["vars"], "prometheus_port": free_port(), "lab_backend": {
         "cpu": "cgroup", "bandwidth": "onos_queue", "cgroup": f"lp-lab-{os.getpid()}-{{slice}}",
         "ssh": {"user_env": "LP_SSH_USER", "key_env": "LP_SSH_KEY", "passphrase_env": "LP_TEST_SSH_PASSPHRASE",
@@ -428,7 +428,7 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
 def test_lab_backend_configuration_errors_are_one_line(tmp_path: Path) -> None:
     example = load_lab_inventory(REPO / "inventory" / "lab.example.yml")  # the shipped example validates
     assert example.settings.ovs.port and example.slices
-    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    template = lab_example_on_loopback()
     template["all"]["vars"].pop("lab_backend", None)
     inventory = tmp_path / "lab.yml"
     bounds = {"embb": (Interval(500, 4000), Interval(5, 50))}
@@ -455,7 +455,7 @@ def test_lab_backend_fake_kubernetes_resize_and_plain_ovs_queue(
     """The other actuator choices: CPU by pod resize (API server fake), bandwidth by the OvS queue alone."""
     server, kubeconfig = fake_kubernetes
     switch_runner, vsctl, port = ovs_queues
-    template = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    template = lab_example_on_loopback()
     template["all"]["vars"]["lab_backend"] = {
         "cpu": "pod_resize", "bandwidth": "ovs_queue", "prometheus_url": "http://127.0.0.1:1",
         "kubernetes": {"kubeconfig": str(kubeconfig), "namespace": "slices", "selector": "app=gnb,slice={slice}",

@@ -16,24 +16,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, assert_one_error_line
+from helpers import REPO, assert_one_error_line, lab_example_on_loopback
 from prometheus_process import PrometheusProcess
 
+from controller.actuators.base import Interval
 from controller.cli import main
+from controller.testbeds.lab import open_lab_testbed
+from core.errors import InputError
 
 DOC_NET = IPv4Network("192.0.2.0/24")  # RFC 5737 TEST-NET-1
 
 
 @pytest.fixture
 def local_lab_inventory(tmp_path: Path) -> Path:
-    document = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())
+    document = lab_example_on_loopback()
     variables = document["all"]["vars"]
     variables.pop("ansible_ssh_private_key_file")
-    variables.update(ansible_connection="local", ansible_become=False, underlay_cidr="127.0.0.0/8",
-                     ansible_python_interpreter=sys.executable)
-    for tier in ("edge", "regional", "central"):  # the example's documentation addresses would be refused
-        for host in document["all"]["children"][tier]["hosts"].values():
-            host["ansible_host"] = "127.0.0.1"
+    variables.update(ansible_connection="local", ansible_become=False, ansible_python_interpreter=sys.executable)
     path = tmp_path / "lab.yml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -115,3 +114,10 @@ def test_lab_up_refuses_the_example_inventory_as_it_stands(action: list[str], tm
     assert_one_error_line(capsys.readouterr().err, f"slicebed: error: {example}: ", "documentation address",
                           "RFC 5737", f"edit {example}")
     assert not runs.exists()  # refused before anything: no run, no SSH connection
+
+
+def test_the_lab_backend_refuses_the_example_inventory_as_it_stands() -> None:
+    """`loop run --testbed lab` opens the lab backend: it refuses documentation addresses before any SSH."""
+    example = REPO / "inventory" / "lab.example.yml"
+    with pytest.raises(InputError, match=r"documentation address.*RFC 5737.*edit .*lab\.example\.yml"):
+        open_lab_testbed(example, {"embb": (Interval(500, 4000), Interval(5, 40))})

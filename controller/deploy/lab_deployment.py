@@ -15,8 +15,7 @@ from typing import Any
 
 from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
-from controller.deploy.inventory.documentation import refuse_documentation_addresses
-from controller.deploy.inventory.lab import LabInventory, load_lab_inventory
+from controller.deploy.inventory.lab import LabInventory, open_lab_inventory
 from controller.deploy.inventory.tiers import TIERS
 from core.errors import InputError
 
@@ -47,10 +46,7 @@ class LabDeployment:
     def open(cls, inventory_path: Path) -> LabDeployment:
         """The lab an inventory describes; one InputError line if it still holds the example's documentation
         addresses (nothing is run against those)."""
-        inventory = load_lab_inventory(inventory_path)
-        refuse_documentation_addresses(inventory.path, {"all.vars.underlay_cidr": inventory.variables.underlay_cidr,
-                                                        **inventory.addresses})
-        return cls(inventory)
+        return cls(open_lab_inventory(inventory_path))
 
     def preflight(self) -> None:
         """Every group site.yml installs on has a host (one InputError line naming the first empty group)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import ActuatorError, BandwidthActuator, CpuActuator, Interval
-from controller.deploy.inventory.lab import LabInventory, load_lab_inventory
+from controller.deploy.inventory.lab import LabInventory, open_lab_inventory
 from controller.testbeds.actuated import ActuatedTestbed
 from controller.testbeds.lab_actuators import RunnerFactory, bandwidth_actuator, cpu_actuator, onos_client
 from controller.testbeds.qos_meter import PrometheusQosMeter, QosMeter
@@ -55,7 +55,7 @@ def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interv
     """
     if inventory_path is None:
         raise InputError("the lab testbed needs 'testbed.inventory: FILE' (a lab inventory) in the spec")
-    inventory = load_lab_inventory(inventory_path)
+    inventory = open_lab_inventory(inventory_path)
     settings = inventory.settings
     missing = [name for name in bounds if name not in inventory.slices]
     if missing:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.deploy.inventory.document import host_entries, read_inventory
+from controller.deploy.inventory.documentation import refuse_documentation_addresses
 from controller.deploy.inventory.tiers import Tier
 from core.errors import InputError
 from core.validation import StrictModel, validate
@@ -122,6 +123,15 @@ class LabInventory:
         if not hosts:
             raise InputError(f"{self.path}: group {group} has no hosts")
         return self.addresses[hosts[0]]
+
+
+def open_lab_inventory(path: str | Path) -> LabInventory:
+    """The lab inventory something will run against: loaded, and refused in one line while it still holds the
+    example's documentation addresses (nothing is run against those)."""
+    inventory = load_lab_inventory(path)
+    refuse_documentation_addresses(inventory.path, {"all.vars.underlay_cidr": inventory.variables.underlay_cidr,
+                                                    **inventory.addresses})
+    return inventory
 
 
 def load_lab_inventory(path: str | Path) -> LabInventory:
