@@ -18,7 +18,7 @@ from reference import SharedOptimum, cpu_capped_optimum, expected_degradation, f
 from analysis.slice_model import ModelSupport, SliceModel
 from controller.optimizers import default_settings, solve
 from controller.optimizers.base import judge
-from controller.optimizers.exact import kkt_residual, solve_exact
+from controller.optimizers.exact import kkt_residual, polish_axis, solve_exact
 from controller.optimizers.grid import solve_grid
 from controller.optimizers.knapsack import backtrack, least_total_bandwidth
 from controller.optimizers.microopt import solve_microopt
@@ -114,6 +114,20 @@ def test_exact_is_locally_optimal_on_a_fine_float64_grid(slice_model: SliceModel
     coarse, _ = brute_force(float64_model, constant(users), q_thresh, beta, 10.0, 0.05)
     assert answer.normalized <= local * (1 + 1e-4)
     assert answer.normalized <= coarse + 1e-12
+
+
+def test_the_float64_polish_lifts_a_point_just_outside_the_boundary(slice_model: SliceModel,
+                                                                    float64_model: SliceModel) -> None:
+    """A float32 boundary point can lie a few ulps outside the float64 one: the polish moves it up to feasible,
+    by no more than it has to, instead of leaving it to be judged infeasible."""
+    problem = Problem((SliceProblem("s", slice_model, constant(4), 3.0, 0.3),))
+    (cpu, bandwidth), = solve_exact(problem).allocation
+    precise = ProblemTensors.build(problem, "cpu", torch.float64)
+    outside = torch.tensor([bandwidth - 1e-4], dtype=torch.float64)
+    assert expected_degradation(float64_model, constant(4), 3.0, cpu, float(outside[0])) > 0.3
+    lifted = polish_axis(precise, torch.tensor([cpu], dtype=torch.float64), outside, 1, 1e-2, 4096)
+    assert expected_degradation(float64_model, constant(4), 3.0, cpu, float(lifted[0])) <= 0.3
+    assert float(outside[0]) < float(lifted[0]) <= bandwidth + 1e-6
 
 
 @pytest.mark.parametrize(("users", "q_thresh", "beta"), CASES)

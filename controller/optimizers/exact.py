@@ -38,6 +38,9 @@ FRONTIER_PAD = 1e-3
 POLISH_SPAN = 1e-2
 """Mbps below the float32 answer that the float64 polish of the bandwidth searches."""
 POLISH_ITERATIONS = 30
+POLISH_SLACK = 1e-9
+"""Margin the float64 polish keeps: on the boundary itself, z = Phi^-1(1 - beta) and the judge's Phi round
+differently, and E[beta] can come out a few ulps above beta_thresh."""
 
 
 @dataclass
@@ -311,29 +314,31 @@ def _polish(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
             batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Move each (cpu, bandwidth) (S,) onto the boundary in float64: the least bandwidth within
     ``POLISH_SPAN`` below, then the least CPU within ``cpu_span`` below (the last CPU step searched)."""
-    bandwidth = _polish_axis(precise, cpu, bandwidth, 1, POLISH_SPAN, batch)
-    cpu = _polish_axis(precise, cpu, bandwidth, 0, cpu_span, batch)
+    bandwidth = polish_axis(precise, cpu, bandwidth, 1, POLISH_SPAN, batch)
+    cpu = polish_axis(precise, cpu, bandwidth, 0, cpu_span, batch)
     return cpu, bandwidth
 
 
-def _polish_axis(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, resource: int,
+def polish_axis(precise: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, resource: int,
                  span: float, batch: int) -> torch.Tensor:
-    """The least value of ``resource`` within ``span`` below the current one (float64 bisection) where the
-    current point meets the QoS; elsewhere the current value (left for the final judgement)."""
+    """The least value of ``resource`` meeting the QoS in float64, by bisection: within ``span`` below the current
+    one where the current point meets the QoS, within ``span`` above it where it misses by a hair (the float32
+    boundary can lie a few ulps outside the float64 one); elsewhere the current value (left for the judgement)."""
     current = (cpu, bandwidth)[resource]
 
     def meets(value: torch.Tensor) -> torch.Tensor:
         point = (value, bandwidth) if resource == 0 else (cpu, value)
-        return margins(precise, point[0][:, None], point[1][:, None], batch)[:, 0] >= 0
+        return margins(precise, point[0][:, None], point[1][:, None], batch)[:, 0] >= POLISH_SLACK
 
     low = torch.maximum(current - span, precise.lower[:, resource])
-    feasible = torch.where(meets(current), current, torch.nan)
-    infeasible = torch.where(meets(low), torch.nan, low)
-    done = infeasible.isnan() | feasible.isnan()  # already at the bound, or not feasible: leave for finalize
-    result = torch.where(feasible.isnan(), current, torch.where(infeasible.isnan(), low, feasible))
+    high = torch.minimum(current + span, precise.upper[:, resource])
+    at_current, at_low, at_high = meets(current), meets(low), meets(high)
+    done = torch.where(at_current, at_low, ~at_high)  # the span's low end is feasible, or nothing near is
+    result = torch.where(at_current & at_low, low, current)
     if done.all():
         return result
-    a, b = torch.where(done, result, infeasible), torch.where(done, result, feasible)
+    a = torch.where(done, result, torch.where(at_current, low, current))  # infeasible end of the bracket
+    b = torch.where(done, result, torch.where(at_current, current, high))  # feasible end
     for _ in range(POLISH_ITERATIONS):
         middle = (a + b) / 2
         ok = meets(middle)
