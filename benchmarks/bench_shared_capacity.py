@@ -72,7 +72,7 @@ def main() -> None:
     model = obtain_model(args.model, args.data, None)
     for count in args.slices:
         step = args.reference_step or (2.0 if count <= 20 else 5.0)
-        reference_settings = ExactSettings(knapsack_cpu_step=step, knapsack_refine_step=step)  # one full-range DP
+        reference_settings = ExactSettings(knapsack_cpu_step=step, knapsack_refine_steps=())  # one full-range DP
         slices = build_slices(model, count, args.seed)
         capacity = binding_capacities(slices, args.cpu_fraction, args.bw_fraction, reference_settings)
         problem = Problem(slices, capacity=capacity)

@@ -65,8 +65,9 @@ class ExactSettings(StrictModel):
     tolerance: float = Field(1e-4, gt=0, description="bisection stops below this bracket width, resource units")
     knapsack_cpu_step: float = Field(10.0, gt=0, description="millicores between the CPU values of each slice's "
                                      "frontier when shared capacities couple the slices")
-    knapsack_refine_step: float = Field(1.0, gt=0, description="millicores between the CPU values of the second "
-                                        "knapsack, within two coarse steps of each slice's first choice")
+    knapsack_refine_steps: tuple[float, ...] = Field((1.0,), description="CPU steps of the successive "
+                                                     "knapsacks, each within two steps of the previous grid around "
+                                                     "each slice's choice")
     anchor_every: int = Field(8, ge=1, description="along a frontier, every this many CPU values is bracketed on the "
                               "coarse bandwidth grid; those between take their neighbours' answers as the bracket")
     batch: int = Field(1 << 21, ge=1024, description="slice-model rows (allocations x traffic values) per call")

@@ -104,7 +104,8 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
 
 def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The knapsack over the slices' frontiers: on a CPU grid ``knapsack_cpu_step`` apart over the bounds, then on
-    a ``knapsack_refine_step`` grid within two coarse steps of each slice's choice (exact on that grid).
+    each finer grid of ``knapsack_refine_steps`` within two steps of the previous grid around each slice's choice
+    (exact on each grid; the DP's size shrinks with each window, not with the bounds).
 
     A coarse grid can waste up to a step of CPU per slice, which tight bandwidth capacities cannot absorb:
     when nothing on it fits, the finer search starts from the packing that spends all the CPU (the least
@@ -119,12 +120,13 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     frontier = hinted_frontier(tensors, cpu, coarse_settings)
     if not frontier.bandwidth.isfinite().any(1).all():
         return _independent(tensors, settings)  # some slice cannot meet its QoS at all
-    centre, _, _ = _knapsack(tensors, cpu, frontier.bandwidth, step)
-    fine_step = settings.knapsack_refine_step
-    offsets = torch.arange(-2 * step, 2 * step + fine_step / 2, fine_step, device=low.device)
-    fine = (centre[:, None] + offsets).clamp(low, tensors.upper[:, 0, None])
-    refined = hinted_frontier(tensors, fine, coarse_settings)
-    chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, fine, refined.bandwidth, fine_step)
+    chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, cpu, frontier.bandwidth, step)
+    for fine_step in settings.knapsack_refine_steps:
+        offsets = torch.arange(-2 * step, 2 * step + fine_step / 2, fine_step, device=low.device)
+        fine = (chosen_cpu[:, None] + offsets).clamp(low, tensors.upper[:, 0, None])
+        refined = hinted_frontier(tensors, fine, coarse_settings)
+        chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, fine, refined.bandwidth, fine_step)
+        step = fine_step
     return chosen_cpu, chosen_bandwidth.float(), float(frontier.nonmonotone.float().mean())
 
 
