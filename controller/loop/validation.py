@@ -76,7 +76,7 @@ class LevelValidator:
             for start, length in chunks(np.stack(list(series.values())), validation.hold_s):
                 for name, users in series.items():
                     self.testbed.set_traffic(name, int(users[start]))
-                frame = self.testbed.collect(length).sort_values("time", kind="stable")
+                frame = self.read(length)
                 frames.append(frame.assign(fallback=frame["slice"].isin(list(fallbacks))))
                 self.progress.advance(task, length)
                 for name in sorted(set(frame["slice"]) - set(fallbacks)):
@@ -87,11 +87,15 @@ class LevelValidator:
                         self.fall_back(round_index, level, name, start + length, guards[name])
                 if len(fallbacks) == len(self.spec.slices):
                     if validation.guard.recovery_s:  # what the safe allocation restores, for the record
-                        frames.append(self.testbed.collect(validation.guard.recovery_s).assign(fallback=True))
+                        frames.append(self.read(validation.guard.recovery_s).assign(fallback=True))
                     break
         samples = pd.concat(frames, ignore_index=True).assign(round=round_index, level=level)
         holdout = np.random.default_rng([self.spec.seed, round_index, level, 1]).random(len(samples))
         return samples.assign(holdout=holdout < self.spec.training.validation_fraction), fallbacks
+
+    def read(self, seconds: int) -> pd.DataFrame:
+        """The testbed's next ``seconds`` of samples, in time order."""
+        return self.testbed.collect(seconds).sort_values("time", kind="stable")
 
     def fall_back(self, round_index: int, level: int, slice_name: str, second: int, guard: SafetyGuard) -> None:
         """Give the slice its safe (peak) allocation and log ``safety_fallback`` with the guard's evidence."""
