@@ -19,6 +19,7 @@ from collectors.dataset import DEFAULT_SETTLE_S
 from controller import traffic
 from controller.optimizer_settings import DEFAULT_ETA, ExactSettings, GridSettings, MicroOptSettings
 from core.errors import InputError
+from core.slice_types import HIGHER_IS_BETTER, QosKind
 from core.validation import StrictModel, resolve_paths, validate
 from core.yamlfile import read_yaml_mapping
 
@@ -154,10 +155,19 @@ class SliceSpec(StrictModel):
 
     name: str = Field(pattern=SLICE_NAME)
     traffic: list[TrafficSpec] = Field(min_length=1, description="traffic levels, each validated in turn")
-    q_thresh: float = Field(gt=0, le=10_000, description="QoS threshold, Mbps per user")
+    qos: QosKind = Field("throughput_mbps", description="what the slice is judged by: per-user throughput (eMBB), "
+                                                         "p95 one-way delay in ms (URLLC, lower is better) or "
+                                                         "delivery ratio (mMTC)")
+    q_thresh: float = Field(gt=0, le=10_000, description="QoS threshold in the unit of `qos` (Mbps per user, ms, "
+                                                        "or a ratio)")
     beta_thresh: float = Field(gt=0, lt=1, description="allowed expected degradation")
     bounds: Bounds = Bounds()
     model: Path | None = Field(None, description="initial slice model directory (warm start)")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The QoS direction: False for a delay, whose degradation is q >= q_thresh."""
+        return HIGHER_IS_BETTER[self.qos]
 
 
 class ResourceVector(StrictModel):

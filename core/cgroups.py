@@ -96,14 +96,19 @@ class CpuCgroup:
         return made
 
     def remove(self, runner: CommandRunner) -> list[str]:
-        """Move the processes still in the group to its parent, then remove its directories; those removed."""
+        """Remove the group's child groups first, then move the processes still in it to its parent and remove its
+        directories; the directories removed."""
         removed = [directory for directory in self.directories if not runner.run(["test", "-d", directory]).returncode]
+        children = {line.rsplit("/", 1)[1] for directory in removed for line in runner.output(
+            ["find", directory, "-mindepth", "1", "-maxdepth", "1", "-type", "d"]).splitlines()}
+        nested = [path for child in sorted(children) for path in CpuCgroup(self.hierarchy, f"{self.name}/{child}")
+                  .remove(runner)]
         for directory in removed:
             parent = directory.rsplit("/", 1)[0]
             for pid in runner.read_file(f"{directory}/cgroup.procs").split():
                 runner.write_file(f"{parent}/cgroup.procs", f"{pid}\n")
             runner.output(["rmdir", directory])
-        return removed
+        return nested + removed
 
     @property
     def weight_file(self) -> str:

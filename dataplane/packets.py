@@ -2,8 +2,9 @@
 
 - App header (app server -> UPF, inside every later layer): user id, sequence number, send time.
 - GTP-U (UPF -> RAN, 3GPP TS 29.281): version 1, PT=1, message type 255 (G-PDU), length, TEID = user id + 1.
-- Radio header (RAN -> UE): user id, PDCP COUNT and the app's send time in clear (the emulated MAC/PHY
-  delivers to the right UE; the time lets the UE measure one-way delay), followed by the ciphered PDU.
+- Radio header (RAN -> UE): user id, PDCP COUNT, the app's sequence number and send time in clear (the emulated
+  MAC/PHY delivers to the right UE; the sequence lets the UE count losses, the time measure one-way delay),
+  followed by the ciphered PDU.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 APP = struct.Struct("!HId")  # user, sequence, send time (time.time())
 GTPU = struct.Struct("!BBHI")  # flags, message type, length, TEID
-RADIO = struct.Struct("!HId")  # user, PDCP COUNT, app send time
+RADIO = struct.Struct("!HIId")  # user, PDCP COUNT, app sequence, app send time
 GTPU_FLAGS = 0x30  # version 1, protocol type GTP
 GTPU_GPDU = 0xFF
 
@@ -56,13 +57,23 @@ def gtpu_decapsulate(data: bytes) -> tuple[int, bytes]:
     return teid, data[GTPU.size:]
 
 
-def radio_frame(user: int, count: int, sent: float, ciphered: bytes) -> bytes:
-    return RADIO.pack(user, count & 0xFFFFFFFF, sent) + ciphered
+@dataclass(frozen=True)
+class RadioFrame:
+    user: int
+    count: int
+    """PDCP COUNT (the RAN's, per user)."""
+    app: AppHeader
+    """The application header's sequence number and send time, in clear."""
+    ciphered: bytes
 
 
-def parse_radio(data: bytes) -> tuple[int, int, float, bytes]:
-    """(user, PDCP COUNT, app send time, ciphered PDU) of a radio frame."""
+def radio_frame(count: int, app: AppHeader, ciphered: bytes) -> bytes:
+    return RADIO.pack(app.user, count & 0xFFFFFFFF, app.sequence, app.sent) + ciphered
+
+
+def parse_radio(data: bytes) -> RadioFrame:
+    """The header fields and ciphered PDU of a radio frame."""
     if len(data) < RADIO.size:
         raise PacketError(f"radio frame of {len(data)} bytes is shorter than its header")
-    user, count, sent = RADIO.unpack_from(data)
-    return user, count, sent, data[RADIO.size:]
+    user, count, sequence, sent = RADIO.unpack_from(data)
+    return RadioFrame(user, count, AppHeader(user, sequence, sent), data[RADIO.size:])

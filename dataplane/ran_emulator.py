@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> None:
                 count = counts.get(user, 0)
                 counts[user] = count + 1
                 key = keys.get(user) or keys.setdefault(user, cipher.ue_key(master, user))
-                header = packets.parse_app(pdu)
-                frame = packets.radio_frame(user, count, header.sent, cipher.cipher(key, count, 1, pdu,
-                                                                                   args.work_factor))
+                frame = packets.radio_frame(count, packets.parse_app(pdu),
+                                            cipher.cipher(key, count, 1, pdu, args.work_factor))
                 radio.sendto(frame, args.ue)
                 sent.inc()
                 ciphered_bytes.inc(len(pdu))

@@ -29,8 +29,9 @@ from controller.actuators.cgroup import CgroupCpuActuator
 from controller.testbeds.qos_meter import PrometheusQosMeter
 from core.commands import LocalRunner
 from dataplane import cipher, packets
-from dataplane.app_server import RateProfile, argparse_trace
+from dataplane.app_server import argparse_rates
 from dataplane.scheduler import DeficitRoundRobin
+from dataplane.sources import RateProfile
 
 PREFIX = f"sbt-dp{os.getpid()}"
 
@@ -90,7 +91,7 @@ def test_scheduler_drops_at_the_tail_per_ue_and_empties() -> None:
 def test_rate_profile_replays_a_trace_from_a_different_offset_per_user(tmp_path: Path) -> None:
     trace = tmp_path / "rates.txt"
     trace.write_text("# Mbps per second\n1\n2\n3\n")
-    profile = RateProfile(12.0, argparse_trace(str(trace)))
+    profile = RateProfile(12.0, argparse_rates(str(trace)))
     assert [profile.rate(0, second) for second in (0, 1.5, 2, 3)] == [1e6, 2e6, 3e6, 1e6]
     assert profile.rate(1, 0) == 2e6  # user 1 starts 7 s (mod 3) later in the trace
     assert profile.describe() == {"rate_mbps": None, "rate_trace": [1.0, 2.0, 3.0]}

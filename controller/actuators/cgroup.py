@@ -66,29 +66,52 @@ class CgroupCpuActuator(CpuActuator):
         return self.group.cores(self.runner) * 1000 / self.scale
 
 
-def attach(runner: CommandRunner, name: str, pid: int) -> bool:
-    """Put process ``pid`` into cgroup ``name`` (cpu, and cpuacct where v1 mounts it apart); whether it moved.
+def attach(runner: CommandRunner, name: str, pid: int, create: bool = False) -> bool:
+    """Put process ``pid`` into cgroup ``name`` (cpu, and cpuacct where v1 mounts it apart); whether anything
+    changed. With ``create`` a missing cgroup is made first (its parent must exist).
 
     Used by the dataplane role right after starting the RAN emulator: ``ip netns exec`` hides
     /sys/fs/cgroup, so the move happens from the root namespace.
     """
     group = CgroupCpuActuator(runner, name, Interval(0, math.inf))
+    created = False
     if not group.exists():
-        raise ActuatorError(f"{runner.node}: cgroup {group.path} does not exist; bring the testbed up first")
-    return group.group.add_process(runner, pid)
+        parent = CgroupCpuActuator(runner, name.rpartition("/")[0], Interval(0, math.inf)) if "/" in name else None
+        if not create or (parent is not None and not parent.exists()):
+            raise ActuatorError(f"{runner.node}: cgroup {group.path} does not exist; bring the testbed up first")
+        group.create()
+        created = True
+    return group.group.add_process(runner, pid) or created
+
+
+def remove(runner: CommandRunner, name: str) -> bool:
+    """Remove cgroup ``name`` if it exists (its processes go back to the parent); whether it existed."""
+    group = CgroupCpuActuator(runner, name, Interval(0, math.inf))
+    if not group.exists():
+        return False
+    group.remove()
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m controller.actuators.cgroup attach NAME PID``: prints ``{"changed": bool}``."""
+    """``python -m controller.actuators.cgroup attach [--create] NAME PID`` or ``remove NAME``: prints
+    ``{"changed": bool}``."""
     parser = argparse.ArgumentParser(prog="python -m controller.actuators.cgroup", description=attach.__doc__)
-    parser.add_argument("action", choices=("attach",))
-    parser.add_argument("name", help="cgroup name below the cpu hierarchy, e.g. sb-edge")
-    parser.add_argument("pid", type=int)
+    parser.add_argument("action", choices=("attach", "remove"))
+    parser.add_argument("name", help="cgroup name below the cpu hierarchy, e.g. sb-edge or sb-edge/embb")
+    parser.add_argument("pid", type=int, nargs="?", help="the process to move (attach)")
+    parser.add_argument("--create", action="store_true", help="attach: create the cgroup if it is missing")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps({"changed": attach(LocalRunner(), args.name, args.pid)}))
+        if args.action == "remove":
+            changed = remove(LocalRunner(), args.name)
+        elif args.pid is None:
+            parser.error("attach needs a PID")
+        else:
+            changed = attach(LocalRunner(), args.name, args.pid, args.create)
     except ActuatorError as exc:
-        raise SystemExit(f"cgroup attach: {exc}") from None
+        raise SystemExit(f"cgroup {args.action}: {exc}") from None
+    print(json.dumps({"changed": changed}))
 
 
 if __name__ == "__main__":

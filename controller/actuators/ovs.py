@@ -60,28 +60,35 @@ class OvsMeter:
 
 
 class OvsMeterActuator(BandwidthActuator):
-    """The drop-band rate of an :class:`OvsMeter` on the flows of one slice, read back from the switch."""
+    """The drop-band rate of an :class:`OvsMeter` on the flows of one slice, read back from the switch.
 
-    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Interval) -> None:
+    ``scale`` maps the slice's nominal Mbps to the switch's rate (the local testbed's ``rate_scale``).
+    """
+
+    def __init__(self, runner: CommandRunner, switch: str, meter_id: int, bounds: Interval, scale: float = 1.0) -> None:
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
         self.meter = OvsMeter(runner, switch, meter_id)
         self.bounds = bounds
+        self.scale = scale
 
     def set_bandwidth(self, mbps: float) -> float:
         meter = self.meter
         self.bounds.check(f"meter {meter.meter_id} on {meter.switch}: bandwidth_mbps", mbps)
-        kbps = round(mbps * 1000)
+        kbps = round(mbps * self.scale * 1000)
         meter.set_rate_kbps(kbps)
         effective = self.read_bandwidth()
-        if round(effective * 1000) != kbps:
+        if round(effective * self.scale * 1000) != kbps:
             raise ActuatorError(f"meter {meter.meter_id} on {meter.switch}: set {kbps} kbps, the switch reports "
-                                f"{effective * 1000:g} kbps")
+                                f"{effective * self.scale * 1000:g} kbps")
         return effective
 
     def read_bandwidth(self) -> float:
+        """Nominal Mbps of the meter's rate (divided by ``scale``)."""
         kbps = self.meter.rate_kbps()
         if kbps is None:
             raise ActuatorError(f"meter {self.meter.meter_id} does not exist on {self.meter.switch}")
-        return kbps / 1000
+        return kbps / 1000 / self.scale
 
 
 class OvsQueueActuator(BandwidthActuator):

@@ -93,6 +93,7 @@ TOOLS: tuple[Tool, ...] = (
     _base("mkdir", "coreutils", "cgroup actuator"),
     _base("rmdir", "coreutils", "cgroup actuator"),
     _base("test", "coreutils", "cgroup actuator"),
+    _base("find", "findutils", "cgroup actuator (child cgroups removed before their parent)"),
     _base("env", "coreutils", "tests: ovs-vswitchd in a namespace with OVS_RUNDIR"),
     _base("tee", "coreutils", "the SSH runner writes files (cgroup control files on lab hosts)"),
     _base("sleep", "coreutils", "tests: a child process to put in a cgroup"),

@@ -156,7 +156,8 @@ def _straddle(failure: FailedLevel, model: SliceModel, measured: np.ndarray, can
     grid = np.empty((len(candidates), support.size, 3))  # (C, T, 3): every candidate at every users/s value
     grid[..., 0], grid[..., 1], grid[..., 2] = support, candidates[:, 1:2], candidates[:, 0:1]
     means, stds = member_qos(model, grid.reshape(-1, 3))
-    below = ndtr((failure.q_thresh - means) / stds).reshape(len(means), *grid.shape[:2])  # (M, C, T)
+    direction = 1.0 if model.higher_is_better else -1.0  # a lower-is-better QoS degrades above its threshold
+    below = ndtr(direction * (failure.q_thresh - means) / stds).reshape(len(means), *grid.shape[:2])  # (M, C, T)
     degradation = below @ weights  # (M, C)
     spread = degradation.std(0) if len(degradation) > 1 else np.zeros(len(candidates))
     nearby = measured[np.isin(np.rint(measured[:, 0]), users)][:, [2, 1]]  # (cpu, bw) of the level's users

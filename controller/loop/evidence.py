@@ -1,7 +1,8 @@
 """Measured degradation (MicroOpt eq. 1) and the statistical evidence that it exceeds a bound.
 
 A validation window gives, for each second t, the users x_t and whether their QoS was degraded,
-d_t = 1[q_t <= q_thresh]. Eq. (1) weighs each second by its users: beta = sum x_t d_t / sum x_t.
+d_t = 1[q_t <= q_thresh] (q_t >= q_thresh for a lower-is-better QoS such as delay).
+Eq. (1) weighs each second by its users: beta = sum x_t d_t / sum x_t.
 
 Whether beta exceeds a bound b is the one-sided test of H0: beta <= b. Under H0, with independent seconds, the
 user-weighted mean of the d_t has variance b (1 - b) / n_eff, where n_eff = (sum x)^2 / sum x^2 is Kish's
@@ -19,6 +20,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.special import betainc
+
+from core.slice_types import degraded
 
 MAX_AUTOCORRELATION = 0.9
 
@@ -51,14 +54,16 @@ def degradation_evidence(users: ArrayLike, degraded: ArrayLike, bound: float) ->
     return Evidence(degradation, bound, int(weights.size), effective, _upper_tail(degradation, effective, bound))
 
 
-def window_evidence(samples: pd.DataFrame, q_thresh: float, bound: float) -> Evidence:
+def window_evidence(samples: pd.DataFrame, q_thresh: float, bound: float, *,
+                    higher_is_better: bool = True) -> Evidence:
     """:func:`degradation_evidence` of one slice's per-second samples (``n_users``, ``qos``)."""
-    return degradation_evidence(samples["n_users"].to_numpy(), samples["qos"].to_numpy() <= q_thresh, bound)
+    return degradation_evidence(samples["n_users"].to_numpy(), degraded(samples["qos"], q_thresh, higher_is_better),
+                                bound)
 
 
-def achieved_degradation(samples: pd.DataFrame, q_thresh: float) -> float:
-    """Eq. (1) on measurements: the users-weighted share of seconds whose per-user QoS was <= q_thresh."""
-    return window_evidence(samples, q_thresh, bound=1.0).degradation
+def achieved_degradation(samples: pd.DataFrame, q_thresh: float, *, higher_is_better: bool = True) -> float:
+    """Eq. (1) on measurements: the users-weighted share of seconds whose per-user QoS missed q_thresh."""
+    return window_evidence(samples, q_thresh, bound=1.0, higher_is_better=higher_is_better).degradation
 
 
 def _correlation_factor(outcomes: np.ndarray) -> float:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from controller.loop.evidence import Evidence, degradation_evidence
 from controller.spec import GuardSpec
+from core.slice_types import degraded
 
 
 class SafetyGuard:
     """Decides, second by second, whether a slice must fall back to its safe (peak) allocation."""
 
-    def __init__(self, settings: GuardSpec, q_thresh: float, beta_thresh: float, window_s: int) -> None:
+    def __init__(self, settings: GuardSpec, q_thresh: float, beta_thresh: float, window_s: int, *,
+                 higher_is_better: bool = True) -> None:
         self.settings = settings
         self.q_thresh = q_thresh
+        self.higher_is_better = higher_is_better
         self.bound = beta_thresh + settings.margin
         self.alpha_per_look = settings.alpha / max(1, window_s - settings.min_seconds + 1)
         self.users: list[float] = []
@@ -26,7 +29,7 @@ class SafetyGuard:
     def observe(self, users: float, qos: float) -> Evidence | None:
         """Record one second; the evidence if the slice must fall back now, else None."""
         self.users.append(users)
-        self.degraded.append(qos <= self.q_thresh)
+        self.degraded.append(bool(degraded(qos, self.q_thresh, self.higher_is_better)))
         if not self.settings.enabled or len(self.users) < self.settings.min_seconds or self.bound >= 1:
             return None
         evidence = self.evidence()

@@ -84,6 +84,7 @@ class LoopTrainer:
             model = load_model(directory, self.device)
             return SliceRound(model, _read_json(directory / "metrics.json"), _read_json(directory / HISTORY_FILE))
         training = self.spec.training
+        slice_spec = next(s for s in self.spec.slices if s.name == slice_name)
         frame = self.frame(slice_name, round_index)
         if len(frame) < 10:
             raise InputError(f"slice {slice_name}: only {len(frame)} samples to train on; lengthen the sweep")
@@ -97,7 +98,8 @@ class LoopTrainer:
             batch_size=training.batch_size,
             validation_fraction=training.validation_fraction,
             seed=self.spec.seed + round_index,
-            model=model_config(training),
+            model=model_config(training, link_bound=slice_spec.qos == "throughput_mbps"),
+            higher_is_better=slice_spec.higher_is_better,
             folds=CALIBRATION_FOLDS if calibrate else 0,
             calibrate=calibrate,
         )
@@ -118,13 +120,17 @@ class LoopTrainer:
         return SliceRound(result.model, result.metrics_document(), result.history)
 
 
-def model_config(training: TrainingSpec) -> ModelConfig:
-    """The spec's architecture with its sizes (the architecture's own defaults where the spec gives none)."""
+def model_config(training: TrainingSpec, link_bound: bool = True) -> ModelConfig:
+    """The spec's architecture with its sizes (the architecture's own defaults where the spec gives none).
+
+    ``link_bound`` (per-user QoS <= bandwidth / users) holds for a throughput QoS only, not for a delay or a ratio.
+    """
     if training.arch == "paper":
         paper = PaperConfig()
         return PaperConfig(training.width or paper.width, training.depth or paper.depth, training.head_width)
     ensemble = EnsembleConfig()
-    return EnsembleConfig(training.members, training.width or ensemble.width, training.depth or ensemble.depth)
+    return EnsembleConfig(training.members, training.width or ensemble.width, training.depth or ensemble.depth,
+                          link_bound=link_bound)
 
 
 def _read_json(path: Path) -> Any:

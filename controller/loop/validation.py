@@ -59,8 +59,8 @@ class LevelValidator:
         rng = np.random.default_rng([self.spec.seed, round_index, level])
         series = {s.name: level_series(s.traffic[level], validation.window_s, validation.hold_s, rng)
                   for s in self.spec.slices}
-        guards = {s.name: SafetyGuard(validation.guard, s.q_thresh, s.beta_thresh, validation.window_s)
-                  for s in self.spec.slices}
+        guards = {s.name: SafetyGuard(validation.guard, s.q_thresh, s.beta_thresh, validation.window_s,
+                                      higher_is_better=s.higher_is_better) for s in self.spec.slices}
         fallbacks: dict[str, int] = {}
         frames = []
         with self.testbed_guard(f"validating round {round_index}, level {level + 1}"):
@@ -109,7 +109,8 @@ class LevelValidator:
               samples: pd.DataFrame, fallback_second: int | None) -> dict[str, Any]:
         """The result row of one slice's window: allocation, expected against measured degradation, verdict."""
         measured = samples[(samples["slice"] == slice_spec.name) & ~samples["fallback"]]
-        evidence = window_evidence(measured, slice_spec.q_thresh, slice_spec.beta_thresh)
+        evidence = window_evidence(measured, slice_spec.q_thresh, slice_spec.beta_thresh,
+                                   higher_is_better=slice_spec.higher_is_better)
         expected = float(chosen["expected"][slice_spec.name])
         agrees = self.spec.validation.tolerance is None or abs(
             expected - evidence.degradation) <= self.spec.validation.tolerance

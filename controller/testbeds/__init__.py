@@ -10,6 +10,7 @@ from controller.testbeds.lab import open_lab_testbed
 from controller.testbeds.local import open_local_testbed
 from controller.testbeds.replay import DatasetQosSource, QosSource, ReplayTestbed
 from core.errors import InputError
+from core.slice_types import QosKind
 
 BACKENDS = ("replay", "local", "lab")
 
@@ -18,6 +19,11 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
     """The testbed an experiment runs on: ``backend`` if given, else the spec's."""
     backend = backend or spec.testbed.backend
     slices = [s.name for s in spec.slices]
+    qos: dict[str, QosKind] = {s.name: getattr(s, "qos", "throughput_mbps") for s in spec.slices}  # campaigns
+    judged_otherwise = [f"{name} ({kind})" for name, kind in qos.items() if kind != "throughput_mbps"]
+    if backend != "local" and judged_otherwise:
+        raise InputError(f"the {backend} testbed measures per-user throughput only; slice(s) "
+                         f"{', '.join(judged_otherwise)} need the local testbed")
     if backend == "replay":
         replay = spec.testbed.replay
         if replay is None:
@@ -35,7 +41,8 @@ def open_testbed(spec: ExperimentSpec, backend: str | None = None) -> Testbed:
         return ReplayTestbed(source, slices, seed=spec.seed)
     if backend == "local":
         return open_local_testbed(spec.testbed.inventory, {
-            s.name: (Interval(*s.bounds.cpu_millicores), Interval(*s.bounds.bandwidth_mbps)) for s in spec.slices})
+            s.name: (Interval(*s.bounds.cpu_millicores), Interval(*s.bounds.bandwidth_mbps)) for s in spec.slices},
+            qos)
     if backend == "lab":
         return open_lab_testbed(spec.testbed.inventory, {
             s.name: (Interval(*s.bounds.cpu_millicores), Interval(*s.bounds.bandwidth_mbps)) for s in spec.slices})

@@ -1,9 +1,9 @@
-"""The ``local`` testbed: the eMBB data plane in network namespaces on this host (docs/local-data-plane.md).
+"""The ``local`` testbed: the slices' data planes in network namespaces on this host (docs/local-data-plane.md).
 
-``slicebed testbed up`` builds it; this backend only drives it: the RAN emulator's CPU through its
-cgroup, the slice's transport bandwidth through its OpenFlow 1.3 meter (both read back), the active
-users through the app server's control endpoint, and per-second QoS samples read from Prometheus,
-which scrapes the UE sinks and the app server.
+``slicebed testbed up`` builds it; this backend only drives it: each slice's RAN emulator CPU through its
+cgroup, its transport bandwidth through its OpenFlow 1.3 meter (both read back), the active users through the
+app server's control endpoint, and per-second QoS samples (by slice type) read from Prometheus, which scrapes
+the UE sinks and the app servers.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from controller.testbeds.base import Allocation, TestbedUnavailable
 from controller.testbeds.qos_meter import PrometheusQosMeter, QosMeter
 from core.commands import LocalRunner
 from core.errors import InputError
-
-DEFAULT_CPU_SCALE = 0.125
-"""Host cores per nominal core: the paper's 500-4000 millicores become 1/16 to 1/2 core of this 2-core host."""
-RAN_HOST = "edge"
+from core.slice_types import QosKind
 
 
 def program_url(inventory: LocalInventory, host: str, slice_name: str) -> str:
@@ -58,26 +55,34 @@ class LocalTestbed(ActuatedTestbed):
 
 
 def open_local_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interval, Interval]],
-                       cpu_scale: float = DEFAULT_CPU_SCALE) -> LocalTestbed:
-    """The local backend for the slices in ``bounds`` (each: CPU and bandwidth bounds) on a deployed testbed."""
+                       qos: dict[str, QosKind] | None = None) -> LocalTestbed:
+    """The local backend for the slices in ``bounds`` (each: CPU and bandwidth bounds) on a deployed testbed.
+
+    Each slice's CPU is its RAN emulator's cgroup (below the edge node's, whose quota is the shared capacity), its
+    bandwidth its OpenFlow meter; nominal units map to the host by the inventory's ``cpu_scale`` and ``rate_scale``.
+    ``qos`` (optional) is what the experiment judges each slice by; it must be the QoS of the slice's type.
+    """
     inventory = load_inventory(inventory_path or DEFAULT_INVENTORY)
-    deployed = [s.name for s in inventory.settings.slices]
-    missing = [name for name in bounds if name not in deployed]
+    slices = {s.name: s for s in inventory.settings.slices}
+    missing = [name for name in bounds if name not in slices]
     if missing:
         raise InputError(f"{inventory.path}: slice(s) {', '.join(missing)} are not deployed on the local testbed "
-                         f"(it has {', '.join(deployed)}); add them to the inventory's slices")
-    if len(bounds) > 1:
-        raise InputError(f"the local testbed has one RAN cgroup, so it runs one slice at a time; "
-                         f"got {', '.join(bounds)}")
+                         f"(it has {', '.join(slices)}); add them to the inventory's slices")
+    for name, wanted in (qos or {}).items():
+        if name in slices and slices[name].qos != wanted:
+            raise InputError(f"slice {name} is a {slices[name].type} slice on {inventory.path}, judged by "
+                             f"{slices[name].qos}; the experiment says qos: {wanted}; make them agree")
     if not inventory.switch_socket.exists():
         raise TestbedUnavailable(f"the local testbed is not up ({inventory.switch_socket} is missing); "
                                  f"run `slicebed testbed up --inventory {inventory.path}` first")
-    runner = LocalRunner()
+    runner, settings = LocalRunner(), inventory.settings
+    names = list(slices)
     cpu: dict[str, CpuActuator] = {
-        name: CgroupCpuActuator(runner, inventory.cgroup_name(RAN_HOST), limits[0], cpu_scale)
+        name: CgroupCpuActuator(runner, inventory.slice_cgroup_name(name), limits[0], settings.cpu_scale)
         for name, limits in bounds.items()}
     bandwidth: dict[str, BandwidthActuator] = {
-        name: OvsMeterActuator(runner, inventory.switch_target, deployed.index(name) + 1, limits[1])
+        name: OvsMeterActuator(runner, inventory.switch_target, names.index(name) + 1, limits[1], settings.rate_scale)
         for name, limits in bounds.items()}
-    reader = PrometheusReader(f"http://127.0.0.1:{inventory.settings.prometheus_port}")
-    return LocalTestbed(inventory, cpu, bandwidth, PrometheusQosMeter(reader))
+    reader = PrometheusReader(f"http://127.0.0.1:{settings.prometheus_port}")
+    meter = PrometheusQosMeter(reader, {name: slices[name].qos for name in bounds})
+    return LocalTestbed(inventory, cpu, bandwidth, meter)

@@ -7,6 +7,7 @@ Every mistake (unknown or missing hosts, bad addresses, duplicated ids, unknown 
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from controller.deploy.inventory.document import host_entries, read_inventory
 from controller.deploy.inventory.tiers import TIERS, Tier
 from core.errors import InputError
+from core.packet_trace import load_trace
+from core.slice_types import QOS_OF_TYPE, QosKind, SliceType
 from core.validation import StrictModel, validate
 
 ENDPOINTS = ("app", "ue")
@@ -23,6 +26,10 @@ LOCAL_HOSTS = (*TIERS, *ENDPOINTS)
 DEFAULT_INVENTORY = Path("inventory/local.yml")
 STATE_ROOT = Path("/run/slicebed")
 MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
+DEFAULT_CPU_SCALE = 0.125
+"""Host cores per nominal core: the paper's 500-4000 millicores become 1/16 to 1/2 core of a 2-core host."""
+RAN_HOST = "edge"
+"""The node whose cgroup (the shared CPU capacity) holds every slice's RAN emulator cgroup."""
 
 
 class Route(StrictModel):
@@ -52,9 +59,19 @@ class HostVars(StrictModel):
 
 
 class SliceVars(StrictModel):
+    """One slice: its own DSCP, meter, UPF, RAN emulator (in its own cgroup below the RAN node's), UE sinks."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
+    type: SliceType = Field("embb", description="traffic and QoS: embb (throughput), urllc (p95 delay), mmtc "
+                                                "(delivery ratio)")
     dscp: int = Field(ge=0, le=63)
-    bandwidth_mbps: float = Field(gt=0, le=10000)
+    bandwidth_mbps: float = Field(gt=0, le=10000, description="the meter's rate at `testbed up` (nominal Mbps)")
+    trace: Path | None = Field(None, description="recorded packets the app server replays (CSV "
+                                                 "interarrival_s,size_bytes or .pcap), relative to the inventory")
+
+    @property
+    def qos(self) -> QosKind:
+        return QOS_OF_TYPE[self.type]
 
 
 class Latency(StrictModel):
@@ -96,6 +113,11 @@ class GlobalVars(StrictModel):
     node_exporter_port: int = Field(default=9100, ge=1, le=65535)
     scrape_interval_s: float = Field(default=1, gt=0, le=60)
     exporter_port: int = Field(default=9464, ge=1, le=65535)
+    transport_bandwidth_mbps: float = Field(
+        default=100, gt=0, le=10000, description="the shared transport capacity towards edge (nominal Mbps): one "
+                                                 "OpenFlow meter after the slices' own")
+    cpu_scale: float = Field(default=DEFAULT_CPU_SCALE, gt=0, le=64, description="host cores per nominal core")
+    rate_scale: float = Field(default=1.0, gt=0, le=64, description="host Mbit/s per nominal Mbps (meters)")
 
     @model_validator(mode="after")
     def consistent(self) -> GlobalVars:
@@ -105,9 +127,15 @@ class GlobalVars(StrictModel):
             raise ValueError("mgmt_subnet and transport_subnet overlap; give them disjoint ranges")
         if len({self.prometheus_port, self.node_exporter_port}) < 2:
             raise ValueError("prometheus_port and node_exporter_port are the same port; pick two")
-        if len({s.name for s in self.slices}) < len(self.slices) or len({s.dscp for s in self.slices}) < len(
-                self.slices):
-            raise ValueError("slices repeat a name or a dscp value; each slice needs its own")
+        for key in ("name", "dscp"):
+            values = [getattr(s, key) for s in self.slices]
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"two slices have {key} {repeated[0]}; each slice needs its own")
+        needed = math.fsum(s.bandwidth_mbps for s in self.slices)
+        if needed > self.transport_bandwidth_mbps:
+            raise ValueError(f"transport_bandwidth_mbps {self.transport_bandwidth_mbps:g} is below the sum of the "
+                             f"slices' bandwidth_mbps ({needed:g}); raise it or lower the slices'")
         return self
 
 
@@ -159,6 +187,16 @@ class LocalInventory:
     def cgroup_name(self, host: str) -> str:
         return f"{self.prefix}{host}"
 
+    def slice_cgroup_name(self, slice_name: str) -> str:
+        """The cgroup of one slice's RAN emulator, below the RAN node's (whose quota all slices share)."""
+        return f"{self.cgroup_name(RAN_HOST)}/{slice_name}"
+
+    @property
+    def cpu_capacity_millicores(self) -> float:
+        """The shared CPU capacity (nominal millicores): the RAN node's ``cpu_millicores``."""
+        capacity = self.hosts[RAN_HOST].cpu_millicores
+        return math.inf if capacity is None else float(capacity)
+
 
 def load_inventory(path: str | Path) -> LocalInventory:
     """Read and validate a local-testbed inventory; raise InputError (one line) on any mistake."""
@@ -175,7 +213,20 @@ def load_inventory(path: str | Path) -> LocalInventory:
         raise InputError(f"{path}: host {missing[0]!r} is missing; the local testbed needs {', '.join(LOCAL_HOSTS)}")
     hosts = {name: validate(HostVars, entry.variables, path, at=entry.where) for name, entry in found.items()}
     _check_topology(path, settings, hosts)
+    settings = settings.model_copy(update={"slices": [_resolve_trace(path, s) for s in settings.slices]})
     return LocalInventory(path=path, settings=settings, hosts=hosts)
+
+
+def _resolve_trace(path: Path, slice_vars: SliceVars) -> SliceVars:
+    """The slice with its trace path made absolute (relative to the inventory) and the trace checked."""
+    if slice_vars.trace is None:
+        return slice_vars
+    trace = slice_vars.trace if slice_vars.trace.is_absolute() else (path.parent / slice_vars.trace).resolve()
+    try:
+        load_trace(trace)
+    except InputError as exc:
+        raise InputError(f"{path}: all.vars.slices {slice_vars.name}: trace {exc}") from None
+    return slice_vars.model_copy(update={"trace": trace})
 
 
 def _check_topology(path: Path, settings: GlobalVars, hosts: dict[str, HostVars]) -> None:

@@ -35,6 +35,7 @@ options:
   mgmt_prefixlen: {description: Prefix length of the management subnet, type: int, default: 24}
   transport_prefixlen: {description: Prefix length of the transport subnet, type: int, default: 24}
   cpu_period_us: {description: CFS period of the node cgroups, type: int, default: 100000}
+  cpu_scale: {description: host cores per nominal core (a node's cpu_millicores are nominal), type: float, default: 1.0}
   state: {description: present or absent, type: str, choices: [present, absent], default: present}
 """
 
@@ -201,7 +202,8 @@ def present(topology: Topology, params: dict) -> None:
         configure_node(topology, params, node)
     for node in nodes.values():
         if node.get("cpu_millicores"):
-            ensure_cgroup(topology, f"{prefix}{node['name']}", int(node["cpu_millicores"]), params["cpu_period_us"])
+            host_millicores = round(float(node["cpu_millicores"]) * params["cpu_scale"])
+            ensure_cgroup(topology, f"{prefix}{node['name']}", host_millicores, params["cpu_period_us"])
 
 
 def configure_node(topology: Topology, params: dict, node: dict) -> None:
@@ -271,6 +273,7 @@ def main() -> None:
             "mgmt_prefixlen": {"type": "int", "default": 24},
             "transport_prefixlen": {"type": "int", "default": 24},
             "cpu_period_us": {"type": "int", "default": 100000},
+            "cpu_scale": {"type": "float", "default": 1.0},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         supports_check_mode=True,
