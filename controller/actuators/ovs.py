@@ -18,6 +18,8 @@ _BAND_DROPPED_BYTES = re.compile(r"\b\d+: packet_count:\d+ byte_count:(\d+)")
 _TC_RATE = re.compile(r"\bceil (\d+(?:\.\d+)?)([KMG]?)bit\b")
 _UNITS = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
 METER_BURST_FRACTION = 0.25
+SHARED_METER_ID = 1000
+"""The local testbed's shared transport meter (every packet towards edge passes it after its slice's meter)."""
 """A meter's burst in kbit per kbps of rate. With a quarter second of burst TCP reaches the rate through the
 userspace meter (measured: docs/local-testbed-deploy.md); the testbed's playbook creates its meters with the same."""
 

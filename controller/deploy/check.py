@@ -26,9 +26,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from controller.actuators.ovs import OvsMeter
+from controller.actuators.ovs import SHARED_METER_ID, OvsMeter
 from controller.deploy.inventory import LocalInventory
-from controller.deploy.inventory.local import Latency, SliceVars
+from controller.deploy.inventory.local import RAN_HOST, Latency
 from controller.deploy.local_deployment import LocalDeployment
 from core.cgroups import CpuCgroup, cpu_hierarchy
 from core.commands import BackgroundProcess, LocalRunner
@@ -103,31 +103,35 @@ def listening(runner: LocalRunner, argv: list[str], port: int, protocol: str = "
 # ---- bandwidth ----
 
 def measure_bandwidth(inventory: LocalInventory, window_s: float = 2.5, warmup_s: float = 1.0) -> list[Measurement]:
-    return [slice_bandwidth(inventory, index + 1, slice_vars, window_s, warmup_s)
-            for index, slice_vars in enumerate(inventory.settings.slices)]
+    """Each slice's meter with a flow of its DSCP, then the shared meter with an unclassified flow (DSCP 0)."""
+    slices = [(index + 1, s.name, s.dscp) for index, s in enumerate(inventory.settings.slices)]
+    return [meter_bandwidth(inventory, meter_id, name, dscp, window_s, warmup_s)
+            for meter_id, name, dscp in [*slices, (SHARED_METER_ID, "shared transport", 0)]]
 
 
-def slice_bandwidth(inventory: LocalInventory, meter_id: int, slice_vars: SliceVars, window_s: float,
+def meter_bandwidth(inventory: LocalInventory, meter_id: int, subject: str, dscp: int, window_s: float,
                     warmup_s: float) -> Measurement:
-    """The rate one TCP flow with the slice's DSCP gets through the slice's meter, against the meter's rate."""
+    """The rate one TCP flow with ``dscp`` gets through meter ``meter_id``, against the meter's rate (both in nominal
+    Mbps: divided by the inventory's ``rate_scale``)."""
     meter = OvsMeter(LocalRunner(), inventory.switch_target, meter_id)
     edge = str(inventory.hosts["edge"].transport_address)
     seconds = str(math.ceil(warmup_s + window_s + 0.5))
-    client_argv = ["iperf3", "-c", edge, "-p", str(IPERF_PORT), "-t", seconds, "-S", str(slice_vars.dscp << 2)]
+    client_argv = ["iperf3", "-c", edge, "-p", str(IPERF_PORT), "-t", seconds, "-S", str(dscp << 2)]
     server_runner = LocalRunner(inventory.netns("edge"))
     with listening(server_runner, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], IPERF_PORT), \
             LocalRunner(inventory.netns("central")).start(client_argv) as client:
-        measured = rate_per_second(meter.passed_bytes, warmup_s, window_s) * 8 / 1e6
+        measured = rate_per_second(meter.passed_bytes, warmup_s, window_s) * 8 / 1e6 / inventory.settings.rate_scale
         finished = client.wait(timeout_s=30)
     if finished.returncode != 0:
         raise CheckError(f"iperf3 central -> edge failed: {finished.stdout.strip().splitlines()[-1:]}")
     configured_kbps = meter.rate_kbps()
     if configured_kbps is None:
         raise CheckError(f"meter {meter_id} is missing on {inventory.bridge}; run `slicebed testbed up` again")
-    configured = configured_kbps / 1000
-    return Measurement("bandwidth", f"{slice_vars.name}: regional->edge meter {meter_id}", "Mbit/s", configured,
+    configured = configured_kbps / 1000 / inventory.settings.rate_scale
+    return Measurement("bandwidth", f"{subject}: central->edge meter {meter_id}", "Mbps", configured,
                        measured, BANDWIDTH_TOLERANCE * configured,
-                       "TCP iperf3 central->edge with the slice's DSCP; rate passed by the meter")
+                       f"TCP iperf3 central->edge with DSCP {dscp}; rate passed by the meter (nominal: host Mbit/s "
+                       f"/ rate_scale {inventory.settings.rate_scale:g})")
 
 
 # ---- delay ----
@@ -161,13 +165,21 @@ def link_delay(inventory: LocalInventory, entry: Latency, count: int) -> Measure
 # ---- CPU ----
 
 def measure_cpu(inventory: LocalInventory, window_s: float = 3.0, warmup_s: float = 0.5) -> list[Measurement]:
+    """Every node cgroup (for edge: the CPU the slices share), then each slice's RAN cgroup that has a limit of its
+    own below the shared one (the allocation the CPU actuator last set)."""
     runner = LocalRunner()
     hierarchy = cpu_hierarchy(runner)
-    return [cgroup_cpu(runner, hierarchy.group(inventory.cgroup_name(host)), host, window_s, warmup_s)
-            for host, host_vars in inventory.hosts.items() if host_vars.cpu_millicores is not None]
+    groups = [(hierarchy.group(inventory.cgroup_name(host)), f"{host} cgroup")
+              for host, host_vars in inventory.hosts.items() if host_vars.cpu_millicores is not None]
+    shared = hierarchy.group(inventory.cgroup_name(RAN_HOST))
+    for slice_vars in inventory.settings.slices:
+        group = hierarchy.group(inventory.slice_cgroup_name(slice_vars.name))
+        if group.exists(runner) and group.cores(runner) < shared.cores(runner):
+            groups.append((group, f"{slice_vars.name} RAN cgroup"))
+    return [cgroup_cpu(runner, group, subject, window_s, warmup_s) for group, subject in groups]
 
 
-def cgroup_cpu(runner: LocalRunner, group: CpuCgroup, host: str, window_s: float, warmup_s: float) -> Measurement:
+def cgroup_cpu(runner: LocalRunner, group: CpuCgroup, subject: str, window_s: float, warmup_s: float) -> Measurement:
     """The CPU time per second busy loops in ``group`` get, against the group's quota / period."""
     cores = group.cores(runner)
     machine = os.cpu_count() or 1
@@ -179,7 +191,7 @@ def cgroup_cpu(runner: LocalRunner, group: CpuCgroup, host: str, window_s: float
     note = f"{loops} busy loops in cgroup {group.name} (weight raised while measuring) on a {machine}-CPU machine"
     if cores >= machine:
         note += "; the limit is at or above the machine's CPUs, so it cannot bind"
-    return Measurement("cpu", f"{host} cgroup", "cores", cores, measured, CPU_TOLERANCE * cores, note)
+    return Measurement("cpu", subject, "host cores", cores, measured, CPU_TOLERANCE * cores, note)
 
 
 @contextmanager
