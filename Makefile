@@ -9,7 +9,7 @@ SPEC ?= experiments/demo-local.yaml
 INVENTORY ?= inventory/local.yml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo demo-replay test lint bench verify-lab setup system-deps clean
+.PHONY: demo demo-slices demo-replay test lint bench verify-lab setup system-deps clean
 
 # The main job: bring the local testbed up, run the closed loop on it until every traffic level holds, and
 # always bring it down (keeping the loop's exit status: 1 if a level still fails when its rounds run out). The
@@ -19,6 +19,10 @@ demo: setup
 	$(SUDO) $(BIN)/slicebed testbed up --inventory $(INVENTORY)
 	$(SUDO) env OMP_NUM_THREADS=1 $(BIN)/slicebed loop run $(SPEC) --testbed local; status=$$?; \
 	  $(SUDO) $(BIN)/slicebed testbed down --inventory $(INVENTORY); exit $$status
+
+# Three slices (eMBB, URLLC, mMTC) under shared CPU and bandwidth capacities on the same local testbed.
+demo-slices:
+	$(MAKE) demo SPEC=experiments/demo-local-3slices.yaml
 
 # The same closed loop on the replay twin (no root, about 30 s).
 demo-replay: setup

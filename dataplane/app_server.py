@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=30.0, help="eMBB: video frames per second")
     parser.add_argument("--vbr-sigma", type=float, default=0.25, help="eMBB: log-normal sigma of the frame size")
     parser.add_argument("--interval-ms", type=float, default=2.0, help="URLLC: mean inter-arrival time per user")
-    parser.add_argument("--devices", type=int, default=100, help="mMTC: devices per user (device group)")
+    parser.add_argument("--devices", type=int, default=500, help="mMTC: devices per user (device group)")
     parser.add_argument("--period-s", type=float, default=1.0, help="mMTC: each device's reporting period")
     parser.add_argument("--trace", type=argparse_packet_trace,
                         help="recorded packets to replay instead (CSV interarrival_s,size_bytes or .pcap)")

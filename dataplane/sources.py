@@ -54,7 +54,7 @@ class SourceSettings:
     fps: float = 30.0
     vbr_sigma: float = 0.25
     interval_ms: float = 2.0
-    devices: int = 100
+    devices: int = 500
     period_s: float = 1.0
     trace: PacketTrace | None = None
 

@@ -23,6 +23,8 @@ from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_i
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
+from controller.deploy.check import check_testbed
+from controller.deploy.local_deployment import LocalDeployment
 from controller.loop.journal import LoopJournal
 from controller.loop.session import create_loop_run
 from controller.spec import load_spec
@@ -30,6 +32,7 @@ from controller.testbeds.base import Allocation, TestbedUnavailable
 from controller.testbeds.local import LocalTestbed, open_local_testbed, program_url
 from core.errors import InputError
 from core.runstore import RunStore
+from core.slice_types import QosKind
 
 PREFIX = "sbe2e-"
 NEVER_UP = "sbnone-"  # a prefix no test brings up
@@ -167,6 +170,71 @@ def test_the_guard_falls_back_on_the_testbed_and_the_next_round_closes_the_loop(
 def deployed_port(deployed: DeployedTestbed) -> int:
     """The Prometheus port of the deployed testbed's inventory."""
     return int(yaml.safe_load(deployed.inventory.read_text())["all"]["vars"]["prometheus_port"])
+
+
+THREE_SLICES = {name: (Interval(500, 4000), Interval(1, 40)) for name in ("embb", "urllc", "mmtc")}
+QOS_BY_SLICE: dict[str, QosKind] = {"embb": "throughput_mbps", "urllc": "delay_p95_ms", "mmtc": "delivery_ratio"}
+
+
+@pytest.fixture
+def slices(deployed: DeployedTestbed) -> Iterator[LocalTestbed]:
+    """The three slices of the shipped inventory, each with its own cgroup and meter."""
+    with open_local_testbed(deployed.inventory, THREE_SLICES, QOS_BY_SLICE) as backend:
+        yield backend
+
+
+def _drive(testbed: LocalTestbed, users: dict[str, int], allocations: dict[str, Allocation],
+           seconds: int = 8) -> pd.DataFrame:
+    for name, allocation in allocations.items():
+        testbed.apply(name, allocation)
+        testbed.set_traffic(name, users[name])
+    testbed.collect(3)  # the previous point's queues drain
+    return testbed.collect(seconds)
+
+
+@pytest.mark.slow
+def test_every_slice_type_reports_its_own_qos_from_its_own_cgroup_and_meter(slices: LocalTestbed) -> None:
+    generous = {name: Allocation(4000, 12) for name in THREE_SLICES}
+    samples = _drive(slices, dict.fromkeys(THREE_SLICES, 2), generous)
+    qos = samples.groupby("slice")["qos"].median()
+    assert set(qos.index) == set(THREE_SLICES)
+    assert 2.0 < qos["embb"] <= 12.5  # Mbps per user (12 offered, capped by 12 for two users)
+    assert 5.0 <= qos["urllc"] < 1000  # ms: at least the edge-regional delay, less than a whole window
+    assert 0.9 <= qos["mmtc"] <= 1.0  # delivery ratio with room to spare
+    starved = _drive(slices, dict.fromkeys(THREE_SLICES, 2), {**generous, "mmtc": Allocation(4000, 1)})
+    assert starved[starved["slice"] == "mmtc"]["qos"].median() < 0.9  # 2 x 500 devices need ~1.4 Mbps on the wire
+    groups = {name: slices.cpu[name] for name in THREE_SLICES}
+    assert {name: group.read_cpu() for name, group in groups.items()} == dict.fromkeys(THREE_SLICES, 4000)
+    assert len({group.path for group in groups.values()}) == 3
+
+
+@pytest.mark.slow
+def test_one_slice_flooding_its_meter_does_not_move_the_others(slices: LocalTestbed) -> None:
+    allocations = {"embb": Allocation(2000, 5), "urllc": Allocation(2000, 5), "mmtc": Allocation(2000, 5)}
+    quiet = _drive(slices, {"embb": 0, "urllc": 2, "mmtc": 2}, allocations, seconds=10)
+    flooded = _drive(slices, {"embb": 5, "urllc": 2, "mmtc": 2}, allocations, seconds=10)  # 60 Mbps into 5
+    before = quiet.groupby("slice")["total_bandwidth_usage"].mean()
+    after = flooded.groupby("slice")["total_bandwidth_usage"].mean()
+    assert after["embb"] == pytest.approx(0.95 * 5, rel=0.15)  # the flood is held at its own meter
+    for name in ("urllc", "mmtc"):
+        assert after[name] == pytest.approx(before[name], rel=0.05), (name, before[name], after[name])
+
+
+@pytest.mark.slow
+def test_check_measures_each_slices_cpu_and_meter_and_the_shared_capacities(deployed: DeployedTestbed,
+                                                                           slices: LocalTestbed) -> None:
+    for name, cpu in (("embb", 2000), ("urllc", 1000), ("mmtc", 500)):
+        slices.apply(name, Allocation(cpu, 8))
+    testbed = LocalDeployment.open(deployed.inventory)
+    measured = {m.subject: m for m in check_testbed(testbed)}
+    expected = {"embb RAN cgroup", "urllc RAN cgroup", "mmtc RAN cgroup", "edge cgroup",
+                "shared transport: central->edge meter 1000"}
+    assert expected <= set(measured), sorted(measured)
+    assert measured["embb RAN cgroup"].configured == pytest.approx(2000 * 0.125 / 1000)  # host cores
+    assert measured["edge cgroup"].configured == pytest.approx(8000 * 0.125 / 1000)
+    assert measured["shared transport: central->edge meter 1000"].configured == 60
+    for measurement in measured.values():
+        assert measurement.within_tolerance, measurement
 
 
 def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:

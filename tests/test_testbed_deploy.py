@@ -176,7 +176,7 @@ def assert_delay_stage_fits_the_kernel(testbed: LocalDeployment, processes: set[
 @pytest.mark.usefixtures("exclusive_testbed")
 def test_up_is_idempotent_measured_and_down_leaves_nothing(tmp_path: Path) -> None:
     def half_a_core(document: dict) -> None:  # a limit below the machine's 2 CPUs, so that it binds
-        inventory_hosts(document)["edge"]["cpu_millicores"] = 500
+        inventory_hosts(document)["edge"]["cpu_millicores"] = 4000  # nominal: half a host core at cpu_scale 0.125
 
     testbed = LocalDeployment.open(write_local_inventory(tmp_path, edit=half_a_core), dataplane=False)
     try:
