@@ -84,31 +84,16 @@ def attach(runner: CommandRunner, name: str, pid: int, create: bool = False) -> 
     return group.group.add_process(runner, pid) or created
 
 
-def remove(runner: CommandRunner, name: str) -> bool:
-    """Remove cgroup ``name`` if it exists (its processes go back to the parent); whether it existed."""
-    group = CgroupCpuActuator(runner, name, Interval(0, math.inf))
-    if not group.exists():
-        return False
-    group.remove()
-    return True
-
-
 def main(argv: list[str] | None = None) -> None:
-    """``python -m controller.actuators.cgroup attach [--create] NAME PID`` or ``remove NAME``: prints
-    ``{"changed": bool}``."""
+    """``python -m controller.actuators.cgroup attach [--create] NAME PID``: prints ``{"changed": bool}``."""
     parser = argparse.ArgumentParser(prog="python -m controller.actuators.cgroup", description=attach.__doc__)
-    parser.add_argument("action", choices=("attach", "remove"))
+    parser.add_argument("action", choices=("attach",))
     parser.add_argument("name", help="cgroup name below the cpu hierarchy, e.g. sb-edge or sb-edge/embb")
-    parser.add_argument("pid", type=int, nargs="?", help="the process to move (attach)")
-    parser.add_argument("--create", action="store_true", help="attach: create the cgroup if it is missing")
+    parser.add_argument("pid", type=int, help="the process to move")
+    parser.add_argument("--create", action="store_true", help="create the cgroup if it is missing")
     args = parser.parse_args(argv)
     try:
-        if args.action == "remove":
-            changed = remove(LocalRunner(), args.name)
-        elif args.pid is None:
-            parser.error("attach needs a PID")
-        else:
-            changed = attach(LocalRunner(), args.name, args.pid, args.create)
+        changed = attach(LocalRunner(), args.name, args.pid, args.create)
     except ActuatorError as exc:
         raise SystemExit(f"cgroup {args.action}: {exc}") from None
     print(json.dumps({"changed": changed}))
