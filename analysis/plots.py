@@ -39,7 +39,7 @@ def plot_qos_surface(model: SliceModel, path: Path, title: str,
     image = axes.pcolormesh(bandwidth, cpu, surface, shading="auto", cmap="viridis")
     contours = axes.contour(bandwidth, cpu, surface, levels=8, colors="white", linewidths=0.6)
     axes.clabel(contours, fontsize=7, fmt="%.1f")
-    figure.colorbar(image, ax=axes, label="predicted mean QoS (Mbps per user)")
+    figure.colorbar(image, ax=axes, label="predicted mean QoS (the slice's unit)")
     axes.set_xlabel("transport bandwidth (Mbps)")
     axes.set_ylabel("gNB CPU (millicores)")
     axes.set_title(title)

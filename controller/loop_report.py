@@ -15,6 +15,7 @@ from controller.loop.runner import LoopOutcome
 from controller.loop.training import SliceRound
 from controller.spec import ExperimentSpec
 from core.runstore import Run
+from core.slice_types import QOS_UNITS
 
 ROUND_COLUMNS = [
     "round", "level", "slice", "traffic", "cpu_millicores", "bandwidth_mbps", "normalized", "expected_degradation",
@@ -81,7 +82,7 @@ def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
         model_round = final_rounds[slice_spec.name]
         surfaces.append(plot_qos_surface(
             model_round.model, plots / f"qos-surface-{slice_spec.name}.png",
-            f"{slice_spec.name}: predicted mean QoS (1-5 users)",
+            f"{slice_spec.name}: predicted mean {slice_spec.qos} (1-5 users)",
             slice_spec.bounds.cpu_millicores, slice_spec.bounds.bandwidth_mbps,
         ))
         curves.append(plot_training_history(model_round.history, plots / f"training-{slice_spec.name}.png",
@@ -94,8 +95,10 @@ def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
         {"slice": name, "split": split, **figures}
         for name, model_round in final_rounds.items() for split, figures in model_figures(model_round.metrics)
     ])
+    settings = run.metadata().get("testbed_settings") or {}
     sections = [
-        ReportSection("Summary", text=_summary(spec, outcome, final, testbed), table=for_people(final)[ROUND_COLUMNS]),
+        ReportSection("Summary", text=_summary(spec, outcome, final, testbed, settings),
+                      table=for_people(final)[ROUND_COLUMNS]),
         ReportSection("Convergence", text=(
             "Each round validates the levels not yet passed: their allocation, its cost, the model's expected "
             f"degradation (optimized against beta_thresh - {spec.optimizer.beta_margin:g}) and the degradation "
@@ -105,10 +108,10 @@ def write_loop_report(run: Run, spec: ExperimentSpec, outcome: LoopOutcome,
         ), table=for_people(results)[ROUND_COLUMNS], figures=figures),
         ReportSection("Safety", text=_safety(run)),
         ReportSection("Slice models (last round)", text=(
-            "Gaussian NLL with QoS in Mbps (`nll`) and min-max normalized by the training range "
-            "(`nll_normalized`); MAE and MSE in Mbps; `coverage_p`: the share of rows inside the predicted "
-            "p % interval. `grouped`: the mean over folds that each hold out whole allocations (when the data "
-            "held enough allocations to calibrate sigma)."
+            "Gaussian NLL with QoS in the slice's unit (`nll`) and min-max normalized by the training range "
+            "(`nll_normalized`); MAE and MSE in the slice's unit (Summary); `coverage_p`: the share of rows "
+            "inside the predicted p % interval. `grouped`: the mean over folds that each hold out whole "
+            "allocations (when the data held enough allocations to calibrate sigma)."
         ), table=metrics, figures=[*surfaces, *curves]),
         ReportSection("Provenance", text=_provenance(run)),
     ]
@@ -124,12 +127,25 @@ def model_figures(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return figures
 
 
-def _summary(spec: ExperimentSpec, outcome: LoopOutcome, final: pd.DataFrame, testbed: str) -> str:
+def _units(spec: ExperimentSpec, settings: dict[str, Any]) -> str:
+    """Each slice's QoS and its unit, and the testbed's scales from nominal units to its host (if it has any)."""
+    qos = "; ".join(f"{s.name}: {s.qos} ({QOS_UNITS[s.qos]}, {'higher' if s.higher_is_better else 'lower'} is "
+                    f"better, threshold {s.q_thresh:g})" for s in spec.slices)
+    if "cpu_scale" not in settings:
+        return f"QoS judged: {qos}."
+    return (f"QoS judged: {qos}. Allocations are nominal; the testbed maps them to its host with cpu_scale "
+            f"{settings['cpu_scale']:g} (host cores per nominal core) and rate_scale {settings['rate_scale']:g} "
+            f"(host Mbit/s per nominal Mbps), from {settings.get('inventory', 'its inventory')}.")
+
+
+def _summary(spec: ExperimentSpec, outcome: LoopOutcome, final: pd.DataFrame, testbed: str,
+             settings: dict[str, Any]) -> str:
     passed = sum(verdict == "pass" for verdict in outcome.verdicts.values())
     ending = ("every level passed" if outcome.holds
               else f"{passed} of {len(outcome.verdicts)} levels passed when its {spec.rounds} rounds ran out")
     return (f"Experiment **{spec.name}** on the **{testbed}** testbed, method **{spec.optimizer.method}**, "
             f"{outcome.rounds} of at most {spec.rounds} round(s): **{ending}**. {spec.description}\n\n"
+            f"{_units(spec, settings)}\n\n"
             f"Each level's final allocation (its last validated round), {int(final['fallback'].sum())} of them "
             "ended by the safety guard:")
 

@@ -103,7 +103,8 @@ def campaign_lock(run: Run) -> Iterator[None]:
 def begin_session(run: Run, testbed: Testbed) -> int:
     """Record a new session of ``run`` by this process and prepare the testbed for it; returns its number."""
     sessions = [*run.metadata().get("sessions", []), {"pid": os.getpid(), "started": utc_now()}]
-    run.update_metadata(status="running", pid=os.getpid(), sessions=sessions, finished=None)
+    run.update_metadata(status="running", pid=os.getpid(), sessions=sessions, finished=None,
+                        testbed_settings=testbed.settings())
     testbed.start_session(len(sessions), last_sample_time(run))
     return len(sessions)
 

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 import pandas as pd
 
@@ -59,6 +60,11 @@ class Testbed(ABC):
     @abstractmethod
     def collect(self, seconds: int) -> pd.DataFrame:
         """Run for ``seconds`` seconds and return one sample per slice per second (``SAMPLE_COLUMNS``)."""
+
+    def settings(self) -> dict[str, Any]:
+        """What a report must state to compare this testbed's figures with another's (units, scales); none by
+        default."""
+        return {}
 
     def start_session(self, session: int, last_sample: datetime | None) -> None:  # noqa: B027  (optional hook)
         """Prepare session ``session`` (1, 2, ... per run) of a run whose last recorded sample is ``last_sample``.

@@ -9,6 +9,7 @@ the UE sinks and the app servers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import BandwidthActuator, CpuActuator, Interval
@@ -49,6 +50,12 @@ class LocalTestbed(ActuatedTestbed):
         self.post(f"{exporter_url(self.inventory)}/allocation", {"slice": slice_name,
                                                                  "cpu_millicores": applied.cpu_millicores,
                                                                  "bandwidth_mbps": applied.bandwidth_mbps})
+
+    def settings(self) -> dict[str, Any]:
+        """The inventory and the scales from nominal units to this host, and each slice's type."""
+        settings = self.inventory.settings
+        return {"inventory": str(self.inventory.path), "cpu_scale": settings.cpu_scale,
+                "rate_scale": settings.rate_scale, "slice_types": {s.name: s.type for s in settings.slices}}
 
     def app_server_url(self, slice_name: str) -> str:
         return program_url(self.inventory, "app", slice_name)
