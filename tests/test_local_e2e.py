@@ -241,8 +241,11 @@ def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: P
     inventory = _inventory(tmp_path, NEVER_UP)
     with pytest.raises(TestbedUnavailable, match=r"the local testbed is not up .* run `slicebed testbed up"):
         open_local_testbed(inventory, {"embb": (Interval(500, 4000), Interval(5, 40))})
-    with pytest.raises(InputError, match="slice\\(s\\) urllc are not deployed"):
-        open_local_testbed(inventory, {"urllc": (Interval(500, 4000), Interval(5, 40))})
+    with pytest.raises(InputError, match="slice\\(s\\) voice are not deployed"):
+        open_local_testbed(inventory, {"voice": (Interval(500, 4000), Interval(5, 40))})
+    with pytest.raises(InputError, match=r"slice urllc is a urllc slice .* judged by delay_p95_ms; the experiment says "
+                                         r"qos: throughput_mbps"):
+        open_local_testbed(inventory, {"urllc": (Interval(500, 4000), Interval(5, 40))}, {"urllc": "throughput_mbps"})
 
 
 @pytest.mark.slow

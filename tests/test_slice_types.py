@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO
 from local_testbed import write_local_inventory
 
 from controller.deploy.inventory import load_inventory
 from controller.loop.evidence import achieved_degradation
 from controller.loop.guard import SafetyGuard
-from controller.spec import GuardSpec, SliceSpec
+from controller.spec import GuardSpec, SliceSpec, load_spec
+from controller.testbeds import open_testbed
 from core.errors import InputError
 from core.packet_trace import load_trace
 from core.slice_types import HIGHER_IS_BETTER, QOS_OF_TYPE, degraded
@@ -182,3 +184,14 @@ def test_an_inventory_trace_is_resolved_next_to_the_inventory_and_checked(tmp_pa
     inventory = load_inventory(path)
     assert inventory.settings.slices[0].trace == tmp_path / "urllc.csv"
     assert inventory.settings.slices[0].qos == "delay_p95_ms"
+
+
+def test_the_shipped_three_slice_experiment_needs_the_local_testbed() -> None:
+    spec = load_spec(REPO / "experiments" / "demo-local-3slices.yaml")
+    assert [s.qos for s in spec.slices] == ["throughput_mbps", "delay_p95_ms", "delivery_ratio"]
+    assert spec.resources.capacity is not None
+    peaks = np.sum([s.bounds.upper for s in spec.slices], axis=0)
+    assert (np.asarray(spec.resources.capacity.as_tuple()) < peaks).all()  # both capacities can bind
+    with pytest.raises(InputError, match=r"the replay testbed measures per-user throughput only; slice\(s\) "
+                                         r"urllc \(delay_p95_ms\), mmtc \(delivery_ratio\) need the local testbed"):
+        open_testbed(spec, "replay")
