@@ -1,8 +1,8 @@
-"""``slicebed testbed up|down|status|check``: a testbed deployed with Ansible (ansible-runner).
+"""``slicebed testbed up|down|status|check|top``: a testbed deployed with Ansible (ansible-runner).
 
 The inventory decides which: ``testbed_mode: local`` (the default; namespaces on this host) or ``lab`` (real nodes,
 ``playbooks/site.yml``); both are a :class:`~controller.deploy.deployment.Deployment`. ``check`` measures the
-local testbed.
+local testbed; ``top`` (:mod:`controller.cli.testbed_top`) watches either.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``testbed up``, ``down``, ``status`` and ``check``."""
+    """Add ``testbed up``, ``down``, ``status``, ``check`` and ``top``."""
     testbed = parser.add_subparsers(dest="action", required=True)
     up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
     up.add_argument("--dry-run", action="store_true",
@@ -37,7 +37,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     status.set_defaults(handler=cmd_testbed_status)
     check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration")
     check.set_defaults(handler=cmd_testbed_check)
-    for parser in (up, down, status, check):
+    top = testbed.add_parser("top", help="live view of each slice (users, QoS against threshold, allocation, "
+                             "meter rate, RAN CPU) and the shared capacities, from Prometheus")
+    top.add_argument("--prometheus-url", help="query this Prometheus instead of the inventory's")
+    top.add_argument("--experiment", type=Path, help="experiment YAML whose slices' q_thresh are the thresholds")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print one table and exit (for scripts)")
+    top.set_defaults(handler=cmd_testbed_top)
+    for parser in (up, down, status, check, top):
         parser.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY,
                             help="Ansible inventory of the testbed")
         add_json(parser)
@@ -128,3 +135,9 @@ def cmd_testbed_check(args: argparse.Namespace) -> int:
                       "unit": m.unit, "within tolerance": "yes" if m.within_tolerance else "NO"}
                      for m in measurements]))
     return 0 if within else 1
+
+
+def cmd_testbed_top(args: argparse.Namespace) -> int:
+    from controller.cli.testbed_top import watch_testbed  # pandas and the experiment schema: only for `top`
+
+    return watch_testbed(args)

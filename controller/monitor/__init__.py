@@ -1,0 +1,1 @@
+"""Watching a deployed testbed: per-slice QoS, allocations and usage read from Prometheus (``testbed top``)."""
