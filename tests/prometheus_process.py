@@ -1,6 +1,7 @@
-"""A real Prometheus (Debian's /usr/bin/prometheus) and a prometheus_client exporter for tests.
+"""A real Prometheus (Debian's /usr/bin/prometheus) and exporters for tests: a prometheus_client one, and one
+that serves exposition-format text the test writes (a function of the seconds since it started, so counters grow).
 
-Both bind to free 127.0.0.1 ports; Prometheus scrapes the exporter every second and keeps its data in a
+All bind to free 127.0.0.1 ports; Prometheus scrapes the exporters every second and keeps its data in a
 temporary directory. Prometheus is started and stopped by PID, never by name, and can be stopped and
 restarted on the same port and storage (to test outages).
 """
@@ -9,7 +10,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 import requests
 from helpers import free_port, wait_until_ready
@@ -34,19 +40,53 @@ class Exporter:
         self.server.server_close()
 
 
-class PrometheusProcess:
-    """One Prometheus process scraping ``exporter`` every second, on a free port with its own storage."""
+class TextExporter:
+    """An HTTP server on loopback whose ``/metrics`` is ``text(seconds since start)`` in the exposition format."""
 
-    def __init__(self, directory: Path, exporter: Exporter) -> None:
+    def __init__(self, text: Callable[[float], str]) -> None:
+        started = time.monotonic()
+
+        class Metrics(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = text(time.monotonic() - started).encode() if self.path == "/metrics" else b""
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:  # no request log on stderr
+                return
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Metrics)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScrapeTarget(Protocol):
+    port: int
+
+
+class PrometheusProcess:
+    """One Prometheus process scraping ``exporter`` (and any ``more`` targets) every second, on a free port with
+    its own storage."""
+
+    def __init__(self, directory: Path, exporter: ScrapeTarget, *more: ScrapeTarget) -> None:
         self.directory = directory
         self.exporter = exporter
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = directory / "prometheus.yml"
+        targets = ", ".join(f"'127.0.0.1:{target.port}'" for target in (exporter, *more))
         self.config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: slicebed-test\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{exporter.port}']\n", encoding="utf-8")
+            f"      - targets: [{targets}]\n", encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

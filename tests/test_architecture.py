@@ -25,6 +25,8 @@ FORBIDDEN = {  # relative imports would hide the layer they reach, so the projec
     "controller.actuators": BELOW_THE_TESTBEDS | {"controller.deploy", "controller.optimizers", "controller.problem"},
     "controller.testbeds": {"controller.cli", "controller.campaign", "controller.loop", "controller.reproduce"},
     "controller.optimizers": BELOW_THE_TESTBEDS | {"controller.deploy", "controller.actuators"},
+    # watching a testbed reads Prometheus only: it neither deploys nor actuates
+    "controller.monitor": BELOW_THE_TESTBEDS | {"controller.deploy", "controller.actuators", "controller.optimizers"},
     # the closed loop may run through the campaign machinery, not the other way round
     "controller.campaign": {"controller.cli", "controller.loop", "controller.reproduce"},
     "controller.reproduce": {"controller.cli", "controller.campaign", "controller.deploy", "controller.testbeds"},
