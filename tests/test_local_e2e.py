@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from helpers import REPO, assert_one_error_line, run_slicebed
+from helpers import REPO, assert_one_error_line, run_cli, run_slicebed
 from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
@@ -27,6 +27,7 @@ from controller.deploy.check import check_testbed
 from controller.deploy.local_deployment import LocalDeployment
 from controller.loop.journal import LoopJournal
 from controller.loop.session import create_loop_run
+from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S
 from controller.spec import load_spec
 from controller.testbeds.base import Allocation, TestbedUnavailable
 from controller.testbeds.local import LocalTestbed, open_local_testbed, program_url
@@ -258,3 +259,23 @@ def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: P
     assert result.returncode == 2
     assert_one_error_line(result.stderr, "slicebed: error: the local testbed is not up")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run
+
+
+@pytest.mark.slow
+def test_top_shows_the_slice_as_the_meter_and_the_cgroup_carry_it(testbed: LocalTestbed, deployed: DeployedTestbed,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    testbed.apply("embb", Allocation(4000, 10))
+    testbed.set_traffic("embb", 3)  # 36 Mbps offered: the 10 Mbps meter binds
+    time.sleep(6)
+    cgroup = testbed.cpu["embb"]
+    used_before, started = cgroup.group.usage_seconds(cgroup.runner), time.monotonic()
+    time.sleep(DEFAULT_RATE_WINDOW_S)
+    cgroup_millicores = (cgroup.group.usage_seconds(cgroup.runner) - used_before) / (time.monotonic() - started) * 1e3
+    code, out, err = run_cli(["testbed", "top", "--inventory", str(deployed.inventory), "--json"], capfd)
+    assert (code, err) == (0, "")
+    embb = {entry["name"]: entry for entry in json.loads(out)["slices"]}["embb"]
+    assert embb["users"] == 3 and embb["allocation"] == {"cpu_millicores": 4000, "bandwidth_mbps": 10}
+    assert len(embb["qos"]["per_user"]) == 3
+    assert embb["meter_mbps"] == pytest.approx(0.95 * 10, rel=0.15)
+    assert sum(embb["qos"]["per_user"].values()) == pytest.approx(embb["meter_mbps"], rel=0.15)
+    assert embb["ran_cpu_host_millicores"] == pytest.approx(cgroup_millicores, rel=0.25)
