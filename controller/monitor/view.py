@@ -6,6 +6,7 @@ Missing figures show as ``-``; a user's QoS is green when it meets the slice's t
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -14,17 +15,19 @@ from controller.monitor.snapshot import QosKind, SharedView, SliceView, TopSnaps
 MISSING = "-"
 USERS_SHOWN = 6
 """Per-user QoS values listed in a row; more users show as ``+N``."""
-COLUMNS = ("slice", "type", "users", "QoS per user", "worst", "threshold", "meeting", "CPU mc", "BW Mbps",
+COLUMNS = ("slice", "type", "users", "QoS per user", "worst", "threshold", "met", "CPU mc", "BW Mbps",
            "meter Mbps", "RAN CPU host mc")
+"""Column names; a space in a name is where its header wraps (units on the second line)."""
 
 
 def render(snapshot: TopSnapshot) -> Table:
     """The snapshot as a rich table (slices, then the shared row)."""
-    table = Table(title=f"slicebed testbed top: {snapshot.url} at {snapshot.at:%H:%M:%S} UTC",
+    table = Table(title=f"slicebed testbed top: {snapshot.url} at {snapshot.at:%H:%M:%S} UTC", box=box.SIMPLE_HEAD,
                   caption=None if snapshot.slices else "no slicebed series in Prometheus yet (no slice deployed, "
                   "or the first scrapes are pending)")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("slice", "type", "QoS per user") else "right")
+        header = column if column == "QoS per user" else column.replace(" ", "\n", 1)
+        table.add_column(header, justify="left" if column in ("slice", "type", "QoS per user") else "right")
     for view in snapshot.slices:
         table.add_row(*slice_cells(view))
     table.add_section()
@@ -86,8 +89,8 @@ def number(value: float | None, digits: int) -> str:
 
 
 def against(total: float | None, capacity: float | None, digits: int) -> Text:
-    """``sum / capacity``, red when the sum exceeds the capacity."""
-    text = Text(f"{number(total, digits)} / {number(capacity, digits)}")
+    """``sum/capacity``, red when the sum exceeds the capacity."""
+    text = Text(f"{number(total, digits)}/{number(capacity, digits)}")
     if total is not None and capacity is not None and total > capacity:
         text.stylize("bold red")
     return text
