@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) and exporters for tests: a prometheus_client one, and one
-that serves exposition-format text the test writes (a function of the seconds since it started, so counters grow).
+that serves exposition-format text the test writes (a function of how often it was scraped, so counters grow by
+a fixed step per scrape, whatever the machine's load does to the moment of each answer).
 
 All bind to free 127.0.0.1 ports; Prometheus scrapes the exporters every second and keeps its data in a
 temporary directory. Prometheus is started and stopped by PID, never by name, and can be stopped and
@@ -8,10 +9,10 @@ restarted on the same port and storage (to test outages).
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,14 +42,15 @@ class Exporter:
 
 
 class TextExporter:
-    """An HTTP server on loopback whose ``/metrics`` is ``text(seconds since start)`` in the exposition format."""
+    """An HTTP server on loopback whose ``/metrics`` is ``text(n)`` in the exposition format, ``n`` counting the
+    scrapes (1, 2, ...): Prometheus scrapes every second, so a counter ``rate * n`` grows by ``rate`` per second."""
 
-    def __init__(self, text: Callable[[float], str]) -> None:
-        started = time.monotonic()
+    def __init__(self, text: Callable[[int], str]) -> None:
+        scrapes = itertools.count(1)
 
         class Metrics(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = text(time.monotonic() - started).encode() if self.path == "/metrics" else b""
+                body = text(next(scrapes)).encode() if self.path == "/metrics" else b""
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))

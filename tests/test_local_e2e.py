@@ -262,20 +262,34 @@ def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: P
 
 
 @pytest.mark.slow
-def test_top_shows_the_slice_as_the_meter_and_the_cgroup_carry_it(testbed: LocalTestbed, deployed: DeployedTestbed,
-                                                                  capfd: pytest.CaptureFixture[str]) -> None:
-    testbed.apply("embb", Allocation(4000, 10))
-    testbed.set_traffic("embb", 3)  # 36 Mbps offered: the 10 Mbps meter binds
+def test_top_shows_each_slice_as_its_meter_and_its_cgroup_carry_it(deployed: DeployedTestbed, slices: LocalTestbed,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    allocations = {"embb": Allocation(4000, 10), "urllc": Allocation(2000, 8), "mmtc": Allocation(1000, 8)}
+    for name, allocation in allocations.items():
+        slices.apply(name, allocation)
+        slices.set_traffic(name, 3 if name == "embb" else 2)  # embb: 36 Mbps offered, its 10 Mbps meter binds
     time.sleep(6)
-    cgroup = testbed.cpu["embb"]
-    used_before, started = cgroup.group.usage_seconds(cgroup.runner), time.monotonic()
+    groups = {name: slices.cpu[name] for name in allocations}
+    used_before, started = {name: g.group.usage_seconds(g.runner) for name, g in groups.items()}, time.monotonic()
     time.sleep(DEFAULT_RATE_WINDOW_S)
-    cgroup_millicores = (cgroup.group.usage_seconds(cgroup.runner) - used_before) / (time.monotonic() - started) * 1e3
-    code, out, err = run_cli(["testbed", "top", "--inventory", str(deployed.inventory), "--json"], capfd)
+    nominal_millicores = {name: (g.group.usage_seconds(g.runner) - used_before[name]) / (time.monotonic() - started)
+                          * 1e3 / g.scale for name, g in groups.items()}
+    code, out, err = run_cli(["testbed", "top", "--inventory", str(deployed.inventory), "--json",
+                              "--experiment", str(REPO / "experiments" / "demo-local-3slices.yaml")], capfd)
     assert (code, err) == (0, "")
-    embb = {entry["name"]: entry for entry in json.loads(out)["slices"]}["embb"]
-    assert embb["users"] == 3 and embb["allocation"] == {"cpu_millicores": 4000, "bandwidth_mbps": 10}
-    assert len(embb["qos"]["per_user"]) == 3
+    document = json.loads(out)
+    shown = {entry["name"]: entry for entry in document["slices"]}
+    assert set(shown) == set(allocations)
+    for name, allocation in allocations.items():
+        entry = shown[name]
+        assert entry["type"] == name and entry["users"] == (3 if name == "embb" else 2)
+        assert entry["allocation"] == {"cpu_millicores": allocation.cpu_millicores,
+                                       "bandwidth_mbps": allocation.bandwidth_mbps}
+        assert entry["qos"]["kind"] == QOS_BY_SLICE[name] and entry["threshold"] is not None
+        assert entry["qos"]["per_user"] and entry["users_meeting_threshold"] is not None
+        assert entry["ran_cpu_millicores"] == pytest.approx(nominal_millicores[name], rel=0.25, abs=50), name
+    embb = shown["embb"]
     assert embb["meter_mbps"] == pytest.approx(0.95 * 10, rel=0.15)
     assert sum(embb["qos"]["per_user"].values()) == pytest.approx(embb["meter_mbps"], rel=0.15)
-    assert embb["ran_cpu_host_millicores"] == pytest.approx(cgroup_millicores, rel=0.25)
+    assert document["shared"]["cpu_millicores"] == {"allocated": 7000, "capacity": 8000}
+    assert document["shared"]["bandwidth_mbps"] == {"allocated": 26, "capacity": 60}

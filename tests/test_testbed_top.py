@@ -20,7 +20,7 @@ from rich.text import Text
 
 from collectors.prometheus import PrometheusReader
 from controller.cli.testbed_top import TOP_RETRY, prometheus_url, watch
-from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S, SharedView, SliceView, TopSnapshot, read_snapshot
+from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S, Scales, SharedView, SliceView, TopSnapshot, read_snapshot
 from controller.monitor.view import COLUMNS, render, shared_cells, slice_cells
 
 RAN_CPU_S_PER_S = 0.25
@@ -31,26 +31,26 @@ RAN_RECEIVED_PPS, RAN_SENT_PPS, PAYLOAD_BYTES = 1000.0, 800.0, 1250
 """Through the meter: 1000 packets/s of 1250 payload bytes = 10 Mbps (the RAN sends only 800 of them)."""
 
 
-def ran_text(seconds: float) -> str:
-    """The embb RAN emulator's /metrics, ``seconds`` after it started."""
+def ran_text(scrapes: int) -> str:
+    """The embb RAN emulator's /metrics at its ``scrapes``-th scrape (one a second)."""
     return (
         "# TYPE process_cpu_seconds_total counter\n"
-        f"process_cpu_seconds_total {RAN_CPU_S_PER_S * seconds}\n"
+        f"process_cpu_seconds_total {RAN_CPU_S_PER_S * scrapes}\n"
         "# TYPE slicebed_ran_packets_total counter\n"
-        f'slicebed_ran_packets_total{{slice="embb",event="received"}} {RAN_RECEIVED_PPS * seconds}\n'
-        f'slicebed_ran_packets_total{{slice="embb",event="sent"}} {RAN_SENT_PPS * seconds}\n'
+        f'slicebed_ran_packets_total{{slice="embb",event="received"}} {RAN_RECEIVED_PPS * scrapes}\n'
+        f'slicebed_ran_packets_total{{slice="embb",event="sent"}} {RAN_SENT_PPS * scrapes}\n'
         "# TYPE slicebed_ran_ciphered_bytes_total counter\n"
-        f'slicebed_ran_ciphered_bytes_total{{slice="embb"}} {RAN_SENT_PPS * PAYLOAD_BYTES * seconds}\n'
+        f'slicebed_ran_ciphered_bytes_total{{slice="embb"}} {RAN_SENT_PPS * PAYLOAD_BYTES * scrapes}\n'
         "# TYPE slicebed_ran_work_factor gauge\n"
         'slicebed_ran_work_factor{slice="embb"} 8\n')
 
 
-def others_text(seconds: float) -> str:
+def others_text(scrapes: int) -> str:
     """Every other program's /metrics: types, users, per-user QoS, allocations, shared capacities. The mmtc
     slice has no traffic (no QoS series); ``legacy`` is an older testbed's slice (no type, no allocation)."""
     return (
         "# TYPE process_cpu_seconds_total counter\n"
-        f"process_cpu_seconds_total {OTHER_CPU_S_PER_S * seconds}\n"
+        f"process_cpu_seconds_total {OTHER_CPU_S_PER_S * scrapes}\n"
         "# TYPE slicebed_slice_info gauge\n"
         'slicebed_slice_info{slice="embb",type="embb"} 1\n'
         'slicebed_slice_info{slice="urllc",type="urllc"} 1\n'
@@ -106,22 +106,23 @@ def by_name(snapshot: TopSnapshot) -> dict[str, SliceView]:
 
 def test_the_query_part_reads_every_slice_figure_from_a_real_prometheus(scraped: PrometheusProcess) -> None:
     with PrometheusReader(scraped.url) as reader:
-        snapshot = read_snapshot(reader, {"embb": 3.0, "urllc": 10.0, "mmtc": 0.99})
+        snapshot = read_snapshot(reader, {"embb": 3.0, "urllc": 10.0, "mmtc": 0.99}, Scales(cpu=0.125, rate=2.0))
     slices = by_name(snapshot)
     assert list(slices) == ["embb", "legacy", "mmtc", "urllc"]
     embb, urllc, mmtc, legacy = slices["embb"], slices["urllc"], slices["mmtc"], slices["legacy"]
-    assert (embb.type, embb.users, embb.qos_kind) == ("embb", 3, "embb")
+    assert (embb.type, embb.users, embb.qos_kind) == ("embb", 3, "throughput_mbps")
     assert embb.qos == {"0": 4.5, "2": 2.5, "10": 6.0}  # Mbps, users in numeric order
     assert (embb.worst(), embb.meeting(), embb.threshold) == (2.5, 2, 3.0)
     assert (embb.cpu_millicores, embb.bandwidth_mbps) == (2000, 25)
-    assert embb.meter_mbps == pytest.approx(RAN_RECEIVED_PPS * PAYLOAD_BYTES * 8 / 1e6, rel=0.05)
-    assert embb.ran_cpu_millicores == pytest.approx(RAN_CPU_S_PER_S * 1000, rel=0.05)
+    assert embb.meter_mbps == pytest.approx(RAN_RECEIVED_PPS * PAYLOAD_BYTES * 8 / 1e6 / 2.0, rel=0.05)  # nominal
+    assert embb.ran_cpu_millicores == pytest.approx(RAN_CPU_S_PER_S * 1000 / 0.125, rel=0.05)  # nominal
     assert urllc.qos == pytest.approx({"0": 4.0, "1": 12.0})  # p95 delay in ms: lower is better
     assert (urllc.worst(), urllc.meeting()) == (pytest.approx(12.0), 1)
     assert (urllc.meter_mbps, urllc.ran_cpu_millicores) == (None, None)  # no RAN target exports them
     assert (mmtc.type, mmtc.users, mmtc.qos_kind, mmtc.qos, mmtc.worst(), mmtc.meeting()) == (
-        "mmtc", 0, "mmtc", {}, None, None)  # no traffic: the kind from the type, no values
-    assert (legacy.type, legacy.qos_kind, legacy.qos, legacy.cpu_millicores) == (None, "embb", {"0": 7.0}, None)
+        "mmtc", 0, "delivery_ratio", {}, None, None)  # no traffic: the kind from the type, no values
+    assert (legacy.type, legacy.qos_kind, legacy.qos, legacy.cpu_millicores) == (
+        None, "throughput_mbps", {"0": 7.0}, None)  # an older testbed: no type, judged by throughput
     shared = snapshot.shared
     assert (shared.cpu_capacity, shared.cpu_allocated, shared.bandwidth_capacity, shared.bandwidth_allocated) == (
         4000, 4500, 50, 40)
@@ -140,10 +141,10 @@ def test_an_empty_prometheus_gives_no_slices_and_missing_capacities(prometheus: 
 def built_snapshot() -> TopSnapshot:
     many = {str(user): 1.0 + user for user in range(9)}
     return TopSnapshot("http://127.0.0.1:9090", datetime(2026, 12, 1, 20, 0, 5, tzinfo=UTC), [
-        SliceView("embb", "embb", 3, "embb", {"0": 4.5, "2": 2.5, "10": 6.0}, 3.0, 2000, 25, 9.6, 248),
-        SliceView("iot", "mmtc", 9, "mmtc", many, None, 1000, 5, None, None),
-        SliceView("urllc", "urllc", 2, "urllc", {"0": 4.0, "1": 12.0}, 10.0, 3000, 30, None, None),
-        SliceView("quiet", "urllc", None, "urllc", {}, 10.0, None, None, None, None),
+        SliceView("embb", "embb", 3, "throughput_mbps", {"0": 4.5, "2": 2.5, "10": 6.0}, 3.0, 2000, 25, 9.6, 248),
+        SliceView("iot", "mmtc", 9, "delivery_ratio", many, None, 1000, 5, None, None),
+        SliceView("urllc", "urllc", 2, "delay_p95_ms", {"0": 4.0, "1": 12.0}, 10.0, 3000, 30, None, None),
+        SliceView("quiet", "urllc", None, "delay_p95_ms", {}, 10.0, None, None, None, None),
         SliceView("old", None, 1, None, {}, 3.0, None, None, None, None),
     ], SharedView(cpu_capacity=4000, bandwidth_capacity=80, cpu_allocated=6000, bandwidth_allocated=60,
                   meter_mbps=9.6, ran_cpu_millicores=248))
@@ -164,11 +165,11 @@ def rows_of(snapshot: TopSnapshot) -> dict[str, list[str]]:
 def test_the_rendering_shows_qos_against_threshold_allocation_usage_and_the_shared_row() -> None:
     snapshot = built_snapshot()
     rows = rows_of(snapshot)
-    assert rows["embb"] == ["embb", "embb", "3", "0:4.5 2:2.5 10:6", "2.5 Mbps", ">= 3 Mbps", "2/3", "2000", "25.0",
+    assert rows["embb"] == ["embb", "embb", "3", "0:4.5 2:2.5 10:6", "2.5 Mbps", "> 3 Mbps", "2/3", "2000", "25.0",
                             "9.6", "248"]
-    assert rows["urllc"][3:7] == ["0:4 1:12", "12 ms", "<= 10 ms", "1/2"]
+    assert rows["urllc"][3:7] == ["0:4 1:12", "12 ms", "< 10 ms", "1/2"]
     assert rows["iot"][3:7] == ["0:1 1:2 2:3 3:4 4:5 5:6 +3", "1", "-", "-"]  # no threshold given
-    assert rows["quiet"] == ["quiet", "urllc", "-", "-", "-", "<= 10 ms", "-", "-", "-", "-", "-"]
+    assert rows["quiet"] == ["quiet", "urllc", "-", "-", "-", "< 10 ms", "-", "-", "-", "-", "-"]
     assert rows["old"] == ["old", "-", "1", "-", "-", "3", "-", "-", "-", "-", "-"]
     assert rows["shared"][7:] == ["6000/4000", "60.0/80.0", "9.6", "248"]
     lines = text_of(snapshot).splitlines()  # the table on a 220-column terminal: one line per row
@@ -210,6 +211,8 @@ def test_json_and_once_read_the_inventorys_prometheus(scraped: PrometheusProcess
     assert embb["threshold"] == 3.0 and embb["users_meeting_threshold"] == 2  # demo-local's q_thresh
     assert embb["qos"]["per_user"] == {"0": 4.5, "2": 2.5, "10": 6.0} and embb["qos"]["unit"] == "Mbps"
     assert document["shared"]["cpu_millicores"] == {"allocated": 4500, "capacity": 4000}
+    assert document["scales"] == {"cpu_scale": 0.125, "rate_scale": 1.0}  # the inventory's
+    assert embb["ran_cpu_millicores"] == pytest.approx(RAN_CPU_S_PER_S * 1000 / 0.125, rel=0.05)
     code, out, err = run_cli(["testbed", "top", "--inventory", str(inventory), "--once"], capfd)
     assert (code, err) == (0, "")
     assert "urllc" in out and "4500/4000" in out

@@ -39,7 +39,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=cmd_testbed_check)
     top = testbed.add_parser("top", help="live view of each slice (users, QoS against threshold, allocation, "
                              "meter rate, RAN CPU) and the shared capacities, from Prometheus")
-    top.add_argument("--prometheus-url", help="query this Prometheus instead of the inventory's")
+    top.add_argument("--prometheus-url", help="query this Prometheus instead of the inventory's (the inventory, "
+                     "where it exists, still gives the CPU and rate scales)")
     top.add_argument("--experiment", type=Path, help="experiment YAML whose slices' q_thresh are the thresholds")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="print one table and exit (for scripts)")

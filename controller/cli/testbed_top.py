@@ -19,7 +19,7 @@ from collectors.prometheus import PrometheusReader, PrometheusUnavailable, Retry
 from controller.cli.common import print_result, terminate_as_interrupt
 from controller.deploy.inventory import inventory_mode, load_inventory
 from controller.deploy.inventory.lab import open_lab_inventory
-from controller.monitor.snapshot import TopSnapshot, read_snapshot
+from controller.monitor.snapshot import Scales, TopSnapshot, read_snapshot
 from controller.monitor.view import render
 from controller.spec import load_spec
 from core.errors import InputError
@@ -41,6 +41,14 @@ def prometheus_url(inventory_path: Path) -> str:
     return f"http://{lab.first_host('monitoring_server')}:{lab.variables.prometheus_port}"
 
 
+def inventory_scales(inventory_path: Path) -> Scales:
+    """Host units per nominal unit: a local inventory's ``cpu_scale`` and ``rate_scale``; 1 on a lab."""
+    if inventory_mode(inventory_path) != "local":
+        return Scales()
+    settings = load_inventory(inventory_path).settings
+    return Scales(settings.cpu_scale, settings.rate_scale)
+
+
 def experiment_thresholds(path: Path | None) -> dict[str, float]:
     """Slice name -> q_thresh from an experiment YAML (empty without one)."""
     return {} if path is None else {s.name: s.q_thresh for s in load_spec(path).slices}
@@ -52,11 +60,13 @@ def watch_testbed(args: argparse.Namespace) -> int:
         raise InputError(f"--interval {args.interval:g}: expected a positive number of seconds")
     thresholds = experiment_thresholds(args.experiment)
     url = args.prometheus_url or prometheus_url(args.inventory)
+    # with --prometheus-url the inventory only gives the scales, and may be absent (then usage is in host units)
+    scales = inventory_scales(args.inventory) if not args.prometheus_url or args.inventory.exists() else Scales()
     with PrometheusReader(url, timeout_s=TOP_TIMEOUT_S, retry=TOP_RETRY) as reader:
 
         def snapshot() -> TopSnapshot:
             try:
-                return read_snapshot(reader, thresholds)
+                return read_snapshot(reader, thresholds, scales)
             except PrometheusUnavailable:
                 raise PrometheusUnavailable(
                     f"Prometheus at {url} does not answer; is the testbed up? `slicebed testbed up --inventory "

@@ -9,15 +9,17 @@ Where each figure comes from (docs/local-data-plane.md):
 
 - type: ``slicebed_slice_info{slice,type}`` (embb, urllc or mmtc);
 - users: ``slicebed_active_users`` (the application server);
-- QoS per user, by type: eMBB ``slicebed_user_throughput_bps`` (Mbps, higher is better), URLLC
-  ``slicebed_user_delay_p95_seconds`` (ms, lower is better), mMTC ``slicebed_user_delivery_ratio`` (higher
-  is better). A slice whose type is not exported shows the first of these it has (an older testbed: throughput);
+- QoS per user, the type's kind (:mod:`core.slice_types`): eMBB ``slicebed_user_throughput_bps`` (Mbps, higher is
+  better), URLLC ``slicebed_user_delay_p95_seconds`` (ms, lower is better), mMTC ``slicebed_user_delivery_ratio``
+  (higher is better). A slice whose type is not exported shows the first of these it has (an older testbed:
+  throughput);
 - allocation: ``slicebed_allocation_cpu_millicores`` and ``slicebed_allocation_bandwidth_mbps`` (read back);
 - meter rate: the payload rate that reaches the RAN through the slice's meter, the RAN emulator's received
   packets per second times its mean payload bytes per packet (``slicebed_ran_packets_total``,
   ``slicebed_ran_ciphered_bytes_total``);
 - RAN CPU: the RAN emulator process's CPU (``process_cpu_seconds_total`` of the scrape target that exports
-  ``slicebed_ran_work_factor``), in host millicores; the emulator is the only process in the RAN cgroup;
+  ``slicebed_ran_work_factor``; the emulator is the only process in its RAN cgroup);
+- both usages are divided by the testbed's :class:`Scales` into the allocation's nominal units;
 - shared capacities: ``slicebed_shared_cpu_millicores`` and ``slicebed_shared_bandwidth_mbps``.
 """
 
@@ -29,32 +31,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from collectors.prometheus import PrometheusReader
+from core.slice_types import HIGHER_IS_BETTER, QOS_OF_TYPE, SLICE_TYPES, QosKind, SliceType, degraded
 
 DEFAULT_RATE_WINDOW_S = 5.0
 """The ``rate()`` window: at least four scrapes at the local testbed's 1 s interval."""
 
 
 @dataclass(frozen=True)
-class QosKind:
-    """How one slice type's QoS is measured and judged."""
+class QosSeries:
+    """Where one QoS kind (:mod:`core.slice_types`) is exported per user, and the unit it shows in."""
 
-    name: str
-    unit: str
-    higher_is_better: bool
     metric: str
     scale: float  # metric value -> unit
-
-    def meets(self, value: float, threshold: float) -> bool:
-        """Whether ``value`` satisfies ``threshold`` in this kind's good direction."""
-        return value >= threshold if self.higher_is_better else value <= threshold
+    unit: str
 
 
-QOS_KINDS: dict[str, QosKind] = {
-    "embb": QosKind("throughput", "Mbps", True, "slicebed_user_throughput_bps", 1e-6),
-    "urllc": QosKind("p95 delay", "ms", False, "slicebed_user_delay_p95_seconds", 1e3),
-    "mmtc": QosKind("delivery ratio", "", True, "slicebed_user_delivery_ratio", 1.0),
+QOS_SERIES: dict[QosKind, QosSeries] = {
+    "throughput_mbps": QosSeries("slicebed_user_throughput_bps", 1e-6, "Mbps"),
+    "delay_p95_ms": QosSeries("slicebed_user_delay_p95_seconds", 1e3, "ms"),
+    "delivery_ratio": QosSeries("slicebed_user_delivery_ratio", 1.0, ""),
 }
-"""Slice type -> its QoS; the order is the fallback order for a slice whose type is not exported."""
+"""The order is the fallback order for a slice whose type is not exported."""
+
+
+def meets(kind: QosKind, value: float, threshold: float) -> bool:
+    """Whether a user's QoS is not degraded against ``threshold`` (:func:`core.slice_types.degraded`)."""
+    return not bool(degraded(value, threshold, HIGHER_IS_BETTER[kind]))
 
 
 @dataclass(frozen=True)
@@ -62,42 +64,47 @@ class SliceView:
     """One slice at one moment; ``None`` wherever Prometheus has no series."""
 
     name: str
-    type: str | None
+    type: SliceType | None
     users: float | None
-    qos_kind: str | None  # a key of QOS_KINDS, None when no QoS series exists
-    qos: dict[str, float]  # user -> QoS in the kind's unit
+    qos_kind: QosKind | None  # from the type; without one, the first kind with series; else None
+    qos: dict[str, float]  # user -> QoS in the kind's unit (QOS_SERIES)
     threshold: float | None
     cpu_millicores: float | None
     bandwidth_mbps: float | None
     meter_mbps: float | None
     ran_cpu_millicores: float | None
 
-    @property
-    def kind(self) -> QosKind | None:
-        return QOS_KINDS[self.qos_kind] if self.qos_kind is not None else None
-
     def worst(self) -> float | None:
         """The worst user's QoS (lowest throughput or ratio, highest delay), None without users' QoS."""
-        if self.kind is None or not self.qos:
+        if self.qos_kind is None or not self.qos:
             return None
-        return (min if self.kind.higher_is_better else max)(self.qos.values())
+        return (min if HIGHER_IS_BETTER[self.qos_kind] else max)(self.qos.values())
 
     def meeting(self) -> int | None:
         """How many users meet the threshold, None without a threshold or without users' QoS."""
-        kind, threshold = self.kind, self.threshold
+        kind, threshold = self.qos_kind, self.threshold
         if kind is None or threshold is None or not self.qos:
             return None
-        return sum(kind.meets(value, threshold) for value in self.qos.values())
+        return sum(meets(kind, value, threshold) for value in self.qos.values())
 
     def as_dict(self) -> dict[str, object]:
-        kind = self.kind
+        kind = self.qos_kind
         return {"name": self.name, "type": self.type, "users": self.users,
-                "qos": None if kind is None else {"kind": kind.name, "unit": kind.unit,
-                                                  "higher_is_better": kind.higher_is_better,
+                "qos": None if kind is None else {"kind": kind, "unit": QOS_SERIES[kind].unit,
+                                                  "higher_is_better": HIGHER_IS_BETTER[kind],
                                                   "per_user": self.qos, "worst": self.worst()},
                 "threshold": self.threshold, "users_meeting_threshold": self.meeting(),
                 "allocation": {"cpu_millicores": self.cpu_millicores, "bandwidth_mbps": self.bandwidth_mbps},
-                "meter_mbps": self.meter_mbps, "ran_cpu_host_millicores": self.ran_cpu_millicores}
+                "meter_mbps": self.meter_mbps, "ran_cpu_millicores": self.ran_cpu_millicores}
+
+
+@dataclass(frozen=True)
+class Scales:
+    """Host units per nominal unit (the local inventory's ``cpu_scale`` and ``rate_scale``; 1 on a lab): usage is
+    shown in the allocation's nominal units, as ``testbed check`` does."""
+
+    cpu: float = 1.0
+    rate: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ class SharedView:
     def as_dict(self) -> dict[str, object]:
         return {"cpu_millicores": {"allocated": self.cpu_allocated, "capacity": self.cpu_capacity},
                 "bandwidth_mbps": {"allocated": self.bandwidth_allocated, "capacity": self.bandwidth_capacity},
-                "meter_mbps": self.meter_mbps, "ran_cpu_host_millicores": self.ran_cpu_millicores}
+                "meter_mbps": self.meter_mbps, "ran_cpu_millicores": self.ran_cpu_millicores}
 
 
 @dataclass(frozen=True)
@@ -125,34 +132,39 @@ class TopSnapshot:
     at: datetime
     slices: list[SliceView] = field(default_factory=list)
     shared: SharedView = SharedView(None, None, None, None, None, None)
+    scales: Scales = Scales()
 
     def as_dict(self) -> dict[str, object]:
-        return {"prometheus": self.url, "at": self.at.isoformat(), "slices": [s.as_dict() for s in self.slices],
-                "shared": self.shared.as_dict()}
+        return {"prometheus": self.url, "at": self.at.isoformat(),
+                "scales": {"cpu_scale": self.scales.cpu, "rate_scale": self.scales.rate},
+                "slices": [s.as_dict() for s in self.slices], "shared": self.shared.as_dict()}
 
 
 def read_snapshot(reader: PrometheusReader, thresholds: Mapping[str, float] | None = None,
-                  rate_window_s: float = DEFAULT_RATE_WINDOW_S) -> TopSnapshot:
-    """Each slice's figures and the shared capacities from instant queries (``thresholds``: slice -> q_thresh)."""
+                  scales: Scales = Scales(), rate_window_s: float = DEFAULT_RATE_WINDOW_S) -> TopSnapshot:
+    """Each slice's figures and the shared capacities from instant queries (``thresholds``: slice -> q_thresh;
+    the meter rate and the RAN CPU divided by ``scales`` into nominal units)."""
     at = datetime.now(UTC)
     window = f"{rate_window_s:g}s"
     info = _values(reader, "max by (slice, type) (slicebed_slice_info)", ("slice", "type"))
-    types = {name: kind for name, kind in info if kind in QOS_KINDS}
+    types = {name: kind for name, kind in info if kind in SLICE_TYPES}
     per_slice = {
         "users": _by_slice(reader, "max by (slice) (slicebed_active_users)"),
         "cpu": _by_slice(reader, "max by (slice) (slicebed_allocation_cpu_millicores)"),
         "bandwidth": _by_slice(reader, "max by (slice) (slicebed_allocation_bandwidth_mbps)"),
-        "meter": _by_slice(reader, METER_QUERY.format(window=window)),
-        "ran_cpu": _by_slice(reader, RAN_CPU_QUERY.format(window=window)),
+        "meter": _by_slice(reader, METER_QUERY.format(window=window), scales.rate),
+        "ran_cpu": _by_slice(reader, RAN_CPU_QUERY.format(window=window), scales.cpu),
     }
-    qos = {key: _per_user(reader, kind) for key, kind in QOS_KINDS.items()}
+    qos = {kind: _per_user(reader, series) for kind, series in QOS_SERIES.items()}
     names = {name for name, _type in info} | {name for values in per_slice.values() for name in values} | {
         name for users in qos.values() for name in users}
     slices = []
     for name in sorted(names):
-        kind = types.get(name) or next((key for key, users in qos.items() if name in users), None)
+        slice_type = types.get(name)
+        kind = QOS_OF_TYPE[slice_type] if slice_type is not None else next(
+            (key for key, users in qos.items() if name in users), None)
         slices.append(SliceView(
-            name=name, type=types.get(name), users=per_slice["users"].get(name), qos_kind=kind,
+            name=name, type=slice_type, users=per_slice["users"].get(name), qos_kind=kind,
             qos=qos[kind].get(name, {}) if kind is not None else {},
             threshold=(thresholds or {}).get(name), cpu_millicores=per_slice["cpu"].get(name),
             bandwidth_mbps=per_slice["bandwidth"].get(name), meter_mbps=per_slice["meter"].get(name),
@@ -164,7 +176,7 @@ def read_snapshot(reader: PrometheusReader, thresholds: Mapping[str, float] | No
         bandwidth_allocated=_total(s.bandwidth_mbps for s in slices),
         meter_mbps=_total(s.meter_mbps for s in slices),
         ran_cpu_millicores=_total(s.ran_cpu_millicores for s in slices))
-    return TopSnapshot(reader.url, at, slices, shared)
+    return TopSnapshot(reader.url, at, slices, shared, scales)
 
 
 METER_QUERY = (
@@ -188,15 +200,16 @@ def _values(reader: PrometheusReader, query: str, labels: tuple[str, ...]) -> di
             if math.isfinite(row["value"]) and all(isinstance(row[label], str) for label in labels)}
 
 
-def _by_slice(reader: PrometheusReader, query: str) -> dict[str, float]:
-    return {key[0]: value for key, value in _values(reader, query, ("slice",)).items()}
+def _by_slice(reader: PrometheusReader, query: str, scale: float = 1.0) -> dict[str, float]:
+    """Slice -> the query's value divided by ``scale``."""
+    return {key[0]: value / scale for key, value in _values(reader, query, ("slice",)).items()}
 
 
-def _per_user(reader: PrometheusReader, kind: QosKind) -> dict[str, dict[str, float]]:
-    """Slice -> user -> QoS in the kind's unit."""
+def _per_user(reader: PrometheusReader, series: QosSeries) -> dict[str, dict[str, float]]:
+    """Slice -> user -> QoS in the series' unit."""
     found: dict[str, dict[str, float]] = {}
-    for (name, user), value in _values(reader, f"max by (slice, user) ({kind.metric})", ("slice", "user")).items():
-        found.setdefault(name, {})[user] = value * kind.scale
+    for (name, user), value in _values(reader, f"max by (slice, user) ({series.metric})", ("slice", "user")).items():
+        found.setdefault(name, {})[user] = value * series.scale
     return {name: dict(sorted(users.items(), key=lambda item: _user_order(item[0])))
             for name, users in found.items()}
 

@@ -10,19 +10,22 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from controller.monitor.snapshot import QosKind, SharedView, SliceView, TopSnapshot
+from controller.monitor.snapshot import QOS_SERIES, SharedView, SliceView, TopSnapshot, meets
+from core.slice_types import HIGHER_IS_BETTER, QosKind
 
 MISSING = "-"
 USERS_SHOWN = 6
 """Per-user QoS values listed in a row; more users show as ``+N``."""
 COLUMNS = ("slice", "type", "users", "QoS per user", "worst", "threshold", "met", "CPU mc", "BW Mbps",
-           "meter Mbps", "RAN CPU host mc")
+           "meter Mbps", "RAN CPU mc")
 """Column names; a space in a name is where its header wraps (units on the second line)."""
 
 
 def render(snapshot: TopSnapshot) -> Table:
     """The snapshot as a rich table (slices, then the shared row)."""
-    table = Table(title=f"slicebed testbed top: {snapshot.url} at {snapshot.at:%H:%M:%S} UTC", box=box.SIMPLE_HEAD,
+    scales = snapshot.scales
+    table = Table(title=f"slicebed testbed top: {snapshot.url} at {snapshot.at:%H:%M:%S} UTC (nominal units: "
+                  f"cpu_scale {scales.cpu:g}, rate_scale {scales.rate:g})", box=box.SIMPLE_HEAD,
                   caption=None if snapshot.slices else "no slicebed series in Prometheus yet (no slice deployed, "
                   "or the first scrapes are pending)")
     for column in COLUMNS:
@@ -37,7 +40,7 @@ def render(snapshot: TopSnapshot) -> Table:
 
 def slice_cells(view: SliceView) -> list[str | Text]:
     """One slice's cells, in ``COLUMNS`` order."""
-    kind = view.kind
+    kind = view.qos_kind
     meeting = view.meeting()
     return [view.name, view.type or MISSING, number(view.users, 0), per_user(view), qos(view.worst(), kind),
             threshold(view.threshold, kind), MISSING if meeting is None else f"{meeting}/{len(view.qos)}",
@@ -54,12 +57,12 @@ def shared_cells(shared: SharedView) -> list[str | Text]:
 
 def per_user(view: SliceView) -> Text:
     """``user value`` pairs, each coloured by the threshold, the first ``USERS_SHOWN`` of them."""
-    kind = view.kind
+    kind = view.qos_kind
     if kind is None or not view.qos:
         return Text(MISSING)
     text = Text()
     for user, value in list(view.qos.items())[:USERS_SHOWN]:
-        style = "" if view.threshold is None else "green" if kind.meets(value, view.threshold) else "bold red"
+        style = "" if view.threshold is None else "green" if meets(kind, value, view.threshold) else "bold red"
         text.append(f"{user}:", style="dim").append(f"{value:.3g}", style=style).append(" ")
     hidden = len(view.qos) - USERS_SHOWN
     if hidden > 0:
@@ -72,16 +75,16 @@ def qos(value: float | None, kind: QosKind | None) -> str:
     """A QoS value with its unit (``-`` when missing)."""
     if value is None or kind is None:
         return MISSING
-    return f"{value:.3g} {kind.unit}".rstrip()
+    return f"{value:.3g} {QOS_SERIES[kind].unit}".rstrip()
 
 
 def threshold(value: float | None, kind: QosKind | None) -> str:
-    """``>= 3 Mbps`` or ``<= 10 ms``: the threshold in the QoS's good direction."""
+    """``> 3 Mbps`` or ``< 10 ms``: what a user's QoS must be to meet the threshold (equal is degraded)."""
     if value is None:
         return MISSING
     if kind is None:
         return f"{value:g}"
-    return f"{'>=' if kind.higher_is_better else '<='} {value:g} {kind.unit}".rstrip()
+    return f"{'>' if HIGHER_IS_BETTER[kind] else '<'} {value:g} {QOS_SERIES[kind].unit}".rstrip()
 
 
 def number(value: float | None, digits: int) -> str:
