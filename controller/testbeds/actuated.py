@@ -79,8 +79,7 @@ class ActuatedTestbed(Testbed):
             if users and slice_name not in self.allocations:
                 raise InputError(f"slice {slice_name}: traffic is running but no allocation was applied")
         measured = self.meter.measure(seconds)
-        measured = measured[measured["slice"].isin(list(self.allocations)) & (measured["n_users"] > 0)
-                            & measured["qos"].notna()].copy()  # a user's first second has no window yet
+        measured = measured[measured["slice"].isin(list(self.allocations)) & (measured["n_users"] > 0)].copy()
         measured["time"] = measured["time"].dt.tz_localize(None)
         measured["cpu"] = measured["slice"].map(lambda name: self.allocations[name].cpu_millicores)
         measured["bw"] = measured["slice"].map(lambda name: self.allocations[name].bandwidth_mbps)

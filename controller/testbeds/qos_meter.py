@@ -24,6 +24,9 @@ QOS_QUERIES: dict[QosKind, str] = {
 }
 """Per slice and second: the total throughput in Mbps (divided by the users afterwards: per-user throughput), the
 users' mean p95 one-way delay in ms, the users' mean delivery ratio."""
+NOTHING_RECEIVED: dict[QosKind, float] = {"throughput_mbps": 0.0, "delay_p95_ms": 1000.0, "delivery_ratio": 0.0}
+"""A second with active users and no QoS series yet (nothing has reached the UE sinks: a point's first second):
+what the sinks publish for a 1 s window in which nothing arrived."""
 
 
 class QosMeter(Protocol):
@@ -67,7 +70,7 @@ class PrometheusQosMeter:
             series = self._series(kind, first, last, "measured")
             rows = merged["slice"].isin(names)
             merged.loc[rows, "qos"] = merged.loc[rows, ["time", "slice"]].merge(
-                series, on=["time", "slice"], how="left")["measured"].to_numpy()
+                series, on=["time", "slice"], how="left")["measured"].fillna(NOTHING_RECEIVED[kind]).to_numpy()
         return merged[list(MEASURED_COLUMNS)]
 
     def _series(self, kind: QosKind, first: datetime, last: datetime, column: str) -> pd.DataFrame:
