@@ -347,7 +347,7 @@ def test_lab_prometheus_scrapes_the_open5gs_pods_through_kubernetes_service_disc
             "src": str(role / "templates" / "prometheus.yml.j2"), "dest": str(tmp_path / "prometheus.yml"),
             "mode": "0644"}}],
     }]))
-    lab = {"monitoring_kubernetes_kubeconfig": "/etc/kubernetes/admin.conf", "monitoring_exporter_group": "tiers",
+    lab = {"monitoring_kubernetes_kubeconfig": "/etc/kubernetes/admin.conf", "monitoring_exporter_hosts": [],
            "monitoring_listen_address": "192.0.2.31"}  # what site.yml sets (over the role defaults)
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(play), "-e", json.dumps(lab)],
                             capture_output=True, text=True, env=venv_environment(), check=False, timeout=300)

@@ -9,6 +9,7 @@ from inventory/local.yml), so it never collides with another testbed on the mach
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,7 +20,7 @@ import pytest
 import requests
 import yaml
 from helpers import REPO, assert_one_error_line, run_cli, run_slicebed
-from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
+from local_testbed import PROGRAM_HOSTS, DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
@@ -30,8 +31,9 @@ from controller.loop.session import create_loop_run
 from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S
 from controller.spec import load_spec
 from controller.testbeds.base import Allocation, TestbedUnavailable
-from controller.testbeds.local import LocalTestbed, open_local_testbed, program_url
+from controller.testbeds.local import LocalTestbed, exporter_url, open_local_testbed, program_url
 from core.errors import InputError
+from core.retry import Attempts
 from core.runstore import RunStore
 from core.slice_types import QosKind
 
@@ -99,6 +101,40 @@ def test_exported_metrics_match_what_the_sinks_measured(testbed: LocalTestbed) -
         allocation = reader.instant("slicebed_allocation_bandwidth_mbps")
         cpu = reader.instant("slicebed_allocation_cpu_millicores")
     assert allocation["value"].tolist() == [15.0] and cpu["value"].tolist() == [2000.0]
+
+
+def _target_health(prometheus_port: int) -> dict[str, str]:
+    """Every active scrape target's instance and health, from Prometheus's /api/v1/targets."""
+    reply = requests.get(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", params={"state": "active"}, timeout=5)
+    return {target["labels"]["instance"]: target["health"] for target in reply.json()["data"]["activeTargets"]}
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_exactly_the_running_exporters_and_every_target_is_up(testbed: LocalTestbed) -> None:
+    settings = testbed.inventory.settings
+    expected = {f"127.0.0.1:{settings.node_exporter_port}", exporter_url(testbed.inventory).removeprefix("http://"),
+                *(program_url(testbed.inventory, host, "embb").removeprefix("http://") for host in PROGRAM_HOSTS)}
+    for _ in Attempts(15, 1):  # a target is "unknown" until its first scrape
+        health = _target_health(settings.prometheus_port)
+        if set(health.values()) == {"up"}:
+            break
+    assert health == dict.fromkeys(expected, "up")
+
+
+@pytest.mark.slow
+def test_every_data_plane_program_passes_promtool_check_metrics(testbed: LocalTestbed) -> None:
+    testbed.apply("embb", Allocation(2000, 20))
+    testbed.set_traffic("embb", 2)
+    time.sleep(3)  # the per-user series exist after the sinks' first window
+    urls = [program_url(testbed.inventory, host, "embb") for host in PROGRAM_HOSTS] + [exporter_url(testbed.inventory)]
+    for url in urls:
+        exposition = requests.get(f"{url}/metrics", timeout=5).text
+        assert "slicebed_" in exposition, url
+        checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
+                                 check=False, timeout=30)
+        assert checked.returncode == 0, f"{url}: {checked.stdout}{checked.stderr}"
+    user_series = requests.get(f"{program_url(testbed.inventory, 'ue', 'embb')}/metrics", timeout=5).text
+    assert 'slicebed_user_throughput_bps{slice="embb",user="' in user_series
 
 
 @pytest.mark.slow
