@@ -1,0 +1,172 @@
+"""The Grafana dashboards shipped in the monitoring role, checked offline: the JSON essentials Grafana needs, every
+PromQL expression parsed by promtool (wrapped in a recording-rule file), and every metric a panel reads exported by
+slicebed (the data-plane programs' metric definitions, scanned from dataplane/*.py, plus the documented ones).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import REPO
+from prometheus_client import ProcessCollector
+
+MONITORING = REPO / "playbooks" / "roles" / "monitoring"
+DASHBOARDS = sorted((MONITORING / "files" / "dashboards").glob("*.json"))
+SLICE_TYPES = {"slicebed-embb": "embb", "slicebed-urllc": "urllc", "slicebed-mmtc": "mmtc"}
+TYPE_QOS = {"embb": "slicebed_user_throughput_bps", "urllc": "slicebed_user_delay_p95_seconds",
+            "mmtc": "slicebed_user_delivery_ratio"}
+DOCUMENTED = {"slicebed_user_delay_p95_seconds", "slicebed_user_delivery_ratio", "slicebed_slice_info",
+              "slicebed_shared_cpu_millicores", "slicebed_shared_bandwidth_mbps"}
+"""Metrics the multi-slice data plane exports (docs/local-data-plane.md) that dataplane/*.py may not define yet."""
+SAMPLE_SUFFIXES = {"Gauge": ("",), "Counter": ("_total",), "Histogram": ("_bucket", "_sum", "_count"),
+                   "Summary": ("_sum", "_count"), "Info": ("_info",)}
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+                "group_right", "inf", "nan"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def datasource_uid() -> str:
+    """The uid the datasource provisioning template gives slicebed's Prometheus."""
+    template = (MONITORING / "templates" / "grafana-datasource.yml.j2").read_text(encoding="utf-8")
+    return re.search(r"^\s+uid: (\S+)$", template, re.MULTILINE).group(1)
+
+
+def variable_values(dashboard: dict[str, Any]) -> dict[str, str]:
+    """A value for each template variable: a textbox's default, a query variable's "All" regex."""
+    return {variable["name"]: variable["query"] if variable["type"] == "textbox" else variable["allValue"]
+            for variable in dashboard["templating"]["list"]}
+
+
+def substituted(expression: str, values: dict[str, str]) -> str:
+    """``expression`` with every ``$name`` / ``${name}`` replaced by its variable's value."""
+    for name, value in sorted(values.items(), key=lambda item: -len(item[0])):
+        expression = expression.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    return expression
+
+
+def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable's selector, variables substituted."""
+    values = variable_values(dashboard)
+    found = [(f"{dashboard['uid']} panel {panel['id']} {target['refId']}", substituted(target["expr"], values))
+             for panel in dashboard["panels"] for target in panel["targets"]]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            selector = re.fullmatch(r"label_values\((.+), *\w+\)", variable["query"]["query"]).group(1)
+            found.append((f"{dashboard['uid']} variable {variable['name']}", selector))
+    return found
+
+
+def metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions, keywords, label names in
+    matchers or grouping clauses, strings, numbers or durations."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\b\d+(\.\d+)?(e[+-]?\d+)?\b", " ", text)
+    return {name for name, call in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\(?)", text)
+            if not call and name.lower() not in PROMQL_WORDS}
+
+
+def defined_metrics(directory: Path = REPO / "dataplane") -> set[str]:
+    """The sample names of every prometheus_client metric defined in ``directory``'s modules."""
+    names: set[str] = set()
+    for path in directory.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SAMPLE_SUFFIXES
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                base = str(node.args[0].value).removesuffix("_total")
+                names |= {base + suffix for suffix in SAMPLE_SUFFIXES[node.func.id]}
+    return names
+
+
+def process_metrics() -> set[str]:
+    """What prometheus_client's process collector adds to every program's /metrics (CPU seconds, memory)."""
+    return {sample.name for family in ProcessCollector(registry=None).collect() for sample in family.samples}
+
+
+def promtool_check_rules(tmp_path: Path, exprs: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+    """``promtool check rules`` on a recording-rule file with one rule per expression."""
+    rules = [{"record": f"slicebed:dashboard:{index}", "expr": expr} for index, (_, expr) in enumerate(exprs)]
+    path = tmp_path / "dashboards.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
+    return subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False,
+                          timeout=60)
+
+
+def test_one_dashboard_per_slice_type_and_one_for_the_shared_capacities() -> None:
+    assert {path.stem for path in DASHBOARDS} == {*SLICE_TYPES, "slicebed-shared"}
+    for uid, kind in SLICE_TYPES.items():
+        dashboard = load(MONITORING / "files" / "dashboards" / f"{uid}.json")
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "slice"]
+        assert variable["query"]["query"] == f'label_values(slicebed_slice_info{{type="{kind}"}}, slice)'
+        assert TYPE_QOS[kind] in set().union(*(metric_names(expr) for _, expr in expressions(dashboard)))
+    shared_dashboard = load(MONITORING / "files" / "dashboards" / "slicebed-shared.json")
+    shared = set().union(*(metric_names(expr) for _, expr in expressions(shared_dashboard)))
+    assert {"slicebed_shared_cpu_millicores", "slicebed_shared_bandwidth_mbps"} <= shared
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[path.stem for path in DASHBOARDS])
+def test_dashboard_has_what_grafana_needs(path: Path) -> None:
+    dashboard = load(path)
+    assert dashboard["uid"] == path.stem and dashboard["title"].startswith("slicebed: ")
+    panels = dashboard["panels"]
+    assert panels and len({panel["id"] for panel in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[key], int) for key in ("h", "w", "x", "y")), panel["id"]
+        assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24, panel["id"]
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not cells & mine, f"panel {panel['id']} overlaps another"
+        cells |= mine
+        targets = panel["targets"]
+        assert targets and len({target["refId"] for target in targets}) == len(targets), panel["id"]
+        assert all(target["expr"].strip() for target in targets), panel["id"]
+        assert {panel["datasource"]["uid"], *(t["datasource"]["uid"] for t in targets)} == {datasource_uid()}
+    for where, expr in expressions(dashboard):
+        assert "$" not in expr, f"{where}: an unknown variable in {expr}"
+
+
+def test_every_promql_expression_parses(tmp_path: Path) -> None:
+    exprs = [found for path in DASHBOARDS for found in expressions(load(path))]
+    assert len(exprs) > 20
+    checked = promtool_check_rules(tmp_path, exprs)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in checked.stdout
+
+
+def test_the_promql_check_fails_on_a_broken_expression(tmp_path: Path) -> None:
+    checked = promtool_check_rules(tmp_path, [("broken", "sum by (slice) (rate(slicebed_upf_bytes_total[10s])")])
+    assert checked.returncode != 0 and "parse error" in checked.stdout + checked.stderr
+
+
+def test_every_metric_a_dashboard_reads_is_one_slicebed_exports() -> None:
+    exported = defined_metrics() | DOCUMENTED | process_metrics()
+    documented = (REPO / "docs" / "local-data-plane.md").read_text(encoding="utf-8")
+    assert all(f"`{name}" in documented for name in DOCUMENTED)
+    unknown = {f"{where}: {name}" for path in DASHBOARDS for where, expr in expressions(load(path))
+               for name in metric_names(expr) - exported}
+    assert unknown == set()
+
+
+def test_the_metric_scan_reads_names_and_skips_functions_labels_and_numbers(tmp_path: Path) -> None:
+    expr = ('rate(process_cpu_seconds_total{job="slicebed"}[10s]) * 1000 * on (instance) group_left (slice) '
+            'group by (instance, slice) (slicebed_ran_work_factor{slice=~".*"}) / 1e6 and vector(3)')
+    assert metric_names(expr) == {"process_cpu_seconds_total", "slicebed_ran_work_factor"}
+    assert metric_names("slicebed_user_thruput_bps / 1e6") == {"slicebed_user_thruput_bps"}
+    (tmp_path / "program.py").write_text('from prometheus_client import Counter, Gauge\n'
+                                         'SENT = Counter("demo_sent_bytes", "h", ["slice"])\n'
+                                         'RATE = Gauge("demo_rate_bps", "h")\n')
+    assert defined_metrics(tmp_path) == {"demo_sent_bytes_total", "demo_rate_bps"}
+    assert "slicebed_upf_bytes_total" in defined_metrics()
