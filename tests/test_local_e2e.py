@@ -109,11 +109,18 @@ def _target_health(prometheus_port: int) -> dict[str, str]:
     return {target["labels"]["instance"]: target["health"] for target in reply.json()["data"]["activeTargets"]}
 
 
+def _program_urls(testbed: LocalTestbed) -> list[str]:
+    """The base URL of every data-plane program of every slice, and the allocation exporter's."""
+    names = [s.name for s in testbed.inventory.settings.slices]
+    return [*(program_url(testbed.inventory, host, name) for name in names for host in PROGRAM_HOSTS),
+            exporter_url(testbed.inventory)]
+
+
 @pytest.mark.slow
 def test_prometheus_scrapes_exactly_the_running_exporters_and_every_target_is_up(testbed: LocalTestbed) -> None:
     settings = testbed.inventory.settings
-    expected = {f"127.0.0.1:{settings.node_exporter_port}", exporter_url(testbed.inventory).removeprefix("http://"),
-                *(program_url(testbed.inventory, host, "embb").removeprefix("http://") for host in PROGRAM_HOSTS)}
+    expected = {f"127.0.0.1:{settings.node_exporter_port}", *(url.removeprefix("http://")
+                                                             for url in _program_urls(testbed))}
     for _ in Attempts(15, 1):  # a target is "unknown" until its first scrape
         health = _target_health(settings.prometheus_port)
         if set(health.values()) == {"up"}:
@@ -122,19 +129,21 @@ def test_prometheus_scrapes_exactly_the_running_exporters_and_every_target_is_up
 
 
 @pytest.mark.slow
-def test_every_data_plane_program_passes_promtool_check_metrics(testbed: LocalTestbed) -> None:
-    testbed.apply("embb", Allocation(2000, 20))
-    testbed.set_traffic("embb", 2)
+def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTestbed) -> None:
+    for name in THREE_SLICES:
+        slices.apply(name, Allocation(4000, 12))
+        slices.set_traffic(name, 2)
     time.sleep(3)  # the per-user series exist after the sinks' first window
-    urls = [program_url(testbed.inventory, host, "embb") for host in PROGRAM_HOSTS] + [exporter_url(testbed.inventory)]
-    for url in urls:
-        exposition = requests.get(f"{url}/metrics", timeout=5).text
-        assert "slicebed_" in exposition, url
+    expositions = {url: requests.get(f"{url}/metrics", timeout=5).text for url in _program_urls(slices)}
+    for url, exposition in expositions.items():
         checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
                                  check=False, timeout=30)
         assert checked.returncode == 0, f"{url}: {checked.stdout}{checked.stderr}"
-    user_series = requests.get(f"{program_url(testbed.inventory, 'ue', 'embb')}/metrics", timeout=5).text
-    assert 'slicebed_user_throughput_bps{slice="embb",user="' in user_series
+    sinks = "".join(expositions[program_url(slices.inventory, "ue", name)] for name in THREE_SLICES)
+    for series in ('slicebed_user_throughput_bps{slice="embb",user="',
+                   'slicebed_user_delay_p95_seconds{slice="urllc",user="',
+                   'slicebed_user_delivery_ratio{slice="mmtc",user="'):
+        assert series in sinks
 
 
 @pytest.mark.slow
