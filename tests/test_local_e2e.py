@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from dashboard_queries import DASHBOARDS, expressions, load
 from helpers import REPO, assert_one_error_line, run_cli, run_slicebed
 from local_testbed import PROGRAM_HOSTS, DeployedTestbed, deployed_local_testbed, write_local_inventory
 
@@ -128,12 +129,17 @@ def test_prometheus_scrapes_exactly_the_running_exporters_and_every_target_is_up
     assert health == dict.fromkeys(expected, "up")
 
 
-@pytest.mark.slow
-def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTestbed) -> None:
+def _stream_on_every_slice(slices: LocalTestbed) -> None:
+    """Two users on each slice with room to spare; back once the per-user series exist (the sinks' first window)."""
     for name in THREE_SLICES:
         slices.apply(name, Allocation(4000, 12))
         slices.set_traffic(name, 2)
-    time.sleep(3)  # the per-user series exist after the sinks' first window
+    time.sleep(3)
+
+
+@pytest.mark.slow
+def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTestbed) -> None:
+    _stream_on_every_slice(slices)
     expositions = {url: requests.get(f"{url}/metrics", timeout=5).text for url in _program_urls(slices)}
     for url, exposition in expositions.items():
         checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
@@ -144,6 +150,19 @@ def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTes
                    'slicebed_user_delay_p95_seconds{slice="urllc",user="',
                    'slicebed_user_delivery_ratio{slice="mmtc",user="'):
         assert series in sinks
+
+
+@pytest.mark.slow
+def test_every_dashboard_query_returns_series_from_the_testbed(slices: LocalTestbed) -> None:
+    _stream_on_every_slice(slices)
+    time.sleep(10)  # rate() over 10 s windows needs two samples of each counter
+    queries = [found for path in DASHBOARDS for found in expressions(load(path))]
+    url = f"http://127.0.0.1:{slices.inventory.settings.prometheus_port}/api/v1/query"
+    answers = {where: requests.get(url, params={"query": expr}, timeout=5).json()["data"]["result"]
+               for where, expr in queries}
+    assert [where for where, result in answers.items() if not result] == []
+    (ran_cpu,) = [where for where, expr in queries if where.startswith("slicebed-shared") and "process_cpu" in expr]
+    assert {series["metric"]["slice"] for series in answers[ran_cpu]} == set(THREE_SLICES)  # one RAN per slice
 
 
 @pytest.mark.slow
