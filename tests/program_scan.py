@@ -39,6 +39,7 @@ MODULE_PROGRAMS = {
     "ansible.builtin.systemd_service": "systemctl",
     "ansible.builtin.service_facts": "systemctl",
     "ansible.builtin.apt": "apt-get",
+    "ansible.builtin.apt_repository": "apt-get",  # installs python3-apt with apt-get where it is missing
     "ansible.builtin.dpkg_selections": "dpkg",
     "ansible.builtin.package_facts": "dpkg-query",
     "ansible.builtin.user": "useradd",
@@ -46,7 +47,8 @@ MODULE_PROGRAMS = {
 }
 """Modules that run a program on their host."""
 MODULES_WITHOUT_PROGRAMS = {
-    "ansible.builtin.assert", "ansible.builtin.debug", "ansible.builtin.deb822_repository", "ansible.builtin.file",
+    "ansible.builtin.assert", "ansible.builtin.copy", "ansible.builtin.lineinfile", "community.general.ini_file",
+    "ansible.builtin.debug", "ansible.builtin.deb822_repository", "ansible.builtin.file",
     "ansible.builtin.find", "ansible.builtin.get_url", "ansible.builtin.import_role", "ansible.builtin.import_tasks",
     "ansible.builtin.include_role", "ansible.builtin.include_tasks", "ansible.builtin.meta",
     "ansible.builtin.replace", "ansible.builtin.set_fact", "ansible.builtin.setup", "ansible.builtin.stat",

@@ -9,6 +9,7 @@ from inventory/local.yml), so it never collides with another testbed on the mach
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,8 +19,9 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from dashboard_queries import DASHBOARDS, expressions, load
 from helpers import REPO, assert_one_error_line, run_cli, run_slicebed
-from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
+from local_testbed import PROGRAM_HOSTS, DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
@@ -30,8 +32,9 @@ from controller.loop.session import create_loop_run
 from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S
 from controller.spec import load_spec
 from controller.testbeds.base import Allocation, TestbedUnavailable
-from controller.testbeds.local import LocalTestbed, open_local_testbed, program_url
+from controller.testbeds.local import LocalTestbed, exporter_url, open_local_testbed, program_url
 from core.errors import InputError
+from core.retry import Attempts
 from core.runstore import RunStore
 from core.slice_types import QosKind
 
@@ -99,6 +102,67 @@ def test_exported_metrics_match_what_the_sinks_measured(testbed: LocalTestbed) -
         allocation = reader.instant("slicebed_allocation_bandwidth_mbps")
         cpu = reader.instant("slicebed_allocation_cpu_millicores")
     assert allocation["value"].tolist() == [15.0] and cpu["value"].tolist() == [2000.0]
+
+
+def _target_health(prometheus_port: int) -> dict[str, str]:
+    """Every active scrape target's instance and health, from Prometheus's /api/v1/targets."""
+    reply = requests.get(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", params={"state": "active"}, timeout=5)
+    return {target["labels"]["instance"]: target["health"] for target in reply.json()["data"]["activeTargets"]}
+
+
+def _program_urls(testbed: LocalTestbed) -> list[str]:
+    """The base URL of every data-plane program of every slice, and the allocation exporter's."""
+    names = [s.name for s in testbed.inventory.settings.slices]
+    return [*(program_url(testbed.inventory, host, name) for name in names for host in PROGRAM_HOSTS),
+            exporter_url(testbed.inventory)]
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_exactly_the_running_exporters_and_every_target_is_up(testbed: LocalTestbed) -> None:
+    settings = testbed.inventory.settings
+    expected = {f"127.0.0.1:{settings.node_exporter_port}", *(url.removeprefix("http://")
+                                                             for url in _program_urls(testbed))}
+    for _ in Attempts(15, 1):  # a target is "unknown" until its first scrape
+        health = _target_health(settings.prometheus_port)
+        if set(health.values()) == {"up"}:
+            break
+    assert health == dict.fromkeys(expected, "up")
+
+
+def _stream_on_every_slice(slices: LocalTestbed) -> None:
+    """Two users on each slice with room to spare; back once the per-user series exist (the sinks' first window)."""
+    for name in THREE_SLICES:
+        slices.apply(name, Allocation(4000, 12))
+        slices.set_traffic(name, 2)
+    time.sleep(3)
+
+
+@pytest.mark.slow
+def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTestbed) -> None:
+    _stream_on_every_slice(slices)
+    expositions = {url: requests.get(f"{url}/metrics", timeout=5).text for url in _program_urls(slices)}
+    for url, exposition in expositions.items():
+        checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
+                                 check=False, timeout=30)
+        assert checked.returncode == 0, f"{url}: {checked.stdout}{checked.stderr}"
+    sinks = "".join(expositions[program_url(slices.inventory, "ue", name)] for name in THREE_SLICES)
+    for series in ('slicebed_user_throughput_bps{slice="embb",user="',
+                   'slicebed_user_delay_p95_seconds{slice="urllc",user="',
+                   'slicebed_user_delivery_ratio{slice="mmtc",user="'):
+        assert series in sinks
+
+
+@pytest.mark.slow
+def test_every_dashboard_query_returns_series_from_the_testbed(slices: LocalTestbed) -> None:
+    _stream_on_every_slice(slices)
+    time.sleep(10)  # rate() over 10 s windows needs two samples of each counter
+    queries = [found for path in DASHBOARDS for found in expressions(load(path))]
+    url = f"http://127.0.0.1:{slices.inventory.settings.prometheus_port}/api/v1/query"
+    answers = {where: requests.get(url, params={"query": expr}, timeout=5).json()["data"]["result"]
+               for where, expr in queries}
+    assert [where for where, result in answers.items() if not result] == []
+    (ran_cpu,) = [where for where, expr in queries if where.startswith("slicebed-shared") and "process_cpu" in expr]
+    assert {series["metric"]["slice"] for series in answers[ran_cpu]} == set(THREE_SLICES)  # one RAN per slice
 
 
 @pytest.mark.slow

@@ -69,6 +69,7 @@ TOOLS: tuple[Tool, ...] = (
     _apt("ovs-ofctl", "openvswitch-switch", _OVS, True),
     _apt("prometheus", "prometheus", "monitoring role; tests/prometheus_process.py", True),
     _apt("prometheus-node-exporter", "prometheus-node-exporter", "monitoring role", True),
+    _apt("promtool", "prometheus", "tests: check metrics/rules/config; monitoring role on labs (config check)"),
     _apt("iperf3", "iperf3", "slicebed testbed check (bandwidth) and the meter test", True),
     # other commands
     _apt("git", "git", "the source commit recorded in every run's provenance"),
