@@ -26,6 +26,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "provision": "create lab VMs, networks and an inventory on OpenStack",
     "sharing": "robust resource sharing by hypothesis testing: trial phase, schemes, anomalies",
     "place": "place slices' VNFs over edge, regional and central tiers (SlicePilot)",
+    "profile": "measure each slice type's VNF cores and memory against its users on the local testbed",
 }
 """Command group -> one-line help. Group ``NAME`` lives in ``controller.cli.NAME`` with ``register(parser)``."""
 
