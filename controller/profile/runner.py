@@ -76,7 +76,8 @@ def run_profile(target: ProfileTarget, on_step: Callable[[pd.DataFrame], None] |
     bounds = {name: (Interval(allocation.cpu_millicores, allocation.cpu_millicores),
                      Interval(allocation.bandwidth_mbps, allocation.bandwidth_mbps)) for name in spec.slices}
     steps = []
-    with open_local_testbed(inventory.path, bounds, {name: slices[name].qos for name in spec.slices}) as testbed:
+    testbed = open_local_testbed(inventory.path, bounds, {name: slices[name].qos for name in spec.slices})
+    with testbed:
         try:
             for name in spec.slices:
                 testbed.apply(name, allocation)
