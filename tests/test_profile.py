@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +77,29 @@ def test_bad_input_and_a_testbed_that_is_down_are_one_line_and_create_no_run(
     assert not runs.exists()
 
 
+BUSY_CHILD = """\
+import time
+while time.process_time() < 1.0:  # one CPU second, however busy the machine is
+    pass
+block = bytearray(64 << 20)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
 def test_the_usage_readers_see_a_real_process_spend_cpu_and_hold_memory() -> None:
     runner = LocalRunner()
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.5\nwhile time.time() < end: "
-                             "pass\nblock = bytearray(64 << 20)\ntime.sleep(30)"])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "ready"
         cpu = process_cpu_seconds(runner, busy.pid)
-        assert 0.8 <= cpu <= 2.5, cpu  # 1.5 s of a busy loop (less when the other core's load takes turns)
+        assert 0.95 <= cpu <= 1.6, cpu  # the loop's second (in whole ticks), the interpreter's start and the 64 MiB block
         assert process_rss_mib(runner, busy.pid) >= 64
         assert process_cpu_seconds(runner, os.getpid()) > 0
     finally:
         busy.kill()
         busy.wait()
+        busy.stdout.close()
     with pytest.raises(CommandError, match=f"cannot read /proc/{busy.pid}/stat"):
         process_cpu_seconds(runner, busy.pid)
 
