@@ -93,7 +93,7 @@ def test_the_usage_readers_see_a_real_process_spend_cpu_and_hold_memory() -> Non
     try:
         assert busy.stdout is not None and busy.stdout.readline().strip() == "ready"
         cpu = process_cpu_seconds(runner, busy.pid)
-        assert 0.95 <= cpu <= 1.6, cpu  # the loop's second (in whole ticks), the interpreter's start and the 64 MiB block
+        assert 0.95 <= cpu <= 1.6, cpu  # the loop's second (whole ticks), start-up, the 64 MiB block
         assert process_rss_mib(runner, busy.pid) >= 64
         assert process_cpu_seconds(runner, os.getpid()) > 0
     finally:
