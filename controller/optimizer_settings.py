@@ -5,7 +5,9 @@ Experiment specs validate against these; the solvers themselves (``controller.op
 
 from __future__ import annotations
 
-from pydantic import Field
+import itertools
+
+from pydantic import Field, model_validator
 
 from core.validation import StrictModel
 
@@ -63,11 +65,26 @@ class ExactSettings(StrictModel):
     refine_steps: tuple[float, ...] = Field((5.0, 1.0), description="CPU steps of the successive refinements "
                                             "around each minimum, each spanning the previous step either side")
     tolerance: float = Field(1e-4, gt=0, description="bisection stops below this bracket width, resource units")
-    knapsack_cpu_step: float = Field(10.0, gt=0, description="millicores between the CPU values of each slice's "
-                                     "frontier when shared capacities couple the slices")
-    knapsack_refine_steps: tuple[float, ...] = Field((1.0,), description="CPU steps of the successive "
+    knapsack_cpu_step: float = Field(50.0, gt=0, description="millicores between the CPU values of each slice's "
+                                     "first frontier when shared capacities couple the slices, at most (less where "
+                                     "the slices' CPU windows span fewer than knapsack_points such steps)")
+    knapsack_points: int = Field(48, ge=2, description="CPU values the first knapsack grid needs at most to span "
+                                 "the widest slice's CPU window (its step: the least multiple of the next step "
+                                 "that does, up to knapsack_cpu_step)")
+    knapsack_refine_steps: tuple[float, ...] = Field((5.0, 1.0), description="CPU steps of the successive "
                                                      "knapsacks, each within two steps of the previous grid around "
-                                                     "each slice's choice")
+                                                     "each slice's choice (each step a whole multiple of the next)")
+    knapsack_window: bool = Field(True, description="search each slice's CPU from the least at which it meets its "
+                                  "QoS up to what the CPU capacity leaves it (False: the whole bounds, from the lower)")
     anchor_every: int = Field(8, ge=1, description="along a frontier, every this many CPU values is bracketed on the "
                               "coarse bandwidth grid; those between take their neighbours' answers as the bracket")
     batch: int = Field(1 << 21, ge=1024, description="slice-model rows (allocations x traffic values) per call")
+
+    @model_validator(mode="after")
+    def _steps_nest(self) -> ExactSettings:
+        """Each knapsack grid lies on the next one's, so a finer grid can hold the coarser grid's choice."""
+        steps = (self.knapsack_cpu_step, *self.knapsack_refine_steps)
+        for coarse, fine in itertools.pairwise(steps):
+            if fine >= coarse or abs(coarse / fine - round(coarse / fine)) > 1e-9:
+                raise ValueError(f"knapsack steps {list(steps)}: each must be a whole multiple of the next")
+        return self

@@ -21,6 +21,7 @@ frontier b*(c) on a CPU grid feeds the exact multiple-choice knapsack (``knapsac
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ from controller.problem import CAPACITY_RTOL, Problem, ProblemTensors
 
 FRONTIER_PAD = 1e-3
 """Mbps added to each frontier point the knapsack packs, so the float64 polish can only lower the bandwidth."""
+WINDOW_MARGIN = 50.0
+"""Millicores below the least CPU meeting the QoS at the upper bandwidth bound that the knapsack still searches."""
+WINDOW_SCAN_STEP = 25.0
+"""Millicores between the CPU values scanned, at the upper bandwidth bound, for each slice's least feasible CPU."""
 POLISH_SPAN = 1e-2
 """Mbps below the float32 answer that the float64 polish of the bandwidth searches."""
 POLISH_ITERATIONS = 30
@@ -103,54 +108,118 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
 
 
 def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The knapsack over the slices' frontiers: on a CPU grid ``knapsack_cpu_step`` apart over the bounds, then on
-    each finer grid of ``knapsack_refine_steps`` within two steps of the previous grid around each slice's choice
-    (exact on each grid; the DP's size shrinks with each window, not with the bounds).
+    """The knapsack over the slices' frontiers, on successively finer CPU grids.
 
-    A coarse grid can waste up to a step of CPU per slice, which tight bandwidth capacities cannot absorb:
-    when nothing on it fits, the finer search starts from the packing that spends all the CPU (the least
-    bandwidth); if nothing fits there either, the answer is that packing, judged infeasible."""
+    Each slice's CPU window runs from the least CPU at which it meets its QoS to that plus what the CPU
+    capacity leaves above every slice's least (``knapsack_window``: no packing that fits leaves it; else the
+    bounds). The first grid starts each window (so the packing of the least CPUs is on it) and spans it; each
+    finer grid of ``knapsack_refine_steps`` lies within two steps of the previous one around each slice's
+    choice and holds that choice with its bandwidth, so a refinement never loses a packing that fits nor
+    raises its cost. Where a grid holds no packing that fits, the next one centres on the packing that spends
+    all the CPU (the least bandwidth); if none fits in the end, that packing is the answer, judged infeasible."""
     assert tensors.capacity is not None
-    step = settings.knapsack_cpu_step
-    low = tensors.lower[:, 0, None]
-    count = int(torch.floor((tensors.upper[:, 0, None] - low).max() / step).item()) + 1
-    cpu = (low + step * torch.arange(count, device=low.device)).clamp(max=tensors.upper[:, 0, None])
     # each frontier point is padded by FRONTIER_PAD and the chosen ones polished in float64: no finer bisection
     coarse_settings = settings.model_copy(update={"tolerance": max(settings.tolerance, FRONTIER_PAD)})
-    frontier = hinted_frontier(tensors, cpu, coarse_settings)
+    low, high, steps = _cpu_window(tensors, settings)  # (S, 1) each, float64
+    if not low.isfinite().all():
+        return _independent(tensors, settings)  # some slice cannot meet its QoS at all
+    cpu = low + steps[0] * torch.arange(math.floor(float((high - low).max()) / steps[0] + 1e-9) + 1,
+                                        device=low.device, dtype=low.dtype)
+    frontier = _frontier(tensors, cpu, low, high, coarse_settings)
     if not frontier.bandwidth.isfinite().any(1).all():
         return _independent(tensors, settings)  # some slice cannot meet its QoS at all
-    chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, cpu, frontier.bandwidth, step)
-    for fine_step in settings.knapsack_refine_steps:
-        offsets = torch.arange(-2 * step, 2 * step + fine_step / 2, fine_step, device=low.device)
-        fine = (chosen_cpu[:, None] + offsets).clamp(low, tensors.upper[:, 0, None])
-        refined = hinted_frontier(tensors, fine, coarse_settings)
-        chosen_cpu, chosen_bandwidth, _ = _knapsack(tensors, fine, refined.bandwidth, fine_step)
-        step = fine_step
-    return chosen_cpu, chosen_bandwidth.float(), float(frontier.nonmonotone.float().mean())
+    picked = _knapsack(tensors, cpu, frontier.bandwidth, steps[0])
+    chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), frontier.bandwidth.gather(1, picked)  # (S, 1) each
+    for coarse, fine in itertools.pairwise(steps):
+        cpu = chosen_cpu + torch.arange(-2 * coarse, 2 * coarse + fine / 2, fine, device=low.device, dtype=low.dtype)
+        refined = _frontier(tensors, cpu, low, high, coarse_settings)
+        bandwidth = refined.bandwidth.clone()
+        bandwidth[:, round(2 * coarse / fine)] = chosen_bandwidth[:, 0]  # the previous choice, exactly as packed
+        picked = _knapsack(tensors, cpu, bandwidth, fine)
+        chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), bandwidth.gather(1, picked)
+    return chosen_cpu[:, 0], _padded(tensors, chosen_bandwidth)[:, 0], float(frontier.nonmonotone.float().mean())
 
 
-def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
-              step: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _cpu_window(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Each slice's CPU window (S, 1) x 2 in float64 for the knapsack, and the steps of its grids.
+
+    With ``knapsack_window``, the window starts ``WINDOW_MARGIN`` (rounded up to whole first steps, within the
+    bounds) below the least CPU at which the slice meets its QoS at its upper bandwidth bound (inf: nowhere;
+    the margin covers a model that is not monotone in bandwidth), so that least CPU lies on every grid, and
+    ends the same margin above what the CPU capacity leaves over every slice's least (within the bounds);
+    without, the bounds."""
+    assert tensors.capacity is not None
+    lower, upper = tensors.lower[:, 0, None].double(), tensors.upper[:, 0, None].double()
+    if not settings.knapsack_window:
+        return lower, upper, _knapsack_steps(settings, float((upper - lower).max()))
+    least = least_cpu(tensors, settings).double()
+    spare = (tensors.capacity[0].double() * (1 + CAPACITY_RTOL) - least.sum()).clamp(min=0.0)
+    high = torch.minimum(upper, least + spare + WINDOW_MARGIN)
+    steps = _knapsack_steps(settings, float((high - (least - WINDOW_MARGIN).clamp(min=lower)).max()))
+    below = torch.minimum(torch.full_like(least, math.ceil(WINDOW_MARGIN / steps[0] - 1e-9)),
+                          torch.floor((least - lower) / steps[0] + 1e-9))
+    return least - steps[0] * below, high, steps
+
+
+def least_cpu(tensors: ProblemTensors, settings: ExactSettings) -> torch.Tensor:
+    """The least CPU (S, 1) at which each slice meets its QoS with the most bandwidth its bounds allow (inf:
+    none within the bounds): the first feasible value of a scan ``WINDOW_SCAN_STEP`` apart, bisected against
+    the value before it (a feasible pocket between two scanned values below it is not searched)."""
+    cpu = _cpu_axis(tensors, WINDOW_SCAN_STEP)
+    most = tensors.upper[:, 1, None].expand_as(cpu)
+    feasible_end, found = _first_feasible(cpu, margins(tensors, cpu, most, settings.batch))
+    infeasible_end = cpu.gather(1, (found - 1).clamp(min=0)[:, None])[:, 0]
+    infeasible_end = torch.where(found > 0, infeasible_end, feasible_end)  # found 0: the lower bound meets it
+    least = _bisect(tensors, most[:, :1], infeasible_end[:, None], feasible_end[:, None], settings, along=0)
+    return torch.where(found[:, None] >= 0, least, torch.inf)
+
+
+def _knapsack_steps(settings: ExactSettings, widest: float) -> list[float]:
+    """The CPU steps of the successive knapsack grids: the first spans the widest window (mc) in at most
+    ``knapsack_points`` values (a multiple of the next step, at most ``knapsack_cpu_step``), then each finer
+    refinement step."""
+    first = settings.knapsack_cpu_step
+    if settings.knapsack_refine_steps:
+        unit = settings.knapsack_refine_steps[0]
+        first = min(first, unit * max(1, math.ceil(widest / (settings.knapsack_points - 1) / unit)))
+    return [first, *(step for step in settings.knapsack_refine_steps if step < first)]
+
+
+def _frontier(tensors: ProblemTensors, cpu: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+              settings: ExactSettings) -> Boundary:
+    """:func:`hinted_frontier` at CPU values ``cpu`` (S, C), float64; inf (not allowed) outside each slice's
+    window [low, high]."""
+    inside = (cpu >= low - 1e-9) & (cpu <= high + 1e-9)
+    frontier = hinted_frontier(tensors, cpu.clamp(low, high).to(tensors.lower.dtype), settings)
+    frontier.bandwidth = torch.where(inside, frontier.bandwidth, torch.inf)
+    return frontier
+
+
+def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, step: float) -> torch.Tensor:
     """The cheapest packing of one frontier point per slice within both capacities, for CPU values ``cpu``
-    (S, C), ``step`` apart from each slice's first, and their least bandwidths (inf: none); (cpu, bandwidth)
-    (S,) and whether it fits. When none fits, the packing spending all the CPU with the least bandwidth."""
+    (S, C) in float64, ``step`` apart from each slice's first, and their least bandwidths (inf: none), each
+    packed as :func:`_padded`; the index (S, 1) of each slice's point. When none fits, the packing spending
+    all the CPU with the least bandwidth."""
     assert tensors.capacity is not None
     units = torch.round((cpu - cpu[:, :1]) / step).long()
-    found = bandwidth.isfinite()
-    padded = (bandwidth.double() + FRONTIER_PAD).clamp(max=tensors.upper[:, 1, None].double())
-    options = _pareto(torch.where(found, padded, torch.inf))
+    options = _pareto(_padded(tensors, bandwidth))
     capacity = tensors.capacity.double() * (1 + CAPACITY_RTOL)
-    first = cpu[:, 0].double().sum()
-    budget = max(0, math.floor((capacity[0].item() - first.item()) / step))
+    first = cpu[:, 0].sum()
+    budget = max(0, math.floor((capacity[0].item() - first.item()) / step + 1e-9))
     least, choice = least_total_bandwidth(units, options, budget)
     eta = tensors.eta.double()
     spent = torch.arange(budget + 1, device=cpu.device)
     total_cost = eta[0] * (first + step * spent) + eta[1] * least
     fits = (least <= capacity[1]) & least.isfinite()
     total = int(torch.where(fits, total_cost, torch.inf).argmin()) if fits.any() else int(least.argmin())
-    picked = backtrack(units, choice, total)[:, None]
-    return cpu.gather(1, picked)[:, 0], options.gather(1, picked)[:, 0], bool(fits.any())
+    return backtrack(units, choice, total)[:, None]
+
+
+def _padded(tensors: ProblemTensors, bandwidth: torch.Tensor) -> torch.Tensor:
+    """Frontier bandwidths (S, C) as the knapsack packs them, in float64: ``FRONTIER_PAD`` above, within the
+    upper bound (inf stays inf)."""
+    padded = (bandwidth.double() + FRONTIER_PAD).clamp(max=tensors.upper[:, 1, None].double())
+    return torch.where(bandwidth.isfinite(), padded, torch.inf)
 
 
 def _pareto(bandwidth: torch.Tensor) -> torch.Tensor:
@@ -276,13 +345,15 @@ def _rebracket(tensors: ProblemTensors, cpu: torch.Tensor, grid: torch.Tensor, p
     return lower_end, upper_end, found
 
 
-def _bisect(tensors: ProblemTensors, cpu: torch.Tensor, infeasible: torch.Tensor, feasible: torch.Tensor,
-            settings: ExactSettings) -> torch.Tensor:
-    """Close brackets [infeasible, feasible] of the bandwidth at each CPU value; the feasible ends (S, C)."""
-    width = float((feasible - infeasible).max().clamp(min=settings.tolerance))
+def _bisect(tensors: ProblemTensors, fixed: torch.Tensor, infeasible: torch.Tensor, feasible: torch.Tensor,
+            settings: ExactSettings, along: int = 1) -> torch.Tensor:
+    """Close brackets [infeasible, feasible] of one resource (``along``: 1 bandwidth, 0 CPU) with the other one
+    ``fixed`` (S, C); the feasible ends (S, C)."""
+    width = float((feasible - infeasible).abs().max().clamp(min=settings.tolerance))
     for _ in range(math.ceil(math.log2(width / settings.tolerance))):
         middle = (infeasible + feasible) / 2
-        meets = margins(tensors, cpu, middle, settings.batch) >= 0
+        point = (fixed, middle) if along == 1 else (middle, fixed.expand_as(middle))
+        meets = margins(tensors, *point, settings.batch) >= 0
         feasible = torch.where(meets, middle, feasible)
         infeasible = torch.where(meets, infeasible, middle)
     return feasible
