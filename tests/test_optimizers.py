@@ -13,10 +13,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from reference import SharedOptimum, cpu_capped_optimum, expected_degradation, frontier
 
 from analysis.slice_model import ModelSupport, SliceModel
-from controller.optimizers import default_settings, solve
+from controller.optimizer_settings import ExactSettings
+from controller.optimizers import default_settings, exact, solve
 from controller.optimizers.base import judge
 from controller.optimizers.exact import kkt_residual, polish_axis, solve_exact
 from controller.optimizers.grid import solve_grid
@@ -282,6 +284,63 @@ def test_shared_capacity_binding_on_both_resources_is_met(both_binding: tuple[Pr
         assert expected_degradation(float64_model, s.traffic, s.q_thresh, cpu, bandwidth) <= s.beta_thresh
     reference = ETA[0] * optimum.cpu.sum() + ETA[1] * optimum.bandwidth.sum()
     assert answer.normalized <= reference * 1.005
+
+
+COARSE_TO_FINE = {"default": ExactSettings(),
+                  "25-5-1": ExactSettings(knapsack_cpu_step=25.0, knapsack_refine_steps=(5.0, 1.0)),
+                  "50-25-5-1": ExactSettings(knapsack_cpu_step=50.0, knapsack_refine_steps=(25.0, 5.0, 1.0),
+                                             knapsack_points=2),
+                  "whole bounds": ExactSettings(knapsack_cpu_step=10.0, knapsack_refine_steps=(1.0,),
+                                                knapsack_window=False)}
+
+
+@pytest.mark.parametrize("settings", COARSE_TO_FINE.values(), ids=COARSE_TO_FINE.keys())
+def test_every_knapsack_refinement_keeps_a_packing_that_fits(both_binding: tuple[Problem, SharedOptimum],
+                                                           float64_model: SliceModel, settings: ExactSettings,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the grids, each knapsack's packing fits both capacities once the first one's does, and
+    costs no more than the coarser one's; the answer is feasible and within 0.5 % of the float64 optimum."""
+    problem, optimum = both_binding
+    capacity = np.asarray(problem.capacity) * (1 + CAPACITY_RTOL)
+    packings: list[tuple[bool, float]] = []
+    knapsack = exact._knapsack
+
+    def recorded(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
+                 step: float) -> tuple[torch.Tensor, bool]:
+        picked, fitted = knapsack(tensors, cpu, bandwidth, step)
+        packed = exact._padded(tensors, bandwidth).gather(1, picked)  # the bandwidths as the knapsack counts them
+        totals = np.array([float(cpu.gather(1, picked).sum()), float(packed.sum())])
+        packings.append((bool((totals <= capacity).all()), float(totals @ ETA)))
+        assert fitted == packings[-1][0]
+        return picked, fitted
+
+    monkeypatch.setattr(exact, "_knapsack", recorded)
+    answer = solve_exact(problem, settings)
+    first_fit = next(index for index, (fits, _) in enumerate(packings) if fits)
+    assert len(packings) - first_fit >= 2, packings  # at least one refinement of a packing that fits
+    for (_, cost), (fits, finer_cost) in itertools.pairwise(packings[first_fit:]):
+        assert fits and finer_cost <= cost + 1e-9, packings
+    assert answer.feasible and (answer.allocation.sum(0) <= capacity).all()
+    for s, (cpu, bandwidth) in zip(problem.slices, answer.allocation, strict=True):
+        assert expected_degradation(float64_model, s.traffic, s.q_thresh, cpu, bandwidth) <= s.beta_thresh
+    assert answer.normalized <= (ETA[0] * optimum.cpu.sum() + ETA[1] * optimum.bandwidth.sum()) * 1.005
+
+
+def test_least_cpu_is_where_the_qos_starts_to_be_met_at_the_most_bandwidth(
+        both_binding: tuple[Problem, SharedOptimum], float64_model: SliceModel) -> None:
+    problem, _ = both_binding
+    tensors = ProblemTensors.build(problem)
+    with torch.no_grad():
+        least = exact.least_cpu(tensors, ExactSettings())[:, 0].numpy()
+    for s, cpu in zip(problem.slices, least, strict=True):
+        degradation = expected_degradation(float64_model, s.traffic, s.q_thresh, np.array([cpu - 0.5, cpu + 0.5]),
+                                           BANDWIDTH_BOUNDS[1])
+        assert degradation[0] > s.beta_thresh >= degradation[1], (s.name, cpu, degradation)
+
+
+def test_knapsack_steps_must_nest() -> None:
+    with pytest.raises(ValidationError, match="whole multiple of the next"):
+        ExactSettings(knapsack_cpu_step=25.0, knapsack_refine_steps=(10.0, 1.0))
 
 
 def test_capacity_tolerance_is_relative(slice_model: SliceModel) -> None:

@@ -115,8 +115,9 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     bounds). The first grid starts each window (so the packing of the least CPUs is on it) and spans it; each
     finer grid of ``knapsack_refine_steps`` lies within two steps of the previous one around each slice's
     choice and holds that choice with its bandwidth, so a refinement never loses a packing that fits nor
-    raises its cost. Where a grid holds no packing that fits, the next one centres on the packing that spends
-    all the CPU (the least bandwidth); if none fits in the end, that packing is the answer, judged infeasible."""
+    raises its cost. Where a grid holds no packing that fits, the next one spans the whole windows (slower,
+    but the answer misses the capacities only when the finest grid over the whole windows does); if none fits
+    in the end, the packing that spends all the CPU with the least bandwidth is the answer, judged infeasible."""
     assert tensors.capacity is not None
     # each frontier point is padded by FRONTIER_PAD and the chosen ones polished in float64: no finer bisection
     coarse_settings = settings.model_copy(update={"tolerance": max(settings.tolerance, FRONTIER_PAD)})
@@ -128,14 +129,19 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     frontier = _frontier(tensors, cpu, low, high, coarse_settings)
     if not frontier.bandwidth.isfinite().any(1).all():
         return _independent(tensors, settings)  # some slice cannot meet its QoS at all
-    picked = _knapsack(tensors, cpu, frontier.bandwidth, steps[0])
+    picked, fits = _knapsack(tensors, cpu, frontier.bandwidth, steps[0])
     chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), frontier.bandwidth.gather(1, picked)  # (S, 1) each
     for coarse, fine in itertools.pairwise(steps):
-        cpu = chosen_cpu + torch.arange(-2 * coarse, 2 * coarse + fine / 2, fine, device=low.device, dtype=low.dtype)
-        refined = _frontier(tensors, cpu, low, high, coarse_settings)
-        bandwidth = refined.bandwidth.clone()
-        bandwidth[:, round(2 * coarse / fine)] = chosen_bandwidth[:, 0]  # the previous choice, exactly as packed
-        picked = _knapsack(tensors, cpu, bandwidth, fine)
+        if not fits:  # nothing fitted on the coarser grid: the whole windows on this one
+            cpu = low + fine * torch.arange(math.floor(float((high - low).max()) / fine + 1e-9) + 1,
+                                            device=low.device, dtype=low.dtype)
+            bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
+        else:
+            cpu = chosen_cpu + torch.arange(-2 * coarse, 2 * coarse + fine / 2, fine, device=low.device,
+                                            dtype=low.dtype)
+            bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
+            bandwidth[:, round(2 * coarse / fine)] = chosen_bandwidth[:, 0]  # the previous choice, as packed
+        picked, fits = _knapsack(tensors, cpu, bandwidth, fine)
         chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), bandwidth.gather(1, picked)
     return chosen_cpu[:, 0], _padded(tensors, chosen_bandwidth)[:, 0], float(frontier.nonmonotone.float().mean())
 
@@ -195,11 +201,12 @@ def _frontier(tensors: ProblemTensors, cpu: torch.Tensor, low: torch.Tensor, hig
     return frontier
 
 
-def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor, step: float) -> torch.Tensor:
+def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tensor,
+              step: float) -> tuple[torch.Tensor, bool]:
     """The cheapest packing of one frontier point per slice within both capacities, for CPU values ``cpu``
     (S, C) in float64, ``step`` apart from each slice's first, and their least bandwidths (inf: none), each
-    packed as :func:`_padded`; the index (S, 1) of each slice's point. When none fits, the packing spending
-    all the CPU with the least bandwidth."""
+    packed as :func:`_padded`; the index (S, 1) of each slice's point and whether the packing fits. When none
+    fits, the packing spending all the CPU with the least bandwidth."""
     assert tensors.capacity is not None
     units = torch.round((cpu - cpu[:, :1]) / step).long()
     options = _pareto(_padded(tensors, bandwidth))
@@ -212,7 +219,7 @@ def _knapsack(tensors: ProblemTensors, cpu: torch.Tensor, bandwidth: torch.Tenso
     total_cost = eta[0] * (first + step * spent) + eta[1] * least
     fits = (least <= capacity[1]) & least.isfinite()
     total = int(torch.where(fits, total_cost, torch.inf).argmin()) if fits.any() else int(least.argmin())
-    return backtrack(units, choice, total)[:, None]
+    return backtrack(units, choice, total)[:, None], bool(fits.any())
 
 
 def _padded(tensors: ProblemTensors, bandwidth: torch.Tensor) -> torch.Tensor:
