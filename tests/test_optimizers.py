@@ -294,14 +294,8 @@ COARSE_TO_FINE = {"default": ExactSettings(),
                                                 knapsack_window=False)}
 
 
-@pytest.mark.parametrize("settings", COARSE_TO_FINE.values(), ids=COARSE_TO_FINE.keys())
-def test_every_knapsack_refinement_keeps_a_packing_that_fits(both_binding: tuple[Problem, SharedOptimum],
-                                                           float64_model: SliceModel, settings: ExactSettings,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the grids, each knapsack's packing fits both capacities once the first one's does, and
-    costs no more than the coarser one's; the answer is feasible and within 0.5 % of the float64 optimum."""
-    problem, optimum = both_binding
-    capacity = np.asarray(problem.capacity) * (1 + CAPACITY_RTOL)
+def record_packings(monkeypatch: pytest.MonkeyPatch, capacity: np.ndarray) -> list[tuple[bool, float]]:
+    """Whether each knapsack's packing fits ``capacity`` and its cost, in the order the solver packs them."""
     packings: list[tuple[bool, float]] = []
     knapsack = exact._knapsack
 
@@ -315,6 +309,42 @@ def test_every_knapsack_refinement_keeps_a_packing_that_fits(both_binding: tuple
         return picked, fitted
 
     monkeypatch.setattr(exact, "_knapsack", recorded)
+    return packings
+
+
+def test_a_refinement_keeps_the_coarser_packing_when_its_frontier_comes_out_higher(
+        both_binding: tuple[Problem, SharedOptimum], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finer frontier that does not reproduce the coarser one's bandwidths (here: every refined point 2 Mbps
+    higher) cannot make a refinement lose the packing that fitted, nor raise its cost."""
+    problem, _ = both_binding
+    frontier = exact._frontier
+    calls: list[int] = []
+
+    def higher(tensors: ProblemTensors, cpu: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+               settings: ExactSettings) -> exact.Boundary:
+        boundary = frontier(tensors, cpu, low, high, settings)
+        if calls:
+            boundary.bandwidth = boundary.bandwidth + 2.0
+        calls.append(cpu.shape[1])
+        return boundary
+
+    monkeypatch.setattr(exact, "_frontier", higher)
+    packings = record_packings(monkeypatch, np.asarray(problem.capacity) * (1 + CAPACITY_RTOL))
+    answer = solve_exact(problem)
+    assert len(packings) >= 2 and all(fits for fits, _ in packings), packings
+    assert all(finer <= coarse + 1e-9 for (_, coarse), (_, finer) in itertools.pairwise(packings)), packings
+    assert answer.feasible
+
+
+@pytest.mark.parametrize("settings", COARSE_TO_FINE.values(), ids=COARSE_TO_FINE.keys())
+def test_every_knapsack_refinement_keeps_a_packing_that_fits(both_binding: tuple[Problem, SharedOptimum],
+                                                           float64_model: SliceModel, settings: ExactSettings,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the grids, each knapsack's packing fits both capacities once the first one's does, and
+    costs no more than the coarser one's; the answer is feasible and within 0.5 % of the float64 optimum."""
+    problem, optimum = both_binding
+    capacity = np.asarray(problem.capacity) * (1 + CAPACITY_RTOL)
+    packings = record_packings(monkeypatch, capacity)
     answer = solve_exact(problem, settings)
     first_fit = next(index for index, (fits, _) in enumerate(packings) if fits)
     assert len(packings) - first_fit >= 2, packings  # at least one refinement of a packing that fits
