@@ -115,9 +115,10 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     bounds). The first grid starts each window (so the packing of the least CPUs is on it) and spans it; each
     finer grid of ``knapsack_refine_steps`` lies within two steps of the previous one around each slice's
     choice and holds that choice with its bandwidth, so a refinement never loses a packing that fits nor
-    raises its cost. Where a grid holds no packing that fits, the next one spans the whole windows (slower,
-    but the answer misses the capacities only when the finest grid over the whole windows does); if none fits
-    in the end, the packing that spends all the CPU with the least bandwidth is the answer, judged infeasible."""
+    raises its cost. Where a grid holds no packing that fits, the next one centres on the packing that spends
+    all the CPU with the least bandwidth; if the finest one holds none either, the whole windows on the finest
+    grid (slow, but the answer misses the capacities only when that grid does: then it is that packing,
+    judged infeasible)."""
     assert tensors.capacity is not None
     # each frontier point is padded by FRONTIER_PAD and the chosen ones polished in float64: no finer bisection
     coarse_settings = settings.model_copy(update={"tolerance": max(settings.tolerance, FRONTIER_PAD)})
@@ -132,16 +133,16 @@ def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Ten
     picked, fits = _knapsack(tensors, cpu, frontier.bandwidth, steps[0])
     chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), frontier.bandwidth.gather(1, picked)  # (S, 1) each
     for coarse, fine in itertools.pairwise(steps):
-        if not fits:  # nothing fitted on the coarser grid: the whole windows on this one
-            cpu = low + fine * torch.arange(math.floor(float((high - low).max()) / fine + 1e-9) + 1,
-                                            device=low.device, dtype=low.dtype)
-            bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
-        else:
-            cpu = chosen_cpu + torch.arange(-2 * coarse, 2 * coarse + fine / 2, fine, device=low.device,
-                                            dtype=low.dtype)
-            bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
-            bandwidth[:, round(2 * coarse / fine)] = chosen_bandwidth[:, 0]  # the previous choice, as packed
+        cpu = chosen_cpu + torch.arange(-2 * coarse, 2 * coarse + fine / 2, fine, device=low.device, dtype=low.dtype)
+        bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
+        bandwidth[:, round(2 * coarse / fine)] = chosen_bandwidth[:, 0]  # the previous choice, as packed
         picked, fits = _knapsack(tensors, cpu, bandwidth, fine)
+        chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), bandwidth.gather(1, picked)
+    if not fits and len(steps) > 1:  # the last resort (slow): the whole windows on the finest grid
+        cpu = low + steps[-1] * torch.arange(math.floor(float((high - low).max()) / steps[-1] + 1e-9) + 1,
+                                             device=low.device, dtype=low.dtype)
+        bandwidth = _frontier(tensors, cpu, low, high, coarse_settings).bandwidth
+        picked, fits = _knapsack(tensors, cpu, bandwidth, steps[-1])
         chosen_cpu, chosen_bandwidth = cpu.gather(1, picked), bandwidth.gather(1, picked)
     return chosen_cpu[:, 0], _padded(tensors, chosen_bandwidth)[:, 0], float(frontier.nonmonotone.float().mean())
 
