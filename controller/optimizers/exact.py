@@ -110,9 +110,9 @@ def _independent(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torc
 def _shared(tensors: ProblemTensors, settings: ExactSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The knapsack over the slices' frontiers, on successively finer CPU grids.
 
-    Each slice's CPU window runs from the least CPU at which it meets its QoS to that plus what the CPU
-    capacity leaves above every slice's least (``knapsack_window``: no packing that fits leaves it; else the
-    bounds). The first grid starts each window (so the packing of the least CPUs is on it) and spans it; each
+    Each slice's CPU window (``knapsack_window``, :func:`_cpu_window`; else the bounds) runs from just below the
+    least CPU at which it meets its QoS to just above that plus what the CPU capacity leaves over every slice's
+    least. The first grid holds each slice's least CPU (so the packing of the least CPUs is on it); each
     finer grid of ``knapsack_refine_steps`` lies within two steps of the previous one around each slice's
     choice and holds that choice with its bandwidth, so a refinement never loses a packing that fits nor
     raises its cost. Where a grid holds no packing that fits, the next one centres on the packing that spends
