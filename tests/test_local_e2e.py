@@ -20,16 +20,19 @@ import pytest
 import requests
 import yaml
 from dashboard_queries import DASHBOARDS, expressions, load
-from helpers import REPO, assert_one_error_line, run_cli, run_slicebed
+from helpers import REPO, assert_one_error_line, run_cli, run_slicebed, write_file
 from local_testbed import PROGRAM_HOSTS, DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
 from controller.deploy.check import check_testbed
+from controller.deploy.inventory import load_inventory
 from controller.deploy.local_deployment import LocalDeployment
 from controller.loop.journal import LoopJournal
 from controller.loop.session import create_loop_run
 from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S
+from controller.profile.runner import DEMAND_COLUMNS, prepare_profile, run_profile
+from controller.profile.spec import ProfileSpec
 from controller.spec import load_spec
 from controller.testbeds.base import Allocation, TestbedUnavailable
 from controller.testbeds.local import LocalTestbed, exporter_url, open_local_testbed, program_url
@@ -300,6 +303,60 @@ def test_check_measures_each_slices_cpu_and_meter_and_the_shared_capacities(depl
     assert measured["shared transport: central->edge meter 1000"].configured == 60
     for measurement in measured.values():
         assert measurement.within_tolerance, measurement
+
+
+# ---- slicebed profile on the same testbed ----
+
+PROFILED, PROFILED_USERS = ("embb", "urllc"), (1, 4)
+
+
+def _app_server_users(inventory: Path, slice_name: str) -> int:
+    url = program_url(load_inventory(inventory), "app", slice_name)
+    return int(requests.get(f"{url}/control", timeout=5).json()["users"])
+
+
+@pytest.mark.slow
+def test_profile_measures_every_vnf_and_the_ran_grows_with_users(deployed: DeployedTestbed, tmp_path: Path) -> None:
+    spec = write_file(tmp_path / "profile.yaml", {
+        "name": "e2e-profile", "inventory": str(deployed.inventory), "slices": list(PROFILED),
+        "users": list(PROFILED_USERS), "dwell_s": 5, "settle_s": 2,
+        "allocation": {"cpu_millicores": 4000, "bandwidth_mbps": 40}})
+    done = run_slicebed("profile", str(spec), "--json", runs=deployed.runs)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    table = pd.read_csv(summary["csv"])
+    assert tuple(table.columns) == DEMAND_COLUMNS
+    assert len(table) == len(PROFILED) * len(PROFILED_USERS) * 4
+    assert (table["memory_mb"] > 0).all(), table
+    assert (table["host_cores"] >= 0).all()
+    assert table["nominal_cores"].to_numpy() == pytest.approx(table["host_cores"].to_numpy() / 0.125, abs=1e-3)
+    ran = table[table["vnf"] == "ran_emulator"].set_index(["slice", "users"])["host_cores"]
+    for name in PROFILED:
+        assert ran[(name, PROFILED_USERS[1])] > 1.3 * ran[(name, PROFILED_USERS[0])], ran
+    embb = table[(table["slice"] == "embb") & (table["vnf"] == "upf")].set_index("users")["throughput_mbps"]
+    assert embb[PROFILED_USERS[1]] > 1.5 * embb[PROFILED_USERS[0]]
+    run = Path(summary["path"])
+    assert (run / "plots" / "cores-vs-users.png").is_file() and "cores-vs-users" in (run / "report.md").read_text()
+    assert json.loads((run / "metadata.json").read_text())["status"] == "completed"
+    assert all(_app_server_users(deployed.inventory, name) == 0 for name in PROFILED)
+
+
+class StopHere(Exception):
+    """Raised by the test's step callback."""
+
+
+@pytest.mark.slow
+def test_a_profile_that_fails_half_way_stops_the_traffic(deployed: DeployedTestbed) -> None:
+    spec = ProfileSpec(name="fails", slices=["urllc"], users=[2, 3], dwell_s=2, settle_s=0)
+    target = prepare_profile(spec, deployed.inventory, Path("inline"))
+
+    def fail(rows: pd.DataFrame) -> None:
+        assert _app_server_users(deployed.inventory, "urllc") == 2  # the first step's users run
+        raise StopHere
+
+    with pytest.raises(StopHere):
+        run_profile(target, fail)
+    assert _app_server_users(deployed.inventory, "urllc") == 0
 
 
 def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: Path) -> None:

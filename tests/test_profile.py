@@ -1,7 +1,7 @@
 """`slicebed profile` without a testbed: the spec's validation, bad input as one error line with nothing created, the
 VNF usage readers on real processes, and the demand CSV, plot and report writers.
 
-The profile against a real testbed is in tests/test_profile_local.py.
+The profile against a real testbed is in tests/test_local_e2e.py (on the end-to-end testbed).
 """
 
 from __future__ import annotations
