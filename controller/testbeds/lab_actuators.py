@@ -34,7 +34,8 @@ def cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, run
     settings = inventory.settings
     if settings.cpu == "pod_resize":
         kubernetes = settings.kubernetes
-        return PodResizeCpuActuator(open_api(kubernetes.kubeconfig.expanduser(), kubernetes.context),
+        kubeconfig = kubernetes.kubeconfig.expanduser() if kubernetes.kubeconfig else inventory.kubeconfig
+        return PodResizeCpuActuator(open_api(kubeconfig, kubernetes.context),
                                     kubernetes.namespace, kubernetes.selector.replace("{slice}", slice_name),
                                     kubernetes.container, bounds)
     cgroup = settings.cgroup.replace("{slice}", slice_name)

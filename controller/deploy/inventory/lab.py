@@ -21,6 +21,7 @@ from core.errors import InputError
 from core.validation import StrictModel, validate
 
 BACKEND_SECTION = "lab_backend"
+KUBECONFIG_SUFFIX = ".kubeconfig"
 
 
 class SshSettings(StrictModel):
@@ -35,7 +36,8 @@ class SshSettings(StrictModel):
 
 
 class KubernetesSettings(StrictModel):
-    kubeconfig: Path = Path("~/.kube/config")
+    kubeconfig: Path | None = Field(None, description="default: the kubeconfig `testbed up` hands off next to the "
+                                    "inventory (<inventory name>.kubeconfig)")
     context: str | None = None
     namespace: str = "slicebed"
     selector: str = Field("app.kubernetes.io/component=gnb,slicebed.io/slice={slice}",
@@ -112,6 +114,12 @@ class LabInventory:
             raise InputError(f"{self.path}: all.vars.{BACKEND_SECTION} is missing; it chooses the lab actuators "
                              "(see docs/lab-python.md)")
         return self.variables.lab_backend
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The cluster's admin kubeconfig as `testbed up` hands it off: next to the inventory, with its name
+        (``inventory/mylab.yml`` -> ``inventory/mylab.kubeconfig``; the kubernetes role's kubernetes_kubeconfig_out)."""
+        return self.path.with_suffix(KUBECONFIG_SUFFIX)
 
     def gnb_n3_ip(self, slice_name: str) -> str | None:
         found = next(entry.gnb_n3_ip for entry in self.variables.slices if entry.name == slice_name)
