@@ -46,10 +46,11 @@ class KubernetesSettings(StrictModel):
 
 
 class OvsSettings(StrictModel):
-    """Where the slices' queues are: a port of the transport bridge on one tier's host."""
+    """Where the slices' bandwidth is set: a port of the transport bridge on one tier's host."""
 
     tier: Tier = "regional"
-    port: str = Field(min_length=1, description="the port carrying the queues (the uplink towards the edge)")
+    port: str = Field(min_length=1, description="the port the slices' downlink leaves by (onos_meter: ONOS finds it "
+                      "by name; ovs_queue: it holds the linux-htb queues, a real NIC)")
     vsctl: list[str] = Field(default_factory=lambda: ["ovs-vsctl", "--timeout=10"])
 
 
@@ -57,7 +58,7 @@ class LabBackendSettings(StrictModel):
     """The ``lab_backend`` section of a lab inventory's all.vars."""
 
     cpu: Literal["cgroup", "pod_resize"] = "cgroup"
-    bandwidth: Literal["ovs_queue", "onos_queue"] = "ovs_queue"
+    bandwidth: Literal["ovs_queue", "onos_meter"] = "onos_meter"
     ssh: SshSettings = SshSettings()
     cgroup: str = Field("slicebed/gnb-{slice}", description="the gNB's cgroup under the cpu hierarchy")
     kubernetes: KubernetesSettings = KubernetesSettings()
