@@ -48,7 +48,8 @@ MODULE_PROGRAMS = {
 """Modules that run a program on their host."""
 MODULES_WITHOUT_PROGRAMS = {
     "ansible.builtin.assert", "ansible.builtin.copy", "ansible.builtin.lineinfile", "community.general.ini_file",
-    "ansible.builtin.debug", "ansible.builtin.deb822_repository", "ansible.builtin.file",
+    "ansible.builtin.debug", "ansible.builtin.deb822_repository", "ansible.builtin.fail", "ansible.builtin.file",
+    "ansible.builtin.slurp",
     "ansible.builtin.find", "ansible.builtin.get_url", "ansible.builtin.import_role", "ansible.builtin.import_tasks",
     "ansible.builtin.include_role", "ansible.builtin.include_tasks", "ansible.builtin.meta",
     "ansible.builtin.replace", "ansible.builtin.set_fact", "ansible.builtin.setup", "ansible.builtin.stat",

@@ -23,14 +23,14 @@ from helpers import REPO, accepts_connections, free_port, lab_example_on_loopbac
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
-from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering, steering_flow
+from controller.actuators.onos import OnosClient, OnosMeterActuator, SliceFlow, metered_flow
 from controller.actuators.ovs import OvsQueueActuator
 from controller.actuators.ssh import SshRunner, SshTarget
 from controller.deploy.inventory import load_lab_inventory
 from controller.testbeds.base import Allocation
 from controller.testbeds.lab import open_lab_testbed
 from controller.testbeds.ssh_pool import SshRunners
-from core.commands import CommandError, CommandRunner, LocalRunner
+from core.commands import CommandError, LocalRunner
 from core.errors import InputError
 
 SSHD = Path("/usr/sbin/sshd")
@@ -242,7 +242,7 @@ def test_pod_resize_fake_credentials_never_leak(fake_kubernetes: tuple[FakeKuber
         assert K8S_TOKEN not in text
 
 
-# --- ONOS queue steering: the queue id discovered from a real OVSDB, flows on the ONOS contract fake ------------
+# --- ONOS meters on the ONOS contract fake; a plain OvS queue (for a real NIC) on a real OVSDB -------------------
 
 ONOS_PASSWORD = "lp-onos-Secret-9911"
 DEVICE = "of:0000aabbccddeeff"
@@ -297,29 +297,28 @@ def onos_client(server: FakeOnos) -> OnosClient:
     return OnosClient.from_env(server.url, "LP_ONOS_USER", "LP_ONOS_PASSWORD")
 
 
-def test_onos_fake_steers_into_discovered_queue(fake_onos: FakeOnos,
-                                                 ovs_queues: tuple[LocalRunner, list[str], str]) -> None:
-    runner, vsctl, port = ovs_queues
-    queue = OvsQueueActuator(runner, vsctl, port, "embb", Interval(5, 50))
-    steering = Steering(destination="10.60.0.110/32", port_name=port, queue_id=queue.queue_id)
-    actuator = OnosQueueSteeringActuator(onos_client(fake_onos), steering, queue)
+def test_onos_fake_meter_sets_replaces_and_reads_back_the_slice_rate(fake_onos: FakeOnos) -> None:
+    """A rate is a new meter with the flow moved onto it (ONOS 2.7 cannot change a meter), the old one withdrawn."""
+    actuator = OnosMeterActuator(onos_client(fake_onos), SliceFlow("10.60.0.110/32", "lp-q0"), Interval(5, 50))
     assert (actuator.device_id, actuator.output_port) == (DEVICE, "2")
-    assert actuator.set_bandwidth(30) == pytest.approx(30, rel=0.01)
-    flows = fake_onos.flows[DEVICE]
-    assert len(flows) == 1
-    (flow,) = flows.values()
-    assert flow["treatment"]["instructions"] == [{"type": "QUEUE", "queueId": 1}, {"type": "OUTPUT", "port": "2"}]
+    assert actuator.set_bandwidth(30) == pytest.approx(30)
+    (flow,) = fake_onos.flows[DEVICE].values()
+    (meter,) = fake_onos.meters[DEVICE].values()
+    assert flow["treatment"]["instructions"] == [{"type": "METER", "meterId": meter["id"]},
+                                                 {"type": "OUTPUT", "port": "2"}]
     assert {"type": "IPV4_DST", "ip": "10.60.0.110/32"} in flow["selector"]["criteria"]
     assert flow["appId"] == "org.slicebed.steering"
-    assert actuator.read_bandwidth() == pytest.approx(30, rel=0.01)
-    assert actuator.set_bandwidth(12) == pytest.approx(12, rel=0.01)
-    assert len(fake_onos.flows[DEVICE]) == 1  # the flow is reused, not duplicated
-    again = OnosQueueSteeringActuator(onos_client(fake_onos), steering, queue)  # e.g. a restarted controller
-    assert again.install() == actuator.flow_id
-    assert len(fake_onos.flows[DEVICE]) == 1
+    assert (meter["unit"], meter["bands"][0]["type"], meter["bands"][0]["rate"], meter["bands"][0]["burstSize"]) == \
+        ("KB_PER_SEC", "DROP", 30000, 7500)
+    assert actuator.set_bandwidth(12.5) == pytest.approx(12.5)
+    (moved,) = fake_onos.flows[DEVICE].values()  # the same flow (ONOS's id ignores the treatment), a new meter
+    (second,) = fake_onos.meters[DEVICE].values()
+    assert moved["id"] == flow["id"] and second["id"] != meter["id"] and second["bands"][0]["rate"] == 12500
+    again = OnosMeterActuator(onos_client(fake_onos), SliceFlow("10.60.0.110/32", "lp-q0"), Interval(5, 50))
+    assert again.read_bandwidth() == pytest.approx(12.5)  # e.g. a restarted controller finds the meter
     actuator.remove()
-    assert fake_onos.flows[DEVICE] == {}
-    with pytest.raises(ActuatorError, match=r"no steering flow for 10\.60\.0\.110/32"):
+    assert fake_onos.flows[DEVICE] == {} and fake_onos.meters[DEVICE] == {}
+    with pytest.raises(ActuatorError, match=r"no metered flow for 10\.60\.0\.110/32"):
         actuator.read_bandwidth()
     with pytest.raises(InputError, match="outside the allowed"):
         actuator.set_bandwidth(80)
@@ -332,7 +331,7 @@ def test_onos_fake_errors_are_one_line_and_secret_free(fake_onos: FakeOnos, monk
     with pytest.raises(ActuatorError, match="no available device has a port named 'nowhere'"):
         client.find_port("nowhere")
     with pytest.raises(ActuatorError, match="HTTP 400: port 9 does not exist") as bad_flow:
-        client.add_flow(DEVICE, steering_flow(Steering("10.60.0.110/32", "lp-q0", 1), "9"))
+        client.add_flow(DEVICE, metered_flow(SliceFlow("10.60.0.110/32", "lp-q0"), 1, "9"))
     monkeypatch.setenv("LP_ONOS_PASSWORD", ONOS_PASSWORD + "-old")
     with pytest.raises(ActuatorError, match="refused the credentials") as refused:
         onos_client(fake_onos).devices()
@@ -350,7 +349,7 @@ def test_onos_fake_errors_are_one_line_and_secret_free(fake_onos: FakeOnos, monk
         assert ONOS_PASSWORD not in text
 
 
-# --- the lab backend: a lab inventory driving the real gNB cgroup over SSH, a real OvS queue with ONOS steering
+# --- the lab backend: a lab inventory driving the real gNB cgroup over SSH, the slice meter through ONOS
 #     (contract fake), and the real slicebed app server's control endpoint -------------------------------------
 
 
@@ -374,18 +373,17 @@ def active_users(port: int) -> float:
     return float(re.search(r'^slicebed_active_users\{slice="embb"\} (\S+)$', metrics, re.M).group(1))
 
 
-def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
-        sshd: SshTarget, passphrase: str, fake_onos: FakeOnos, ovs_queues: tuple[LocalRunner, list[str], str],
-        app_server: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    switch_runner, vsctl, port = ovs_queues
+def test_lab_backend_fake_onos_meter_applies_through_real_ssh_cgroup(
+        sshd: SshTarget, passphrase: str, fake_onos: FakeOnos, app_server: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     gnb = CgroupCpuActuator(LocalRunner(), f"lp-lab-{os.getpid()}-embb", Interval(1, 1e6))
     gnb.create()
     template = lab_example_on_loopback()
     variables = {**template["all"]["vars"], "prometheus_port": free_port(), "lab_backend": {
-        "cpu": "cgroup", "bandwidth": "onos_queue", "cgroup": f"lp-lab-{os.getpid()}-{{slice}}",
+        "cpu": "cgroup", "bandwidth": "onos_meter", "cgroup": f"lp-lab-{os.getpid()}-{{slice}}",
         "ssh": {"user_env": "LP_SSH_USER", "key_env": "LP_SSH_KEY", "passphrase_env": "LP_TEST_SSH_PASSPHRASE",
                 "known_hosts": str(sshd.known_hosts), "port": sshd.port, "become": False},
-        "ovs": {"tier": "regional", "port": port, "vsctl": vsctl},
+        "ovs": {"tier": "regional", "port": "lp-q0"},
         "onos_url": fake_onos.url, "app_server_tier": "central", "app_server_port": app_server}}
     variables.update(onos_user_env="LP_ONOS_USER", onos_password_env="LP_ONOS_PASSWORD")
     hosts = {"edge": "127.0.0.1", "regional": "127.0.0.2", "central": "127.0.0.1"}
@@ -397,20 +395,18 @@ def test_lab_backend_fake_onos_applies_through_real_ssh_cgroup_and_ovs(
     monkeypatch.setenv("LP_SSH_KEY", str(sshd.key_file))
     ssh = SshRunners(load_lab_inventory(inventory).settings.ssh)
 
-    def runner_for(host: str) -> CommandRunner:
-        return switch_runner if host == hosts["regional"] else ssh(host)  # the switch lives in our namespace
-
     bounds = {"embb": (Interval(500, 4000), Interval(5, 50))}
     try:
-        with open_lab_testbed(inventory, bounds, runner_for=runner_for) as lab:
+        with open_lab_testbed(inventory, bounds, runner_for=ssh) as lab:
             assert isinstance(lab.cpu["embb"].runner, SshRunner)
             applied = lab.apply("embb", Allocation(cpu_millicores=1500, bandwidth_mbps=25))
             assert applied.cpu_millicores == pytest.approx(1500)
             assert applied.bandwidth_mbps == pytest.approx(25, rel=0.01)
             assert gnb.read_cpu() == pytest.approx(1500)  # the real cgroup, read here without SSH
             (flow,) = fake_onos.flows[DEVICE].values()
-            queue_id = OvsQueueActuator(switch_runner, vsctl, port, "embb", Interval(5, 50)).queue_id
-            assert {"type": "QUEUE", "queueId": queue_id} in flow["treatment"]["instructions"]
+            (meter,) = fake_onos.meters[DEVICE].values()
+            assert {"type": "METER", "meterId": meter["id"]} in flow["treatment"]["instructions"]
+            assert meter["bands"][0]["rate"] == 25000
             assert {"type": "IPV4_DST", "ip": template["all"]["vars"]["slices"][0]["gnb_n3_ip"] + "/32"} in \
                 flow["selector"]["criteria"]
             lab.set_traffic("embb", 3)

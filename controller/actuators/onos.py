@@ -1,9 +1,10 @@
-"""Steer a slice's transport traffic into its OvS queue with ONOS flow rules (REST ``/onos/v1/flows``).
+"""A slice's transport bandwidth as an OpenFlow meter installed through ONOS (REST ``/onos/v1/meters``, ``/flows``).
 
-The queue's rate is set on the switch (an OvS queue actuator over SSH); ONOS installs, per slice, a flow
-with an IPv4 selector (the slice's UE subnet) and a QUEUE + OUTPUT treatment. The switch and output port
-are discovered from ONOS by the port's name (``/onos/v1/devices``, ``.../ports``), the queue id from OVSDB:
-nothing is pasted. Credentials come from environment variables and never appear in messages.
+Per slice, ONOS holds a meter (one DROP band, KB_PER_SEC) and a flow with an IPv4 selector (the slice's gNB N3
+address, the GTP-U downlink's outer destination) and a METER + OUTPUT treatment. The switch and output port are
+discovered from ONOS by the port's name (``/onos/v1/devices``, ``.../ports``): nothing is pasted. Field names follow
+ONOS 2.7.0's REST models and codecs (``tests/onos_api.json`` holds the models' members with their source).
+Credentials come from environment variables and never appear in messages.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import requests
 
-from controller.actuators.base import ActuatorError, BandwidthActuator
+from controller.actuators.base import ActuatorError, BandwidthActuator, Interval
+from controller.actuators.ovs import METER_BURST_FRACTION
 from core.errors import InputError
 
 APP_ID = "org.slicebed.steering"
@@ -65,12 +67,6 @@ class OnosClient:
     def flows(self, device_id: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/flows/{device_id}").json()["flows"]
 
-    def flow(self, device_id: str, flow_id: str) -> dict[str, Any] | None:
-        """The flow entry, or None once it is gone."""
-        flows = self._call("GET", f"/flows/{device_id}/{flow_id}", missing_ok=True)
-        entries = flows.json().get("flows", []) if flows.status_code == 200 else []
-        return entries[0] if entries else None
-
     def add_flow(self, device_id: str, flow: dict[str, Any], app_id: str = APP_ID) -> str:
         """Install ``flow`` on ``device_id``; returns the new flow id (from the Location header)."""
         answer = self._call("POST", f"/flows/{device_id}", json={**flow, "deviceId": device_id},
@@ -83,6 +79,25 @@ class OnosClient:
 
     def delete_flow(self, device_id: str, flow_id: str) -> None:
         self._call("DELETE", f"/flows/{device_id}/{flow_id}", missing_ok=True)
+
+    def meter(self, device_id: str, meter: int) -> dict[str, Any] | None:
+        """Meter ``meter`` of the device (``GET /meters/{deviceId}/{meterId}``, decimal id), or None once it is gone."""
+        answer = self._call("GET", f"/meters/{device_id}/{meter}", missing_ok=True)
+        entries = answer.json().get("meters", []) if answer.status_code == 200 else []
+        return entries[0] if entries else None
+
+    def add_meter(self, device_id: str, request: dict[str, Any]) -> int:
+        """Submit a meter request (``POST /meters/{deviceId}``); returns the new meter's id (from the Location header,
+        ``.../meters/{deviceId}/{decimal id}``, MetersWebResource.createMeter in ONOS 2.7.0)."""
+        answer = self._call("POST", f"/meters/{device_id}", json={**request, "deviceId": device_id})
+        location = answer.headers.get("Location", "").rstrip("/")
+        created = location.rsplit("/", 1)[-1]
+        if not created.isdigit():
+            raise ActuatorError(f"ONOS at {self.url}: meter accepted but no meter id in Location {location!r}")
+        return int(created)
+
+    def delete_meter(self, device_id: str, meter: int) -> None:
+        self._call("DELETE", f"/meters/{device_id}/{meter}", missing_ok=True)
 
     def _call(self, method: str, path: str, missing_ok: bool = False, **kwargs: Any) -> requests.Response:
         try:
@@ -106,87 +121,107 @@ def _message(answer: requests.Response) -> str:
 
 
 @dataclass(frozen=True)
-class Steering:
-    """Which traffic goes into which queue, leaving by which switch port."""
+class SliceFlow:
+    """Which traffic a slice's meter polices, and the switch port it leaves by."""
 
     destination: str
     """IPv4 prefix of the slice's downlink on the transport: its gNB's N3 address (GTP-U outer header), /32."""
     port_name: str
-    queue_id: int
     priority: int = 40000
 
 
-def steering_flow(steering: Steering, output_port: str) -> dict[str, Any]:
-    """The ONOS flow rule (FlowRule JSON) that puts traffic to ``steering.destination`` into its queue."""
+def meter_request(device_id: str, kbps: int) -> dict[str, Any]:
+    """The ONOS meter request (``MeterPost``): one DROP band at ``kbps`` with a burst of ``METER_BURST_FRACTION``
+    of a second (as the local testbed's meters). ``prec`` only matters to REMARK bands; the model requires it."""
+    return {"deviceId": device_id, "unit": "KB_PER_SEC", "burst": True,
+            "bands": [{"type": "DROP", "rate": kbps, "burstSize": max(1, round(kbps * METER_BURST_FRACTION)),
+                       "prec": 0}]}
+
+
+def metered_flow(flow: SliceFlow, meter_id: int, output_port: str) -> dict[str, Any]:
+    """The ONOS flow rule (``FlowsPost``) that sends traffic to ``flow.destination`` through meter ``meter_id``.
+
+    ONOS derives a flow's id from its application, device, selector, priority and table, not its treatment
+    (``DefaultFlowRule.computeFlowId``, ONOS 2.7.0): posting this again with another meter changes the same flow.
+    """
     return {
-        "priority": steering.priority, "isPermanent": True, "timeout": 0,
+        "priority": flow.priority, "isPermanent": True, "timeout": 0,
         "selector": {"criteria": [{"type": "ETH_TYPE", "ethType": "0x0800"},
-                                  {"type": "IPV4_DST", "ip": steering.destination}]},
-        "treatment": {"instructions": [{"type": "QUEUE", "queueId": steering.queue_id},
+                                  {"type": "IPV4_DST", "ip": flow.destination}]},
+        "treatment": {"instructions": [{"type": "METER", "meterId": meter_id},
                                        {"type": "OUTPUT", "port": output_port}]},
     }
 
 
-class OnosQueueSteeringActuator(BandwidthActuator):
-    """A slice's bandwidth: the rate of its queue (``rate``), with ONOS steering its traffic into that queue."""
+class OnosMeterActuator(BandwidthActuator):
+    """A slice's transport bandwidth: an OpenFlow 1.3 meter installed through ONOS, with a flow that sends the slice's
+    downlink through it out of its port (OvS tunnel ports have no QoS of their own; meters work on any port).
 
-    def __init__(self, client: OnosClient, steering: Steering, rate: BandwidthActuator) -> None:
+    ONOS 2.7 cannot change a meter's bands (no ``PUT /meters``): a new rate is a new meter, the flow moved onto it,
+    then the old meter withdrawn. The rate is read back from ONOS's meter.
+    """
+
+    def __init__(self, client: OnosClient, flow: SliceFlow, bounds: Interval) -> None:
         self.client = client
-        self.steering = steering
-        self.rate = rate
-        self.bounds = rate.bounds
-        self.device_id, self.output_port = client.find_port(steering.port_name)
-        self.flow_id: str | None = None
+        self.flow = flow
+        self.bounds = bounds
+        self.device_id, self.output_port = client.find_port(flow.port_name)
 
-    def install(self) -> str:
-        """Make sure the steering flow is installed (reusing an identical one); returns its flow id."""
-        wanted = steering_flow(self.steering, self.output_port)
-        if self.flow_id is None or self.client.flow(self.device_id, self.flow_id) is None:
-            self.flow_id = next((flow["id"] for flow in self.client.flows(self.device_id)
-                                 if flow.get("appId") == APP_ID and _same_rule(flow, wanted)), None)
-        if self.flow_id is None:
-            self.flow_id = self.client.add_flow(self.device_id, wanted)
-        self._verify()
-        return self.flow_id
-
-    def remove(self) -> None:
-        """Delete the steering flow (nothing happens if it is not installed)."""
-        if self.flow_id is not None:
-            self.client.delete_flow(self.device_id, self.flow_id)
-            self.flow_id = None
+    def installed(self) -> tuple[dict[str, Any] | None, int | None]:
+        """slicebed's flow for this slice on the switch (or None) and the id of the meter it sends traffic to."""
+        selector = _canonical(metered_flow(self.flow, 0, self.output_port)["selector"]["criteria"])
+        flow = next((entry for entry in self.client.flows(self.device_id) if entry.get("appId") == APP_ID
+                     and entry.get("priority") == self.flow.priority
+                     and _canonical(entry.get("selector", {}).get("criteria", [])) == selector), None)
+        meters = [item for item in (flow or {}).get("treatment", {}).get("instructions", [])
+                  if item.get("type") == "METER"]
+        return flow, (meter_id(meters[0]["meterId"]) if meters else None)
 
     def set_bandwidth(self, mbps: float) -> float:
-        self.bounds.check(f"slice subnet {self.steering.destination}: bandwidth_mbps", mbps)
-        self.install()
-        return self.rate.set_bandwidth(mbps)
+        self.bounds.check(f"slice {self.flow.destination} meter: bandwidth_mbps", mbps)
+        kbps = round(mbps * 1000)
+        _flow, old_meter = self.installed()
+        new_meter = self.client.add_meter(self.device_id, meter_request(self.device_id, kbps))
+        self.client.add_flow(self.device_id, metered_flow(self.flow, new_meter, self.output_port))
+        if old_meter is not None and old_meter != new_meter:
+            self.client.delete_meter(self.device_id, old_meter)
+        effective = self.read_bandwidth()
+        if round(effective * 1000) != kbps:
+            raise ActuatorError(f"ONOS: meter {new_meter} on {self.device_id} has {effective * 1000:g} kbps, "
+                                f"slicebed asked for {kbps}")
+        return effective
 
     def read_bandwidth(self) -> float:
-        self._verify()
-        return self.rate.read_bandwidth()
-
-    def _verify(self) -> None:
-        """Read the flow back from ONOS: present, installed, and with the treatment slicebed asked for."""
-        flow = self.client.flow(self.device_id, self.flow_id) if self.flow_id is not None else None
-        if flow is None:
-            raise ActuatorError(f"ONOS: no steering flow for {self.steering.destination} on {self.device_id}; "
-                                "install() it first")
+        """The drop band's rate of the meter the slice's flow sends its traffic to, in Mbps."""
+        flow, meter = self.installed()
+        if flow is None or meter is None:
+            raise ActuatorError(f"ONOS: no metered flow for {self.flow.destination} on {self.device_id}; "
+                                "set_bandwidth() installs it")
         if flow.get("state") not in INSTALLED_STATES:
-            raise ActuatorError(f"ONOS: steering flow {self.flow_id} on {self.device_id} is {flow.get('state')}")
-        if not _same_rule(flow, steering_flow(self.steering, self.output_port)):
-            raise ActuatorError(f"ONOS: steering flow {self.flow_id} on {self.device_id} does not match the "
-                                f"queue {self.steering.queue_id} / port {self.output_port} slicebed installed")
+            raise ActuatorError(f"ONOS: the flow for {self.flow.destination} on {self.device_id} is "
+                                f"{flow.get('state')}")
+        entry = self.client.meter(self.device_id, meter)
+        bands = [band for band in (entry or {}).get("bands", []) if band.get("type") == "DROP"]
+        if entry is None or entry.get("unit") != "KB_PER_SEC" or len(bands) != 1:
+            raise ActuatorError(f"ONOS: meter {meter} on {self.device_id} is not the one-band KB_PER_SEC meter "
+                                f"slicebed installs ({'missing' if entry is None else entry.get('unit')})")
+        return float(bands[0]["rate"]) / 1000
+
+    def remove(self) -> None:
+        """Delete the slice's flow and its meter (nothing happens if they are not installed)."""
+        flow, meter = self.installed()
+        if flow is not None:
+            self.client.delete_flow(self.device_id, str(flow["id"]))
+        if meter is not None:
+            self.client.delete_meter(self.device_id, meter)
 
 
-def _same_rule(flow: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Whether an ONOS flow entry has the selector, treatment and priority of ``wanted`` (as ONOS encodes them)."""
-    return (flow.get("priority") == wanted["priority"]
-            and _canonical(flow.get("selector", {}).get("criteria", []))
-            == _canonical(wanted["selector"]["criteria"])
-            and _canonical(flow.get("treatment", {}).get("instructions", []))
-            == _canonical(wanted["treatment"]["instructions"]))
+def meter_id(encoded: object) -> int:
+    """A meter id as ONOS writes it: hexadecimal in JSON (``MeterId.toString``: ``Long.toHexString``), e.g. "a"."""
+    return int(str(encoded), 16)
 
 
-KEY_FIELDS = {"ETH_TYPE": "ethType", "IPV4_DST": "ip", "OUTPUT": "port", "QUEUE": "queueId"}
+KEY_FIELDS = {"ETH_TYPE": "ethType", "IPV4_DST": "ip", "OUTPUT": "port", "METER": "meterId"}
 
 
 def _canonical(items: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -99,9 +99,9 @@ class EventCollector:
 
 def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], artifacts_dir: Path,
                  dry_run: bool = False, on_task: Callable[[str], None] | None = None,
-                 tags: str | None = None) -> PlaybookResult:
-    """Run ``playbooks/<playbook>`` on ``inventory`` (only ``tags`` when given; in Ansible check mode with ``dry_run``);
-    artifacts (events, stdout) go under ``artifacts_dir``."""
+                 tags: str | None = None, environment: dict[str, str] | None = None) -> PlaybookResult:
+    """Run ``playbooks/<playbook>`` on ``inventory`` (only ``tags`` when given; in Ansible check mode with ``dry_run``;
+    ``environment`` added to Ansible's); artifacts (events, stdout) go under ``artifacts_dir``."""
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     collector = EventCollector(on_task)
     venv_bin = str(Path(sys.executable).parent)
@@ -109,6 +109,7 @@ def run_playbook(playbook: str, inventory: Path, extravars: dict[str, Any], arti
         "ANSIBLE_CONFIG": str(PLAYBOOK_DIR / "ansible.cfg"),
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
         "ANSIBLE_NOCOLOR": "1",
+        **(environment or {}),
     }
     started = time.monotonic()
     runner = ansible_runner.run(

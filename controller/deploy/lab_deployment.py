@@ -24,6 +24,8 @@ SITE_GROUPS = (*TIERS, "kube_control_plane", "sdn_controller", "monitoring_serve
 """The groups site.yml installs components on: each needs a host."""
 NODE_GROUPS = TIERS
 SSH_PORT = 22
+KUBECONFIG_VARIABLE = "kubernetes_kubeconfig_out"
+"""The kubernetes role's variable naming where the admin kubeconfig is handed off (on this machine)."""
 
 
 def answers(address: str, port: int, timeout_s: float = 2.0) -> bool:
@@ -79,4 +81,9 @@ class LabDeployment:
 
     def _site(self, artifacts_dir: Path, dry_run: bool, on_task: Callable[[str], None] | None,
               tags: str | None) -> PlaybookResult:
-        return run_playbook(SITE_PLAYBOOK, self.inventory.path, {}, artifacts_dir, dry_run, on_task, tags)
+        """site.yml with the kubeconfig hand-off: the kubernetes role writes the cluster's admin kubeconfig to
+        :attr:`LabInventory.kubeconfig`, and the later plays' Kubernetes clients on this machine read it."""
+        kubeconfig = str(self.inventory.kubeconfig.resolve())
+        return run_playbook(SITE_PLAYBOOK, self.inventory.path, {KUBECONFIG_VARIABLE: kubeconfig}, artifacts_dir,
+                            dry_run, on_task, tags, environment={"K8S_AUTH_KUBECONFIG": kubeconfig,
+                                                                 "KUBECONFIG": kubeconfig})

@@ -68,7 +68,7 @@ def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interv
         runner_for = ssh
     try:
         cpu = {name: cpu_actuator(inventory, name, limits[0], runner_for) for name, limits in bounds.items()}
-        onos = onos_client(inventory) if settings.bandwidth == "onos_queue" else None
+        onos = onos_client(inventory) if settings.bandwidth == "onos_meter" else None
         if onos is not None:
             closers.append(onos.close)
         bandwidth = {name: bandwidth_actuator(inventory, name, limits[1], runner_for, onos)

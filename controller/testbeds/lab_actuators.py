@@ -1,8 +1,9 @@
 """The actuators of a lab's slices, as its inventory's ``lab_backend`` section chooses them.
 
-CPU: the gNB's cgroup over SSH (``cgroup``) or in-place pod resize (``pod_resize``). Bandwidth: the
-slice's OvS queue over SSH (``ovs_queue``), or the same queue with ONOS steering the slice's GTP-U
-traffic into it (``onos_queue``). Queue ids are discovered from OVSDB, the ONOS device and port by name.
+CPU: the gNB's cgroup over SSH (``cgroup``) or in-place pod resize (``pod_resize``). Bandwidth: an OpenFlow meter
+installed through ONOS on the transport port the slice's GTP-U downlink leaves by (``onos_meter``, the lab's way:
+tunnel ports have no QoS), or the max-rate of the slice's linux-htb queue over SSH on a port that is a real NIC
+(``ovs_queue``). The ONOS device and port are found by name, queue ids in OVSDB.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from controller.actuators.base import ActuatorError, BandwidthActuator, CpuActuator, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.kubernetes import PodResizeCpuActuator, open_api
-from controller.actuators.onos import OnosClient, OnosQueueSteeringActuator, Steering
+from controller.actuators.onos import OnosClient, OnosMeterActuator, SliceFlow
 from controller.actuators.ovs import OvsQueueActuator
 from controller.deploy.inventory.lab import BACKEND_SECTION, LabInventory
 from core.commands import CommandRunner
@@ -34,7 +35,8 @@ def cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, run
     settings = inventory.settings
     if settings.cpu == "pod_resize":
         kubernetes = settings.kubernetes
-        return PodResizeCpuActuator(open_api(kubernetes.kubeconfig.expanduser(), kubernetes.context),
+        kubeconfig = kubernetes.kubeconfig.expanduser() if kubernetes.kubeconfig else inventory.kubeconfig
+        return PodResizeCpuActuator(open_api(kubeconfig, kubernetes.context),
                                     kubernetes.namespace, kubernetes.selector.replace("{slice}", slice_name),
                                     kubernetes.container, bounds)
     cgroup = settings.cgroup.replace("{slice}", slice_name)
@@ -47,14 +49,11 @@ def cpu_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, run
 
 def bandwidth_actuator(inventory: LabInventory, slice_name: str, bounds: Interval, runner_for: RunnerFactory,
                        onos: OnosClient | None) -> BandwidthActuator:
-    """The slice's OvS queue on the configured tier's port; with ``onos``, steered into it by ONOS."""
+    """With ``onos``: the slice's ONOS meter on the configured port; else its OvS queue on the tier's port."""
     ovs = inventory.settings.ovs
-    queue = OvsQueueActuator(runner_for(inventory.first_host(ovs.tier)), ovs.vsctl, ovs.port, slice_name, bounds)
     if onos is None:
-        return queue
+        return OvsQueueActuator(runner_for(inventory.first_host(ovs.tier)), ovs.vsctl, ovs.port, slice_name, bounds)
     gnb_n3_ip = inventory.gnb_n3_ip(slice_name)
     if not gnb_n3_ip:
-        raise InputError(f"{inventory.path}: slice {slice_name} has no gnb_n3_ip (ONOS steers its GTP-U by it)")
-    steering = OnosQueueSteeringActuator(onos, Steering(f"{gnb_n3_ip}/32", ovs.port, queue.queue_id), queue)
-    steering.install()
-    return steering
+        raise InputError(f"{inventory.path}: slice {slice_name} has no gnb_n3_ip (its meter's flow matches it)")
+    return OnosMeterActuator(onos, SliceFlow(f"{gnb_n3_ip}/32", ovs.port), bounds)

@@ -21,6 +21,7 @@ from core.errors import InputError
 from core.validation import StrictModel, validate
 
 BACKEND_SECTION = "lab_backend"
+KUBECONFIG_SUFFIX = ".kubeconfig"
 
 
 class SshSettings(StrictModel):
@@ -35,7 +36,8 @@ class SshSettings(StrictModel):
 
 
 class KubernetesSettings(StrictModel):
-    kubeconfig: Path = Path("~/.kube/config")
+    kubeconfig: Path | None = Field(None, description="default: the kubeconfig `testbed up` hands off next to the "
+                                    "inventory (<inventory name>.kubeconfig)")
     context: str | None = None
     namespace: str = "slicebed"
     selector: str = Field("app.kubernetes.io/component=gnb,slicebed.io/slice={slice}",
@@ -44,10 +46,11 @@ class KubernetesSettings(StrictModel):
 
 
 class OvsSettings(StrictModel):
-    """Where the slices' queues are: a port of the transport bridge on one tier's host."""
+    """Where the slices' bandwidth is set: a port of the transport bridge on one tier's host."""
 
     tier: Tier = "regional"
-    port: str = Field(min_length=1, description="the port carrying the queues (the uplink towards the edge)")
+    port: str = Field(min_length=1, description="the port the slices' downlink leaves by (onos_meter: ONOS finds it "
+                      "by name; ovs_queue: it holds the linux-htb queues, a real NIC)")
     vsctl: list[str] = Field(default_factory=lambda: ["ovs-vsctl", "--timeout=10"])
 
 
@@ -55,7 +58,7 @@ class LabBackendSettings(StrictModel):
     """The ``lab_backend`` section of a lab inventory's all.vars."""
 
     cpu: Literal["cgroup", "pod_resize"] = "cgroup"
-    bandwidth: Literal["ovs_queue", "onos_queue"] = "ovs_queue"
+    bandwidth: Literal["ovs_queue", "onos_meter"] = "onos_meter"
     ssh: SshSettings = SshSettings()
     cgroup: str = Field("slicebed/gnb-{slice}", description="the gNB's cgroup under the cpu hierarchy")
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -112,6 +115,12 @@ class LabInventory:
             raise InputError(f"{self.path}: all.vars.{BACKEND_SECTION} is missing; it chooses the lab actuators "
                              "(see docs/lab-python.md)")
         return self.variables.lab_backend
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The cluster's admin kubeconfig as `testbed up` hands it off: next to the inventory, with its name
+        (``inventory/mylab.yml`` -> ``inventory/mylab.kubeconfig``; the kubernetes role's kubernetes_kubeconfig_out)."""
+        return self.path.with_suffix(KUBECONFIG_SUFFIX)
 
     def gnb_n3_ip(self, slice_name: str) -> str | None:
         found = next(entry.gnb_n3_ip for entry in self.variables.slices if entry.name == slice_name)
