@@ -123,11 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-trace", type=argparse_rates, help="eMBB: file of per-second per-user rates in Mbps")
     parser.add_argument("--packet-bytes", type=int, help="UDP payload size (default by type: "
                         + ", ".join(f"{k} {v}" for k, v in DEFAULT_PACKET_BYTES.items()) + ")")
-    parser.add_argument("--fps", type=float, default=30.0, help="eMBB: video frames per second")
-    parser.add_argument("--vbr-sigma", type=float, default=0.25, help="eMBB: log-normal sigma of the frame size")
-    parser.add_argument("--interval-ms", type=float, default=2.0, help="URLLC: mean inter-arrival time per user")
-    parser.add_argument("--devices", type=int, default=500, help="mMTC: devices per user (device group)")
-    parser.add_argument("--period-s", type=float, default=1.0, help="mMTC: each device's reporting period")
+    parser.add_argument("--fps", type=float, default=SourceSettings.fps, help="eMBB: video frames per second")
+    parser.add_argument("--vbr-sigma", type=float, default=SourceSettings.vbr_sigma,
+                        help="eMBB: log-normal sigma of the frame size")
+    parser.add_argument("--interval-ms", type=float, default=SourceSettings.interval_ms,
+                        help="URLLC: mean inter-arrival time per user")
+    parser.add_argument("--devices", type=int, default=SourceSettings.devices, help="mMTC: devices per user")
+    parser.add_argument("--period-s", type=float, default=SourceSettings.period_s,
+                        help="mMTC: each device's reporting period")
     parser.add_argument("--trace", type=argparse_packet_trace,
                         help="recorded packets to replay instead (CSV interarrival_s,size_bytes or .pcap)")
     parser.add_argument("--seed", type=int, default=0)

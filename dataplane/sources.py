@@ -81,9 +81,9 @@ def video(profile: Callable[[], RateProfile], user: int, fps: float, vbr_sigma: 
         count = math.ceil(frame_bytes / packet_bytes) if frame_bytes >= MIN_BYTES else 0
         if count == 0:
             yield frame_s, 0
+        last = max(MIN_BYTES, round(frame_bytes - packet_bytes * (count - 1)))
         for index in range(count):
-            last = frame_bytes - packet_bytes * (count - 1)
-            yield frame_s / count, packet_bytes if index < count - 1 else max(MIN_BYTES, round(last))
+            yield frame_s / count, packet_bytes if index < count - 1 else last
         elapsed += frame_s
 
 

@@ -23,7 +23,7 @@ from helpers import REPO
 
 from controller.actuators.base import ActuatorError, Interval
 from controller.actuators.cgroup import CgroupCpuActuator, attach
-from controller.actuators.ovs import METER_BURST_FRACTION, OvsMeterActuator, OvsQueueActuator
+from controller.actuators.ovs import METER_BURST_FRACTION, SHARED_METER_ID, OvsMeterActuator, OvsQueueActuator
 from core.commands import CommandError, LocalRunner
 from core.errors import InputError
 
@@ -159,6 +159,7 @@ def test_testbed_playbook_meters_burst_like_the_actuator() -> None:
     """`testbed up` creates the meters (Ansible), the actuator changes them: both with the same burst."""
     defaults = yaml.safe_load((REPO / "playbooks" / "roles" / "ovs_transport" / "defaults" / "main.yml").read_text())
     assert defaults["ovs_transport_meter_burst_fraction"] == METER_BURST_FRACTION == 0.25
+    assert defaults["ovs_transport_shared_meter"] == SHARED_METER_ID  # testbed check measures the role's meter
 
 
 def test_meter_failure_names_the_switch() -> None:

@@ -171,10 +171,10 @@ def measure_cpu(inventory: LocalInventory, window_s: float = 3.0, warmup_s: floa
     hierarchy = cpu_hierarchy(runner)
     groups = [(hierarchy.group(inventory.cgroup_name(host)), f"{host} cgroup")
               for host, host_vars in inventory.hosts.items() if host_vars.cpu_millicores is not None]
-    shared = hierarchy.group(inventory.cgroup_name(RAN_HOST))
+    shared_cores = hierarchy.group(inventory.cgroup_name(RAN_HOST)).cores(runner)
     for slice_vars in inventory.settings.slices:
         group = hierarchy.group(inventory.slice_cgroup_name(slice_vars.name))
-        if group.exists(runner) and group.cores(runner) < shared.cores(runner):
+        if group.exists(runner) and group.cores(runner) < shared_cores:
             groups.append((group, f"{slice_vars.name} RAN cgroup"))
     return [cgroup_cpu(runner, group, subject, window_s, warmup_s) for group, subject in groups]
 

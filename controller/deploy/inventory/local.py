@@ -191,12 +191,6 @@ class LocalInventory:
         """The cgroup of one slice's RAN emulator, below the RAN node's (whose quota all slices share)."""
         return f"{self.cgroup_name(RAN_HOST)}/{slice_name}"
 
-    @property
-    def cpu_capacity_millicores(self) -> float:
-        """The shared CPU capacity (nominal millicores): the RAN node's ``cpu_millicores``."""
-        capacity = self.hosts[RAN_HOST].cpu_millicores
-        return math.inf if capacity is None else float(capacity)
-
 
 def load_inventory(path: str | Path) -> LocalInventory:
     """Read and validate a local-testbed inventory; raise InputError (one line) on any mistake."""
