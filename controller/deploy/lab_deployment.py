@@ -15,7 +15,7 @@ from typing import Any
 
 from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
-from controller.deploy.inventory.lab import LabInventory, open_lab_inventory
+from controller.deploy.inventory.lab import COMPONENTS, LabInventory, open_lab_inventory
 from controller.deploy.inventory.tiers import TIERS
 from core.errors import InputError
 
@@ -57,16 +57,23 @@ class LabDeployment:
                 raise InputError(f"{self.inventory.path}: group {group} has no hosts; site.yml installs on the "
                                  f"groups {', '.join(SITE_GROUPS)}")
 
+    @property
+    def components(self) -> list[str]:
+        """The inventory's ``testbed_components``, in site.yml's order."""
+        return [name for name in COMPONENTS if name in self.inventory.variables.testbed_components]
+
     def up(self, artifacts_dir: Path, dry_run: bool = False, on_task: Callable[[str], None] | None = None,
            preflight_done: bool = False) -> PlaybookResult:
-        """Install every component (``site.yml``); in check mode only report what would change."""
+        """Install the inventory's components (``site.yml --tags`` their names; every component by default); in
+        check mode only report what would change."""
         if not preflight_done:
             self.preflight()
-        return self._site(artifacts_dir, dry_run, on_task, tags=None).require_success("up")
+        return self._site(artifacts_dir, dry_run, on_task, tags=",".join(self.components)).require_success("up")
 
     def down(self, artifacts_dir: Path, on_task: Callable[[str], None] | None = None) -> PlaybookResult:
-        """Uninstall every component, in reverse order (``site.yml --tags uninstall``)."""
-        return self._site(artifacts_dir, False, on_task, tags="uninstall").require_success("down")
+        """Uninstall the inventory's components, in site.yml's reverse order (``--tags <name>_uninstall``)."""
+        tags = ",".join(f"{name}_uninstall" for name in self.components)
+        return self._site(artifacts_dir, False, on_task, tags=tags).require_success("down")
 
     def status(self) -> dict[str, Any]:
         """Whether each node accepts connections on its SSH port and the monitoring server's Prometheus is ready."""

@@ -170,7 +170,8 @@ def stop(module: AnsibleModule) -> None:
         names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
         pidfiles = [os.path.join(directory, name) for name in names if name.endswith(".pid")]
     else:
-        pidfiles = module.params["pidfiles"] or [module.params["pidfile"]]
+        given = module.params["pidfiles"]  # an empty list: nothing to stop
+        pidfiles = given if given is not None else [module.params["pidfile"]]
     pids = {pidfile: recorded_pid(pidfile) for pidfile in pidfiles}
     alive = [pid for pidfile, pid in pids.items()
              if pid is not None and runs_program(pid, None) and started_before(pid, pidfile)]

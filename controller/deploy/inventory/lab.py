@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,10 @@ from core.validation import StrictModel, validate
 
 BACKEND_SECTION = "lab_backend"
 KUBECONFIG_SUFFIX = ".kubeconfig"
+Component = Literal["kubernetes", "ovs_transport", "netem", "open5gs", "ran", "onos", "monitoring"]
+COMPONENTS: tuple[Component, ...] = get_args(Component)
+"""site.yml's components, in its order: each one's install play carries its name as a tag, its uninstall play
+``<name>_uninstall``."""
 
 
 class SshSettings(StrictModel):
@@ -86,6 +90,9 @@ class LabVars(PlaybookSection):
     """A lab inventory's ``all.vars``, as far as slicebed reads them."""
 
     testbed_mode: Literal["lab"]
+    testbed_components: list[Component] = Field(default_factory=lambda: list(COMPONENTS), min_length=1,
+                                                description="what `testbed up` installs and `down` removes (default: "
+                                                "all; the lab in a box lists those that need no cluster)")
     underlay_cidr: ipaddress.IPv4Network | None = Field(None, description="the nodes' network (the playbooks find "
                                                         "each node's interface in it)")
     slices: list[LabSlice] = Field(min_length=1)
