@@ -26,7 +26,6 @@ inventory (``inventory/lab.example.yml`` with the box's hosts) therefore sets, a
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -112,14 +111,17 @@ class LabBox:
 
 
 def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+    """``ip ARGS``; a RuntimeError with its stderr if it fails."""
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
 def free_subnet() -> str:
     """A /24 ``10.247.N`` that no address of this machine's root namespace lies in."""
     listing = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     for _ in range(50):
-        subnet = f"10.247.{random.Random(secrets.token_bytes(8)).randrange(1, 254)}"
+        subnet = f"10.247.{secrets.randbelow(253) + 1}"
         if f" {subnet}." not in listing:
             return subnet
     raise RuntimeError("no free 10.247.N.0/24 for the lab box's underlay")

@@ -111,7 +111,7 @@ def test_every_pair_of_tiers_is_delayed(box_up: DeployedBox) -> None:
     """Item 11: edge-central, which no latency link joins, is delayed too (the sum along the links)."""
     measured = {pair: connect_ms(box_up.box.node(pair[0]), box_up.box.node(pair[1])) for pair in ROUND_TRIP_MS}
     for pair, expected in ROUND_TRIP_MS.items():
-        assert 0.8 * expected <= measured[pair] <= expected + 15, (pair, expected, measured)
+        assert 0.8 * expected <= measured[pair] <= expected + 20, (pair, expected, measured)
 
 
 def test_prometheus_on_the_monitoring_server_scrapes_every_node_exporter(box_up: DeployedBox) -> None:

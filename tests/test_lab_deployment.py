@@ -21,6 +21,7 @@ from prometheus_process import PrometheusProcess
 
 from controller.actuators.base import Interval
 from controller.cli import main
+from controller.deploy.lab_deployment import LabDeployment
 from controller.testbeds.lab import open_lab_testbed
 from core.errors import InputError
 
@@ -53,7 +54,9 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
     metadata = json.loads((run / "metadata.json").read_text())
     assert metadata["status"] == "failed"
     (stdout,) = (run / "ansible" / "artifacts").glob("*/stdout")
-    assert "--check" in (stdout.parent / "command").read_text()
+    command = (stdout.parent / "command").read_text()
+    assert "--check" in command
+    assert "kubernetes,ovs_transport,netem,open5gs,ran,onos,monitoring" in command  # every component by default
 
 
 def test_lab_check_says_it_measures_the_local_testbed(local_lab_inventory: Path,
@@ -94,6 +97,25 @@ def test_lab_up_refuses_an_inventory_without_a_monitoring_server(local_lab_inven
     assert main(["--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory)]) == 2
     assert_one_error_line(capsys.readouterr().err, "group monitoring_server has no hosts")
     assert not runs.exists()  # refused before the run directory
+
+
+def test_lab_components_choose_site_yml_plays_in_its_order(local_lab_inventory: Path) -> None:
+    """`testbed up` runs the install plays of ``testbed_components`` (by tag), `down` their uninstall plays."""
+    document = yaml.safe_load(local_lab_inventory.read_text())
+    document["all"]["vars"]["testbed_components"] = ["monitoring", "netem"]
+    local_lab_inventory.write_text(yaml.safe_dump(document))
+    assert LabDeployment.open(local_lab_inventory).components == ["netem", "monitoring"]
+
+
+def test_lab_up_refuses_an_unknown_component(local_lab_inventory: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    document = yaml.safe_load(local_lab_inventory.read_text())
+    document["all"]["vars"]["testbed_components"] = ["netem", "grafana"]
+    local_lab_inventory.write_text(yaml.safe_dump(document))
+    runs = tmp_path / "runs"
+    assert main(["--runs-dir", str(runs), "testbed", "up", "--inventory", str(local_lab_inventory)]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"{local_lab_inventory}", "testbed_components", "grafana")
+    assert not runs.exists()
 
 
 def test_the_example_inventory_holds_only_documentation_addresses() -> None:
