@@ -130,6 +130,12 @@ def test_prometheus_on_the_monitoring_server_scrapes_every_node_exporter(box_up:
         assert (node is central) == bool(listening.strip()), (node.name, listening)
 
 
+def test_status_sees_every_node_and_prometheus(box_up: DeployedBox) -> None:
+    status = box_up.testbed("status")
+    assert status["up"] is True and status["prometheus"]["ready"] is True, status
+    assert status["nodes_answering_ssh"] == dict.fromkeys((node.name for node in box_up.box.nodes), True), status
+
+
 def test_down_removes_every_bridge_rule_process_and_file_the_roles_made(box_up: DeployedBox) -> None:
     """Last: `testbed down` runs the uninstall plays for real. Left in each node: its sshd, lo and the underlay with
     its default qdisc; in its state directory only logs and Prometheus's data (the roles keep data)."""
