@@ -27,9 +27,6 @@ from controller.deploy.local_deployment import LocalDeployment
 from core.retry import Attempts
 
 LOCAL_INVENTORY = REPO / "inventory" / "local.yml"
-PROGRAM_HOSTS: tuple[str, ...] = tuple(yaml.safe_load((REPO / "playbooks" / "group_vars" / "all.yml").read_text(
-    encoding="utf-8"))["testbed_program_hosts"].values())
-"""The inventory hosts the data-plane programs run on (playbooks/group_vars/all.yml), in chain order."""
 TESTBED_LOCK = Path("/run/slicebed/test-session.lock")
 """Held by a test session from its first local-testbed test to its end (not the engineers' heavy-work lock)."""
 

@@ -21,12 +21,13 @@ import requests
 import yaml
 from dashboard_queries import DASHBOARDS, expressions, load
 from helpers import REPO, assert_one_error_line, run_cli, run_slicebed, write_file
-from local_testbed import PROGRAM_HOSTS, DeployedTestbed, deployed_local_testbed, write_local_inventory
+from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
 from controller.deploy.check import check_testbed
 from controller.deploy.inventory import load_inventory
+from controller.deploy.inventory.programs import PROGRAMS
 from controller.deploy.local_deployment import LocalDeployment
 from controller.loop.journal import LoopJournal
 from controller.loop.session import create_loop_run
@@ -91,7 +92,7 @@ def test_exported_metrics_match_what_the_sinks_measured(testbed: LocalTestbed) -
     testbed.apply("embb", Allocation(2000, 15))
     testbed.set_traffic("embb", 2)
     time.sleep(3)
-    sink = program_url(testbed.inventory, "ue", "embb")
+    sink = program_url(testbed.inventory, "ue_sink", "embb")
 
     def sink_bytes() -> int:
         return sum(user["bytes"] for user in requests.get(f"{sink}/stats", timeout=5).json()["users"].values())
@@ -116,7 +117,7 @@ def _target_health(prometheus_port: int) -> dict[str, str]:
 def _program_urls(testbed: LocalTestbed) -> list[str]:
     """The base URL of every data-plane program of every slice, and the allocation exporter's."""
     names = [s.name for s in testbed.inventory.settings.slices]
-    return [*(program_url(testbed.inventory, host, name) for name in names for host in PROGRAM_HOSTS),
+    return [*(program_url(testbed.inventory, program, name) for name in names for program in PROGRAMS),
             exporter_url(testbed.inventory)]
 
 
@@ -148,7 +149,7 @@ def test_every_data_plane_program_passes_promtool_check_metrics(slices: LocalTes
         checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
                                  check=False, timeout=30)
         assert checked.returncode == 0, f"{url}: {checked.stdout}{checked.stderr}"
-    sinks = "".join(expositions[program_url(slices.inventory, "ue", name)] for name in THREE_SLICES)
+    sinks = "".join(expositions[program_url(slices.inventory, "ue_sink", name)] for name in THREE_SLICES)
     for series in ('slicebed_user_throughput_bps{slice="embb",user="',
                    'slicebed_user_delay_p95_seconds{slice="urllc",user="',
                    'slicebed_user_delivery_ratio{slice="mmtc",user="'):
@@ -311,7 +312,7 @@ PROFILED, PROFILED_USERS = ("embb", "urllc"), (1, 4)
 
 
 def _app_server_users(inventory: Path, slice_name: str) -> int:
-    url = program_url(load_inventory(inventory), "app", slice_name)
+    url = program_url(load_inventory(inventory), "app_server", slice_name)
     return int(requests.get(f"{url}/control", timeout=5).json()["users"])
 
 

@@ -64,6 +64,14 @@ def _tier_without_transport(document: dict) -> None:
     del inventory_hosts(document)["regional"]["transport_address"]
 
 
+def _placement_on_a_missing_tier(document: dict) -> None:
+    document["all"]["vars"]["slices"][1]["placement"] = {"upf": "cloud"}
+
+
+def _latency_loop(document: dict) -> None:
+    document["all"]["vars"]["latency"].append({"a": "edge", "b": "central", "delay_ms": 15})
+
+
 @pytest.mark.parametrize(("edit", "expected"), [
     (_add_host, "unknown host 'camera'"),
     (_drop_ue, "host 'ue' is missing"),
@@ -72,6 +80,9 @@ def _tier_without_transport(document: dict) -> None:
     (_unknown_key, "bandwith_mbps"),
     (_jitter, "jitter_ms 50 exceeds delay_ms"),
     (_tier_without_transport, "a tier needs transport_address"),
+    (_placement_on_a_missing_tier, "slice urllc: placement upf: unknown tier 'cloud'; the tiers are edge, regional, "
+                                   "central"),
+    (_latency_loop, "give 2 links that join the tiers"),
 ])
 def test_bad_inventory_is_one_line(tmp_path: Path, edit, expected: str) -> None:
     path = write_local_inventory(tmp_path, edit=edit)
@@ -224,7 +235,7 @@ def test_down_after_a_half_finished_up_and_automatic_cleanup(tmp_path: Path) -> 
 def test_playbooks_pass_ansible_syntax_check(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "--syntax-check", "-i", str(LOCAL_INVENTORY),
-         "-e", f"testbed_state_dir={tmp_path}", "testbed-up.yml", "testbed-down.yml"],
+         "-e", f"testbed_state_dir={tmp_path}", "testbed-up.yml", "testbed-down.yml", "testbed-place.yml"],
         cwd=REPO / "playbooks", env=venv_environment(ANSIBLE_CONFIG=str(REPO / "playbooks" / "ansible.cfg")),
         capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

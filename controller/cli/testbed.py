@@ -1,8 +1,9 @@
-"""``slicebed testbed up|down|status|check|top``: a testbed deployed with Ansible (ansible-runner).
+"""``slicebed testbed up|down|status|check|top|place``: a testbed deployed with Ansible (ansible-runner).
 
 The inventory decides which: ``testbed_mode: local`` (the default; namespaces on this host) or ``lab`` (real nodes,
 ``playbooks/site.yml``); both are a :class:`~controller.deploy.deployment.Deployment`. ``check`` measures the
-local testbed; ``top`` (:mod:`controller.cli.testbed_top`) watches either.
+local testbed; ``top`` (:mod:`controller.cli.testbed_top`) watches either; ``place`` moves a slice's UPF between the
+local testbed's tiers (:mod:`controller.deploy.move`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from controller.deploy.check import check_testbed
 from controller.deploy.deployment import Deployment, open_deployment
 from controller.deploy.inventory import DEFAULT_INVENTORY, inventory_mode
 from controller.deploy.local_deployment import LocalDeployment
+from controller.deploy.move import check_move, place_vnf
 from core.errors import InputError
 from core.runstore import RunStore
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``testbed up``, ``down``, ``status``, ``check`` and ``top``."""
+    """Add ``testbed up``, ``down``, ``status``, ``check``, ``top`` and ``place``."""
     testbed = parser.add_subparsers(dest="action", required=True)
     up = testbed.add_parser("up", help="build the testbed (idempotent: a second up changes nothing)")
     up.add_argument("--dry-run", action="store_true",
@@ -45,7 +47,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="print one table and exit (for scripts)")
     top.set_defaults(handler=cmd_testbed_top)
-    for parser in (up, down, status, check, top):
+    place = testbed.add_parser("place", help="move a slice's UPF (and its app server) to another tier while its "
+                               "users keep streaming (local testbed)",
+                               description="Start the slice's UPF and app server on TIER, switch the users over, "
+                               "stop the old ones; the delay the UEs see follows the latency matrix (edge 0).")
+    place.add_argument("slice", help="a slice of the inventory")
+    place.add_argument("vnf", help="the VNF to move: upf (its app server moves with it)")
+    place.add_argument("tier", help="edge, regional or central")
+    place.set_defaults(handler=cmd_testbed_place)
+    for parser in (up, down, status, check, top, place):
         parser.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY,
                             help="Ansible inventory of the testbed")
         add_json(parser)
@@ -136,6 +146,35 @@ def cmd_testbed_check(args: argparse.Namespace) -> int:
                       "unit": m.unit, "within tolerance": "yes" if m.within_tolerance else "NO"}
                      for m in measurements]))
     return 0 if within else 1
+
+
+def cmd_testbed_place(args: argparse.Namespace) -> int:
+    if inventory_mode(args.inventory) != "local":
+        raise InputError(f"{args.inventory}: `testbed place` moves VNFs on the local testbed; a lab places its "
+                         "slices with `slicebed place deploy`")
+    testbed = LocalDeployment.open(args.inventory)
+    check_move(testbed, args.slice, args.vnf, args.tier)  # before the run directory: bad input leaves nothing
+    run = RunStore(args.runs_dir).create(f"testbed-place-{testbed.name}",
+                                         {"inventory": str(args.inventory.resolve()), "slice": args.slice,
+                                          "vnf": args.vnf, "tier": args.tier}, kind="testbed")
+    with progress_bar(args.quiet) as progress, run.finishing_on_error():
+        task = progress.add_task(f"testbed place {args.slice} {args.vnf} {args.tier}", total=None)
+        move = place_vnf(testbed, args.slice, args.vnf, args.tier, run.path / "ansible",
+                         lambda name: progress.update(task, advance=1, description=f"testbed place: {name[:60]}"))
+    run.finish("completed", **move.as_dict())
+
+    def human() -> None:
+        if not move.moved:
+            print(f"slice {move.slice}: its {move.vnf} is already on {move.target}; nothing changed")
+            return
+        print(f"slice {move.slice}: {move.vnf} and app server moved {move.source} -> {move.target} with "
+              f"{move.users} users in {move.seconds:.1f} s (switch-over {move.switch_s * 1000:.1f} ms); run {run.path}")
+        if move.unmetered:
+            print(f"note: slice {move.slice}'s traffic no longer crosses the transport, so its meter (the bandwidth "
+                  "allocation) limits nothing until its UPF leaves edge")
+
+    print_result(args, {**move.as_dict(), "run": str(run.path)}, human)
+    return 0
 
 
 def cmd_testbed_top(args: argparse.Namespace) -> int:

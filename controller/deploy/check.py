@@ -2,9 +2,10 @@
 
 - Bandwidth (per slice): a TCP iperf3 flow from central to edge marked with the slice's DSCP saturates the
   slice's OpenFlow meter; the rate that passed the meter (meter stats: bytes in minus bytes dropped) over a
-  steady window is compared with the meter's configured rate (what the bandwidth actuator last set).
-- Delay (per latency entry): UDP echo round trips between the two tiers' transport addresses; half the mean
-  round trip against the configured one-way delay.
+  steady window is compared with the meter's configured rate (what the bandwidth actuator last set). A slice whose
+  UPF is placed on edge is said to be unmetered: its own traffic no longer crosses the transport.
+- Delay (per pair of tiers, the pairs without a link of the latency matrix as the path sum): UDP echo round trips
+  between the two tiers' transport addresses; half the mean round trip against the configured one-way delay.
 - CPU (per node with a cgroup): busy loops join the node's cgroup, whose scheduling weight is raised for the
   measurement (so that the quota binds, not other load on the machine); the group's CPU time per second
   against quota / period.
@@ -23,12 +24,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from controller.actuators.ovs import SHARED_METER_ID, OvsMeter
 from controller.deploy.inventory import LocalInventory
-from controller.deploy.inventory.local import RAN_HOST, Latency
+from controller.deploy.inventory.local import RAN_HOST
+from controller.deploy.inventory.tiers import Tier
 from controller.deploy.local_deployment import LocalDeployment
 from core.cgroups import CpuCgroup, cpu_hierarchy
 from core.commands import BackgroundProcess, LocalRunner
@@ -72,7 +74,7 @@ def check_testbed(testbed: LocalDeployment) -> list[Measurement]:
     if not testbed.status()["up"]:
         raise CheckError(f"testbed {testbed.inventory.prefix} is not (fully) up; run `slicebed testbed up` first")
     inventory = testbed.inventory
-    return [*measure_bandwidth(inventory), *measure_delay(inventory), *measure_cpu(inventory)]
+    return [*measure_bandwidth(inventory, testbed.placement()), *measure_delay(inventory), *measure_cpu(inventory)]
 
 
 def rate_per_second(counter: Callable[[], float], warmup_s: float, window_s: float) -> float:
@@ -102,11 +104,18 @@ def listening(runner: LocalRunner, argv: list[str], port: int, protocol: str = "
 
 # ---- bandwidth ----
 
-def measure_bandwidth(inventory: LocalInventory, window_s: float = 2.5, warmup_s: float = 1.0) -> list[Measurement]:
-    """Each slice's meter with a flow of its DSCP, then the shared meter with an unclassified flow (DSCP 0)."""
+def measure_bandwidth(inventory: LocalInventory, placement: dict[str, Tier], window_s: float = 2.5,
+                      warmup_s: float = 1.0) -> list[Measurement]:
+    """Each slice's meter with a flow of its DSCP, then the shared meter with an unclassified flow (DSCP 0). A slice
+    whose UPF is on the RAN's node (``placement``) has its meter measured too, with a note that it meters none of
+    the slice's traffic."""
     slices = [(index + 1, s.name, s.dscp) for index, s in enumerate(inventory.settings.slices)]
-    return [meter_bandwidth(inventory, meter_id, name, dscp, window_s, warmup_s)
-            for meter_id, name, dscp in [*slices, (SHARED_METER_ID, "shared transport", 0)]]
+    measured = [meter_bandwidth(inventory, meter_id, name, dscp, window_s, warmup_s)
+                for meter_id, name, dscp in [*slices, (SHARED_METER_ID, "shared transport", 0)]]
+    unmetered = {name for name, where in placement.items() if where == RAN_HOST}
+    return [replace(m, detail=f"{m.detail}; UNMETERED: the slice's UPF is on {RAN_HOST}, its traffic does not "
+                              "cross the transport, so this meter (its bandwidth allocation) limits none of it")
+            if m.subject.split(":")[0] in unmetered else m for m in measured]
 
 
 def meter_bandwidth(inventory: LocalInventory, meter_id: int, subject: str, dscp: int, window_s: float,
@@ -137,29 +146,32 @@ def meter_bandwidth(inventory: LocalInventory, meter_id: int, subject: str, dscp
 # ---- delay ----
 
 def measure_delay(inventory: LocalInventory, count: int = 40) -> list[Measurement]:
-    return [link_delay(inventory, entry, count) for entry in inventory.settings.latency]
+    """Every pair of tiers (a UPF can sit on any), the pairs without a link of the matrix as the path sum."""
+    return [link_delay(inventory, pair, count) for pair in inventory.tier_delays]
 
 
-def link_delay(inventory: LocalInventory, entry: Latency, count: int) -> Measurement:
-    """Half the mean UDP round trip from tier ``entry.a`` to tier ``entry.b``, against the configured delay."""
+def link_delay(inventory: LocalInventory, pair: dict[str, Any], count: int) -> Measurement:
+    """Half the mean UDP round trip from tier ``pair["a"]`` to tier ``pair["b"]``, against the configured delay."""
+    a, b = pair["a"], pair["b"]
     probe = [sys.executable, "-m", "dataplane.probe"]
     server = [*probe, "serve", "--port", str(PROBE_PORT), "--seconds", "3"]
-    client = [*probe, "rtt", "--host", str(inventory.hosts[entry.b].transport_address), "--port", str(PROBE_PORT),
+    client = [*probe, "rtt", "--host", str(inventory.hosts[b].transport_address), "--port", str(PROBE_PORT),
               "--count", str(count)]
-    with listening(LocalRunner(inventory.netns(entry.b)), server, PROBE_PORT, "udp"):
-        done = LocalRunner(inventory.netns(entry.a)).run(client, timeout_s=60)
+    with listening(LocalRunner(inventory.netns(b)), server, PROBE_PORT, "udp"):
+        done = LocalRunner(inventory.netns(a)).run(client, timeout_s=60)
     try:
         rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []
     except json.JSONDecodeError:
-        raise CheckError(f"delay probe {entry.a} -> {entry.b} printed no JSON: {done.stdout[:80]!r}") from None
+        raise CheckError(f"delay probe {a} -> {b} printed no JSON: {done.stdout[:80]!r}") from None
     if len(rtts) < count // 2:
-        raise CheckError(f"delay probe {entry.a} -> {entry.b} lost {count - len(rtts)} of {count} probes")
+        raise CheckError(f"delay probe {a} -> {b} lost {count - len(rtts)} of {count} probes")
     one_way_ms = statistics.fmean(rtts) * 1000 / 2
     jitter_ms = statistics.pstdev(rtts) * 1000 / 2
-    return Measurement("delay", f"{entry.a}-{entry.b} one-way", "ms", entry.delay_ms, one_way_ms,
-                       DELAY_TOLERANCE_MS + DELAY_TOLERANCE * entry.delay_ms,
+    derived = " (derived: the path sum of the matrix's links)" if pair["derived"] else ""
+    return Measurement("delay", f"{a}-{b} one-way", "ms", pair["delay_ms"], one_way_ms,
+                       DELAY_TOLERANCE_MS + DELAY_TOLERANCE * pair["delay_ms"],
                        f"half the mean UDP round trip of {len(rtts)} probes; half its std {jitter_ms:.2f} ms "
-                       f"(configured jitter ±{entry.jitter_ms:g} ms)")
+                       f"(configured jitter ±{pair['jitter_ms']:g} ms){derived}")
 
 
 # ---- CPU ----

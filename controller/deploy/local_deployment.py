@@ -10,8 +10,10 @@ from typing import Any
 from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory import LocalInventory, load_inventory
+from controller.deploy.inventory.programs import slice_programs
+from controller.deploy.inventory.tiers import Tier
 from controller.deploy.preflight import KernelFeatures, preflight, require_root
-from controller.deploy.state import StateDir, pid_alive
+from controller.deploy.state import StateDir, current_placement, pid_alive
 from core.cgroups import find_cpu_hierarchy
 from core.commands import CommandRunner, LocalRunner
 
@@ -39,8 +41,16 @@ class LocalDeployment:
     def state(self) -> StateDir:
         return StateDir(self.inventory.state_dir)
 
-    def extravars(self) -> dict[str, Any]:
-        return {"testbed_state_dir": str(self.inventory.state_dir), "testbed_dataplane": self.dataplane}
+    def placement(self) -> dict[str, Tier]:
+        """Each slice's UPF tier: the one recorded by a running testbed, else the inventory's."""
+        return current_placement(self.inventory)
+
+    def extravars(self, placement: dict[str, Tier] | None = None) -> dict[str, Any]:
+        """The playbooks' variables: the state directory and every program's host and port (``placement``: each
+        slice's UPF tier, by default the current one)."""
+        programs = slice_programs(self.inventory, placement or self.placement())
+        return {"testbed_state_dir": str(self.inventory.state_dir), "testbed_dataplane": self.dataplane,
+                "testbed_programs": [program.as_dict() for program in programs]}
 
     def preflight(self) -> KernelFeatures:
         """Root, tools, kernel features, free ports and subnet; one InputError line on the first problem."""
@@ -55,9 +65,11 @@ class LocalDeployment:
         """
         if not preflight_done:
             self.preflight()
+        placement = self.placement()
         if not dry_run:
             self.state.record_inventory(self.inventory.path)
-        extravars = {**self.extravars(), **(overrides or {})}
+            self.state.record_placement(placement)
+        extravars = {**self.extravars(placement), **(overrides or {})}
         result = run_playbook(UP_PLAYBOOK, self.inventory.path, extravars, artifacts_dir, dry_run, on_task)
         removing = remove_on_failure and not dry_run and not result.succeeded
         if removing:

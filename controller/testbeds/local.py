@@ -16,18 +16,15 @@ from controller.actuators.base import BandwidthActuator, CpuActuator, Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.actuators.ovs import OvsMeterActuator
 from controller.deploy.inventory import DEFAULT_INVENTORY, LocalInventory, load_inventory
+from controller.deploy.inventory.local import RAN_HOST
+from controller.deploy.inventory.programs import program_url
+from controller.deploy.state import current_placement
 from controller.testbeds.actuated import ActuatedTestbed
 from controller.testbeds.base import Allocation, TestbedUnavailable
 from controller.testbeds.qos_meter import PrometheusQosMeter, QosMeter
 from core.commands import LocalRunner
 from core.errors import InputError
 from core.slice_types import QosKind
-
-
-def program_url(inventory: LocalInventory, host: str, slice_name: str) -> str:
-    """Base URL of a slice's data-plane program on ``host`` (management address, port = base + slice index)."""
-    index = [s.name for s in inventory.settings.slices].index(slice_name)
-    return f"http://{inventory.hosts[host].mgmt_address}:{inventory.settings.exporter_port + index}"
 
 
 def exporter_url(inventory: LocalInventory) -> str:
@@ -52,13 +49,17 @@ class LocalTestbed(ActuatedTestbed):
                                                                  "bandwidth_mbps": applied.bandwidth_mbps})
 
     def settings(self) -> dict[str, Any]:
-        """The inventory and the scales from nominal units to this host, and each slice's type."""
+        """The inventory and the scales from nominal units to this host, each slice's type and UPF tier, and the
+        slices whose bandwidth allocation limits nothing (their UPF is on edge: no transport, no meter on the path)."""
         settings = self.inventory.settings
+        placement = current_placement(self.inventory)
         return {"inventory": str(self.inventory.path), "cpu_scale": settings.cpu_scale,
-                "rate_scale": settings.rate_scale, "slice_types": {s.name: s.type for s in settings.slices}}
+                "rate_scale": settings.rate_scale, "slice_types": {s.name: s.type for s in settings.slices},
+                "upf_tiers": placement,
+                "unmetered_slices": sorted(name for name, where in placement.items() if where == RAN_HOST)}
 
     def app_server_url(self, slice_name: str) -> str:
-        return program_url(self.inventory, "app", slice_name)
+        return program_url(self.inventory, "app_server", slice_name)  # where the slice's placement runs it now
 
 
 def open_local_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interval, Interval]],

@@ -10,11 +10,12 @@ import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from controller.deploy.inventory.document import host_entries, read_inventory
+from controller.deploy.inventory.latency import LatencyMatrixError, tier_latency
 from controller.deploy.inventory.tiers import TIERS, Tier
 from core.errors import InputError
 from core.packet_trace import load_trace
@@ -30,6 +31,10 @@ DEFAULT_CPU_SCALE = 0.125
 """Host cores per nominal core: the paper's 500-4000 millicores become 1/16 to 1/2 core of a 2-core host."""
 RAN_HOST = "edge"
 """The node whose cgroup (the shared CPU capacity) holds every slice's RAN emulator cgroup."""
+MAX_SLICES = 64
+"""Each slice has its own DSCP (0-63); each data-plane program has a block of this many ports (one per slice)."""
+PLACEABLE_VNFS = ("upf",)
+"""The VNFs a slice can place on a tier (the RAN emulator does not split CU and DU stages: it stays on edge)."""
 
 
 class Route(StrictModel):
@@ -58,6 +63,12 @@ class HostVars(StrictModel):
     netns_name: str | None = None
 
 
+class Placement(StrictModel):
+    """Where a slice's VNFs run. The UPF's tier also runs the slice's app server (its data network, N6 local)."""
+
+    upf: str = Field("regional", description="the tier of the UPF and the app server: edge, regional or central")
+
+
 class SliceVars(StrictModel):
     """One slice: its own DSCP, meter, UPF, RAN emulator (in its own cgroup below the RAN node's), UE sinks."""
 
@@ -68,6 +79,19 @@ class SliceVars(StrictModel):
     bandwidth_mbps: float = Field(gt=0, le=10000, description="the meter's rate at `testbed up` (nominal Mbps)")
     trace: Path | None = Field(None, description="recorded packets the app server replays (CSV "
                                                  "interarrival_s,size_bytes or .pcap), relative to the inventory")
+    placement: Placement = Field(default_factory=Placement, description="the tier of each placeable VNF")
+
+    @model_validator(mode="after")
+    def known_tiers(self) -> SliceVars:
+        if self.placement.upf not in TIERS:
+            raise ValueError(f"slice {self.name}: placement upf: unknown tier {self.placement.upf!r}; the tiers are "
+                             f"{', '.join(TIERS)}")
+        return self
+
+    @property
+    def upf_tier(self) -> Tier:
+        """The tier the inventory places the UPF on (a running testbed records its own: ``testbed place``)."""
+        return tier(self.placement.upf)
 
     @property
     def qos(self) -> QosKind:
@@ -106,13 +130,14 @@ class GlobalVars(StrictModel):
     mgmt_subnet: ipaddress.IPv4Network
     mgmt_gateway: ipaddress.IPv4Address
     transport_subnet: ipaddress.IPv4Network
-    slices: list[SliceVars] = Field(min_length=1)
+    slices: list[SliceVars] = Field(min_length=1, max_length=MAX_SLICES)
     latency: list[Latency] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     node_exporter_port: int = Field(default=9100, ge=1, le=65535)
     scrape_interval_s: float = Field(default=1, gt=0, le=60)
-    exporter_port: int = Field(default=9464, ge=1, le=65535)
+    exporter_port: int = Field(default=9464, ge=1, le=65535 - 4 * MAX_SLICES,
+                               description="the first data-plane program port (a block of 64 per kind of program)")
     transport_bandwidth_mbps: float = Field(
         default=100, gt=0, le=10000, description="the shared transport capacity towards edge (nominal Mbps): one "
                                                  "OpenFlow meter after the slices' own")
@@ -132,11 +157,24 @@ class GlobalVars(StrictModel):
             repeated = sorted({str(v) for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"two slices have {key} {repeated[0]}; each slice needs its own")
+        if self.latency:
+            try:
+                tier_latency([entry.model_dump() for entry in self.latency], {name: name for name in TIERS})
+            except LatencyMatrixError as error:
+                raise ValueError(str(error)) from None
         needed = math.fsum(s.bandwidth_mbps for s in self.slices)
         if needed > self.transport_bandwidth_mbps:
             raise ValueError(f"transport_bandwidth_mbps {self.transport_bandwidth_mbps:g} is below the sum of the "
                              f"slices' bandwidth_mbps ({needed:g}); raise it or lower the slices'")
         return self
+
+
+def tier(name: str) -> Tier:
+    """``name`` as a tier; ValueError naming the tiers when it is none."""
+    for known in TIERS:
+        if name == known:
+            return known
+    raise ValueError(f"unknown tier {name!r}; the tiers are {', '.join(TIERS)}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +192,18 @@ class LocalInventory:
     @property
     def state_dir(self) -> Path:
         return STATE_ROOT / self.prefix.rstrip("-")
+
+    @property
+    def tier_delays(self) -> list[dict[str, Any]]:
+        """Every pair of tiers with its one-way ``delay_ms`` and ``jitter_ms`` (pairs without a link of the matrix:
+        the path sum, ``derived``); empty without a latency matrix."""
+        if not self.settings.latency:
+            return []
+        return tier_latency([entry.model_dump() for entry in self.settings.latency], {name: name for name in TIERS})
+
+    def delay_ms(self, a: Tier, b: Tier) -> float:
+        """The one-way delay between tiers ``a`` and ``b`` (0 on the same tier or without a matrix)."""
+        return next((pair["delay_ms"] for pair in self.tier_delays if set(pair["tiers"]) == {a, b}), 0.0)
 
     def netns(self, host: str) -> str:
         return f"{self.prefix}{host}"
