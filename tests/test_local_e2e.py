@@ -12,7 +12,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +25,11 @@ from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_i
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
-from controller.deploy.check import check_testbed
+from controller.deploy.check import DELAY_TOLERANCE, DELAY_TOLERANCE_MS, check_testbed
 from controller.deploy.inventory import load_inventory
 from controller.deploy.inventory.programs import PROGRAMS
 from controller.deploy.local_deployment import LocalDeployment
+from controller.deploy.state import current_placement
 from controller.loop.journal import LoopJournal
 from controller.loop.session import create_loop_run
 from controller.monitor.snapshot import DEFAULT_RATE_WINDOW_S
@@ -41,6 +42,7 @@ from core.errors import InputError
 from core.retry import Attempts
 from core.runstore import RunStore
 from core.slice_types import QosKind
+from dataplane.sources import SourceSettings
 
 PREFIX = "sbe2e-"
 NEVER_UP = "sbnone-"  # a prefix no test brings up
@@ -371,6 +373,23 @@ def test_backend_on_a_testbed_that_is_not_up_says_how_to_bring_it_up(tmp_path: P
         open_local_testbed(inventory, {"urllc": (Interval(500, 4000), Interval(5, 40))}, {"urllc": "throughput_mbps"})
 
 
+@pytest.mark.parametrize(("argv", "fragments"), [
+    (["voice", "upf", "edge"], ("unknown slice 'voice'", "the testbed's slices are embb, urllc, mmtc")),
+    (["urllc", "ran", "edge"], ("unknown VNF 'ran'", "places its upf")),
+    (["urllc", "upf", "cloud"], ("slice urllc: unknown tier 'cloud'", "the tiers are edge, regional, central")),
+    (["urllc", "upf", "edge"], ("the local testbed sbnone- is not (fully) up", "slicebed testbed up --inventory")),
+])
+def test_place_bad_input_is_one_line_and_changes_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                         argv: list[str], fragments: tuple[str, ...]) -> None:
+    inventory = _inventory(tmp_path, NEVER_UP)
+    code, out, err = run_cli(["--runs-dir", str(tmp_path / "runs"), "testbed", "place", *argv, "--inventory",
+                              str(inventory)], capfd)
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, *fragments)
+    assert not (tmp_path / "runs").exists()  # no run directory
+    assert not load_inventory(inventory).state_dir.exists()  # no placement recorded, nothing started
+
+
 @pytest.mark.slow
 def test_loop_on_the_local_testbed_when_it_is_down_is_one_error_line(tmp_path: Path) -> None:
     spec = yaml.safe_load((REPO / "experiments" / "demo-local.yaml").read_text())
@@ -415,3 +434,58 @@ def test_top_shows_each_slice_as_its_meter_and_its_cgroup_carry_it(deployed: Dep
     assert sum(embb["qos"]["per_user"].values()) == pytest.approx(embb["meter_mbps"], rel=0.15)
     assert document["shared"]["cpu_millicores"] == {"allocated": 7000, "capacity": 8000}
     assert document["shared"]["bandwidth_mbps"] == {"allocated": 26, "capacity": 60}
+
+
+# ---- VNF placement: a slice's UPF (and its app server, the data network) between tiers ----
+
+MOVED_USERS = 2
+
+
+def _sink_packets(inventory: Path, slice_name: str) -> int:
+    """Packets the slice's UE sink has received so far (every user)."""
+    url = program_url(load_inventory(inventory), "ue_sink", slice_name)
+    return sum(user["packets"] for user in requests.get(f"{url}/stats", timeout=5).json()["users"].values())
+
+
+def _one_way_delay_ms(deployed: DeployedTestbed, slice_name: str, seconds: float) -> tuple[float, float]:
+    """The median over ``seconds`` of the slice's per-second mean and p95 one-way delay (ms), from Prometheus."""
+    time.sleep(seconds)
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=seconds)
+    with PrometheusReader(f"http://127.0.0.1:{deployed_port(deployed)}") as reader:
+        mean = reader.range(f'slicebed_user_delay_seconds{{slice="{slice_name}"}}', start, end, 1)["value"]
+        p95 = reader.range(f'slicebed_user_delay_p95_seconds{{slice="{slice_name}"}}', start, end, 1)["value"]
+    return float(mean.median()) * 1000, float(p95.median()) * 1000
+
+
+@pytest.mark.slow
+def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a_second(
+        deployed: DeployedTestbed, slices: LocalTestbed) -> None:
+    """URLLC's UPF regional -> edge -> central while 2 users stream (the module's last test: `down` then removes a
+    testbed whose placement differs from the inventory's)."""
+    inventory = load_inventory(deployed.inventory)
+    slices.apply("urllc", Allocation(4000, 12))
+    slices.set_traffic("urllc", MOVED_USERS)
+    offered_pps = MOVED_USERS * 1000 / SourceSettings.interval_ms
+    time.sleep(3)
+    for target in ("edge", "central"):
+        before, started = _sink_packets(deployed.inventory, "urllc"), time.monotonic()
+        moved = run_slicebed("testbed", "place", "urllc", "upf", target, "--inventory", str(deployed.inventory),
+                             "--json", runs=deployed.runs)
+        assert moved.returncode == 0, moved.stderr
+        time.sleep(2)
+        received = _sink_packets(deployed.inventory, "urllc") - before
+        lost_s = (offered_pps * (time.monotonic() - started) - received) / offered_pps
+        assert lost_s <= 1.0, (target, lost_s, json.loads(moved.stdout))
+        assert current_placement(inventory)["urllc"] == target
+        assert slices.settings()["upf_tiers"]["urllc"] == target
+        assert slices.settings()["unmetered_slices"] == (["urllc"] if target == "edge" else [])
+        mean_ms, p95_ms = _one_way_delay_ms(deployed, "urllc", 8)
+        expected = inventory.delay_ms("edge", target)
+        assert mean_ms == pytest.approx(expected, abs=DELAY_TOLERANCE_MS + DELAY_TOLERANCE * expected), \
+            (target, mean_ms, p95_ms)
+        print(f"urllc UPF on {target}: {lost_s:.3f} s of traffic lost across the move, one-way delay mean "
+              f"{mean_ms:.2f} ms, p95 {p95_ms:.2f} ms (matrix {expected:g} ms)")
+    health = _target_health(inventory.settings.prometheus_port)
+    assert {url.removeprefix("http://") for url in _program_urls(slices)} <= {
+        instance for instance, state in health.items() if state == "up"}

@@ -82,7 +82,9 @@ class LocalDeployment:
         recorded = self.state.recorded_inventory
         inventory = load_inventory(recorded) if recorded.exists() else self.inventory
         inventory_file = recorded if recorded.exists() else self.inventory.path
-        extravars = {"testbed_state_dir": str(inventory.state_dir)}
+        programs = slice_programs(inventory, current_placement(inventory))  # where the programs run now
+        extravars = {"testbed_state_dir": str(inventory.state_dir),
+                     "testbed_programs": [program.as_dict() for program in programs]}
         if recorded.exists():  # keep a copy: the playbook deletes the state directory
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             inventory_file = artifacts_dir / "inventory.yml"
