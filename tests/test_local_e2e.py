@@ -424,6 +424,7 @@ def test_top_shows_each_slice_as_its_meter_and_its_cgroup_carry_it(deployed: Dep
     for name, allocation in allocations.items():
         entry = shown[name]
         assert entry["type"] == name and entry["users"] == (3 if name == "embb" else 2)
+        assert entry["upf_tier"] == "regional"  # the inventory's placement
         assert entry["allocation"] == {"cpu_millicores": allocation.cpu_millicores,
                                        "bandwidth_mbps": allocation.bandwidth_mbps}
         assert entry["qos"]["kind"] == QOS_BY_SLICE[name] and entry["threshold"] is not None
@@ -460,7 +461,7 @@ def _one_way_delay_ms(deployed: DeployedTestbed, slice_name: str, seconds: float
 
 @pytest.mark.slow
 def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a_second(
-        deployed: DeployedTestbed, slices: LocalTestbed) -> None:
+        deployed: DeployedTestbed, slices: LocalTestbed, capfd: pytest.CaptureFixture[str]) -> None:
     """URLLC's UPF regional -> edge -> central while 2 users stream (the module's last test: `down` then removes a
     testbed whose placement differs from the inventory's)."""
     inventory = load_inventory(deployed.inventory)
@@ -481,11 +482,15 @@ def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a
         assert slices.settings()["upf_tiers"]["urllc"] == target
         assert slices.settings()["unmetered_slices"] == (["urllc"] if target == "edge" else [])
         mean_ms, p95_ms = _one_way_delay_ms(deployed, "urllc", 8)
+        code, out, err = run_cli(["testbed", "top", "--inventory", str(deployed.inventory), "--json"], capfd)
+        assert (code, err) == (0, "")
+        assert {entry["name"]: entry["upf_tier"] for entry in json.loads(out)["slices"]}["urllc"] == target
         expected = inventory.delay_ms("edge", target)
         assert mean_ms == pytest.approx(expected, abs=DELAY_TOLERANCE_MS + DELAY_TOLERANCE * expected), \
             (target, mean_ms, p95_ms)
-        print(f"urllc UPF on {target}: {lost_s:.3f} s of traffic lost across the move, one-way delay mean "
-              f"{mean_ms:.2f} ms, p95 {p95_ms:.2f} ms (matrix {expected:g} ms)")
+        with capfd.disabled():  # the figures docs/local-testbed-deploy.md quotes
+            print(f"urllc UPF on {target}: {lost_s:.3f} s of traffic lost across the move, one-way delay mean "
+                  f"{mean_ms:.2f} ms, p95 {p95_ms:.2f} ms (matrix {expected:g} ms)")
     health = _target_health(inventory.settings.prometheus_port)
     assert {url.removeprefix("http://") for url in _program_urls(slices)} <= {
         instance for instance, state in health.items() if state == "up"}

@@ -6,6 +6,7 @@ own prefix (``sbt<random>-``), management subnet and ports, so they never collid
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import subprocess
@@ -17,8 +18,10 @@ from local_testbed import LOCAL_INVENTORY, inventory_hosts, write_local_inventor
 
 from controller.cli import main
 from controller.deploy.ansible_driver import DeployError
-from controller.deploy.check import check_testbed
+from controller.deploy.check import Measurement, check_testbed, say_unmetered
 from controller.deploy.inventory import load_inventory
+from controller.deploy.inventory.programs import slice_programs
+from controller.deploy.inventory.tiers import TIERS
 from controller.deploy.local_deployment import LocalDeployment
 from controller.deploy.preflight import has_netem, require_free_ports, require_root, require_tools
 from controller.deploy.state import StateDir
@@ -105,6 +108,27 @@ def test_cli_bad_inventory_exits_2_with_one_line(tmp_path: Path, capsys: pytest.
     path = write_local_inventory(tmp_path, edit=_add_host)
     assert main(["testbed", "status", "--inventory", str(path)]) == 2
     assert_one_error_line(capsys.readouterr().err, str(path), "camera")
+
+
+def test_check_says_which_slices_meters_carry_none_of_their_traffic() -> None:
+    measured = [Measurement("bandwidth", f"{name}: central->edge meter {meter}", "Mbps", 10, 10, 1, "TCP iperf3")
+                for meter, name in ((1, "embb"), (2, "urllc"), (1000, "shared transport"))]
+    noted = say_unmetered(measured, {"embb": "regional", "urllc": "edge"})
+    assert [m.detail.split("; ")[1:] for m in noted] == [
+        [], ["UNMETERED: the slice's UPF is on edge, its traffic does not cross the transport, so this meter (its "
+             "bandwidth allocation) limits none of it"], []]
+    assert all(m.within_tolerance for m in noted)  # the meter itself works: the check's own flow passes it
+
+
+def test_programs_never_share_a_port_on_a_node_wherever_the_upfs_are() -> None:
+    inventory = load_inventory(LOCAL_INVENTORY)
+    for tiers in itertools.product(TIERS, repeat=len(inventory.settings.slices)):
+        placement = dict(zip([s.name for s in inventory.settings.slices], tiers, strict=True))
+        programs = slice_programs(inventory, placement)
+        assert len({(p.host, p.port) for p in programs}) == len(programs)
+        for program in programs:
+            expected = {"ue_sink": "ue", "ran_emulator": "edge"}.get(program.name, placement[program.slice])
+            assert program.host == expected
 
 
 # ---- preflight (fast) ----

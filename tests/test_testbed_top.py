@@ -141,7 +141,8 @@ def test_an_empty_prometheus_gives_no_slices_and_missing_capacities(prometheus: 
 def built_snapshot() -> TopSnapshot:
     many = {str(user): 1.0 + user for user in range(9)}
     return TopSnapshot("http://127.0.0.1:9090", datetime(2026, 12, 1, 20, 0, 5, tzinfo=UTC), [
-        SliceView("embb", "embb", 3, "throughput_mbps", {"0": 4.5, "2": 2.5, "10": 6.0}, 3.0, 2000, 25, 9.6, 248),
+        SliceView("embb", "embb", 3, "throughput_mbps", {"0": 4.5, "2": 2.5, "10": 6.0}, 3.0, 2000, 25, 9.6, 248,
+                  "edge"),
         SliceView("iot", "mmtc", 9, "delivery_ratio", many, None, 1000, 5, None, None),
         SliceView("urllc", "urllc", 2, "delay_p95_ms", {"0": 4.0, "1": 12.0}, 10.0, 3000, 30, None, None),
         SliceView("quiet", "urllc", None, "delay_p95_ms", {}, 10.0, None, None, None, None),
@@ -165,13 +166,13 @@ def rows_of(snapshot: TopSnapshot) -> dict[str, list[str]]:
 def test_the_rendering_shows_qos_against_threshold_allocation_usage_and_the_shared_row() -> None:
     snapshot = built_snapshot()
     rows = rows_of(snapshot)
-    assert rows["embb"] == ["embb", "embb", "3", "0:4.5 2:2.5 10:6", "2.5 Mbps", "> 3 Mbps", "2/3", "2000", "25.0",
-                            "9.6", "248"]
-    assert rows["urllc"][3:7] == ["0:4 1:12", "12 ms", "< 10 ms", "1/2"]
-    assert rows["iot"][3:7] == ["0:1 1:2 2:3 3:4 4:5 5:6 +3", "1", "-", "-"]  # no threshold given
-    assert rows["quiet"] == ["quiet", "urllc", "-", "-", "-", "< 10 ms", "-", "-", "-", "-", "-"]
-    assert rows["old"] == ["old", "-", "1", "-", "-", "3", "-", "-", "-", "-", "-"]
-    assert rows["shared"][7:] == ["6000/4000", "60.0/80.0", "9.6", "248"]
+    assert rows["embb"] == ["embb", "embb", "edge", "3", "0:4.5 2:2.5 10:6", "2.5 Mbps", "> 3 Mbps", "2/3", "2000",
+                            "25.0", "9.6", "248"]
+    assert rows["urllc"][4:8] == ["0:4 1:12", "12 ms", "< 10 ms", "1/2"]
+    assert rows["iot"][4:8] == ["0:1 1:2 2:3 3:4 4:5 5:6 +3", "1", "-", "-"]  # no threshold given
+    assert rows["quiet"] == ["quiet", "urllc", "-", "-", "-", "-", "< 10 ms", "-", "-", "-", "-", "-"]
+    assert rows["old"] == ["old", "-", "-", "1", "-", "-", "3", "-", "-", "-", "-", "-"]
+    assert rows["shared"][8:] == ["6000/4000", "60.0/80.0", "9.6", "248"]
     lines = text_of(snapshot).splitlines()  # the table on a 220-column terminal: one line per row
     assert "slicebed testbed top: http://127.0.0.1:9090 at 20:00:05 UTC" in lines[0]
     assert [line.split()[0] for line in lines if line.strip() and line.split()[0] in rows] == [

@@ -110,8 +110,13 @@ def measure_bandwidth(inventory: LocalInventory, placement: dict[str, Tier], win
     whose UPF is on the RAN's node (``placement``) has its meter measured too, with a note that it meters none of
     the slice's traffic."""
     slices = [(index + 1, s.name, s.dscp) for index, s in enumerate(inventory.settings.slices)]
-    measured = [meter_bandwidth(inventory, meter_id, name, dscp, window_s, warmup_s)
-                for meter_id, name, dscp in [*slices, (SHARED_METER_ID, "shared transport", 0)]]
+    return say_unmetered([meter_bandwidth(inventory, meter_id, name, dscp, window_s, warmup_s)
+                          for meter_id, name, dscp in [*slices, (SHARED_METER_ID, "shared transport", 0)]], placement)
+
+
+def say_unmetered(measured: list[Measurement], placement: dict[str, Tier]) -> list[Measurement]:
+    """The bandwidth measurements, those of slices whose UPF is on the RAN's node noted as metering none of the
+    slice's traffic (the meter still works: the check's own flow passes it)."""
     unmetered = {name for name, where in placement.items() if where == RAN_HOST}
     return [replace(m, detail=f"{m.detail}; UNMETERED: the slice's UPF is on {RAN_HOST}, its traffic does not "
                               "cross the transport, so this meter (its bandwidth allocation) limits none of it")

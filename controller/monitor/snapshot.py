@@ -73,6 +73,7 @@ class SliceView:
     bandwidth_mbps: float | None
     meter_mbps: float | None
     ran_cpu_millicores: float | None
+    upf_tier: str | None = None  # the node the slice's UPF is scraped on (its placement; `testbed place` moves it)
 
     def worst(self) -> float | None:
         """The worst user's QoS (lowest throughput or ratio, highest delay), None without users' QoS."""
@@ -95,7 +96,8 @@ class SliceView:
                                                   "per_user": self.qos, "worst": self.worst()},
                 "threshold": self.threshold, "users_meeting_threshold": self.meeting(),
                 "allocation": {"cpu_millicores": self.cpu_millicores, "bandwidth_mbps": self.bandwidth_mbps},
-                "meter_mbps": self.meter_mbps, "ran_cpu_millicores": self.ran_cpu_millicores}
+                "meter_mbps": self.meter_mbps, "ran_cpu_millicores": self.ran_cpu_millicores,
+                "upf_tier": self.upf_tier}
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def read_snapshot(reader: PrometheusReader, thresholds: Mapping[str, float] | No
         "ran_cpu": _by_slice(reader, RAN_CPU_QUERY.format(window=window), scales.cpu),
     }
     qos = {kind: _per_user(reader, series) for kind, series in QOS_SERIES.items()}
+    upf_tiers = {name: node for name, node in _values(reader, UPF_NODE_QUERY, ("slice", "node"))}
     names = {name for name, _type in info} | {name for values in per_slice.values() for name in values} | {
         name for users in qos.values() for name in users}
     slices = []
@@ -168,7 +171,7 @@ def read_snapshot(reader: PrometheusReader, thresholds: Mapping[str, float] | No
             qos=qos[kind].get(name, {}) if kind is not None else {},
             threshold=(thresholds or {}).get(name), cpu_millicores=per_slice["cpu"].get(name),
             bandwidth_mbps=per_slice["bandwidth"].get(name), meter_mbps=per_slice["meter"].get(name),
-            ran_cpu_millicores=per_slice["ran_cpu"].get(name)))
+            ran_cpu_millicores=per_slice["ran_cpu"].get(name), upf_tier=upf_tiers.get(name)))
     shared = SharedView(
         cpu_capacity=_scalar(reader, "max(slicebed_shared_cpu_millicores)"),
         bandwidth_capacity=_scalar(reader, "max(slicebed_shared_bandwidth_mbps)"),
@@ -184,6 +187,8 @@ METER_QUERY = (
     " * sum by (slice) (rate(slicebed_ran_ciphered_bytes_total[{window}]))"
     ' / sum by (slice) (rate(slicebed_ran_packets_total{{event="sent"}}[{window}])) * 8 / 1e6')
 """Mbps through the meter: packets the RAN received per second x mean payload bytes of the packets it sent."""
+UPF_NODE_QUERY = "count by (slice, node) (slicebed_upf_bytes_total)"
+"""The node label of the scrape target that exports each slice's UPF counters: the tier the UPF runs on."""
 RAN_CPU_QUERY = (
     "sum by (slice) (1000 * rate(process_cpu_seconds_total[{window}])"
     " * on (job, instance) group_left (slice) (max by (job, instance, slice) (slicebed_ran_work_factor) * 0 + 1))")

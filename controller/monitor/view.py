@@ -16,7 +16,7 @@ from core.slice_types import HIGHER_IS_BETTER, QosKind
 MISSING = "-"
 USERS_SHOWN = 6
 """Per-user QoS values listed in a row; more users show as ``+N``."""
-COLUMNS = ("slice", "type", "users", "QoS per user", "worst", "threshold", "met", "CPU mc", "BW Mbps",
+COLUMNS = ("slice", "type", "UPF", "users", "QoS per user", "worst", "threshold", "met", "CPU mc", "BW Mbps",
            "meter Mbps", "RAN CPU mc")
 """Column names; a space in a name is where its header wraps (units on the second line)."""
 
@@ -30,7 +30,7 @@ def render(snapshot: TopSnapshot) -> Table:
                   "or the first scrapes are pending)")
     for column in COLUMNS:
         header = column if column == "QoS per user" else column.replace(" ", "\n", 1)
-        table.add_column(header, justify="left" if column in ("slice", "type", "QoS per user") else "right")
+        table.add_column(header, justify="left" if column in ("slice", "type", "UPF", "QoS per user") else "right")
     for view in snapshot.slices:
         table.add_row(*slice_cells(view))
     table.add_section()
@@ -42,15 +42,15 @@ def slice_cells(view: SliceView) -> list[str | Text]:
     """One slice's cells, in ``COLUMNS`` order."""
     kind = view.qos_kind
     meeting = view.meeting()
-    return [view.name, view.type or MISSING, number(view.users, 0), per_user(view), qos(view.worst(), kind),
-            threshold(view.threshold, kind), MISSING if meeting is None else f"{meeting}/{len(view.qos)}",
-            number(view.cpu_millicores, 0), number(view.bandwidth_mbps, 1), number(view.meter_mbps, 1),
-            number(view.ran_cpu_millicores, 0)]
+    return [view.name, view.type or MISSING, view.upf_tier or MISSING, number(view.users, 0), per_user(view),
+            qos(view.worst(), kind), threshold(view.threshold, kind),
+            MISSING if meeting is None else f"{meeting}/{len(view.qos)}", number(view.cpu_millicores, 0),
+            number(view.bandwidth_mbps, 1), number(view.meter_mbps, 1), number(view.ran_cpu_millicores, 0)]
 
 
 def shared_cells(shared: SharedView) -> list[str | Text]:
     """The shared row: sums over the slices against the capacities, in ``COLUMNS`` order."""
-    return ["shared", "", "", "", "", "", "", against(shared.cpu_allocated, shared.cpu_capacity, 0),
+    return ["shared", "", "", "", "", "", "", "", against(shared.cpu_allocated, shared.cpu_capacity, 0),
             against(shared.bandwidth_allocated, shared.bandwidth_capacity, 1), number(shared.meter_mbps, 1),
             number(shared.ran_cpu_millicores, 0)]
 
