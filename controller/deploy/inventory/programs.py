@@ -28,7 +28,7 @@ class Program:
     """One data-plane program of one slice: the inventory host (namespace) it runs on and its management port."""
 
     slice: str
-    index: int
+    slice_index: int
     name: str
     host: str
     port: int
