@@ -489,8 +489,10 @@ def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a
         assert mean_ms == pytest.approx(expected, abs=DELAY_TOLERANCE_MS + DELAY_TOLERANCE * expected), \
             (target, mean_ms, p95_ms)
         with capfd.disabled():  # the figures docs/local-testbed-deploy.md quotes
-            print(f"urllc UPF on {target}: {lost_s:.3f} s of traffic lost across the move, one-way delay mean "
-                  f"{mean_ms:.2f} ms, p95 {p95_ms:.2f} ms (matrix {expected:g} ms)")
+            done = json.loads(moved.stdout)
+            print(f"urllc UPF on {target}: place took {done['seconds']} s (switch-over {done['switch_s']} s), "
+                  f"{lost_s:.3f} s of traffic lost across it, one-way delay mean {mean_ms:.2f} ms, p95 "
+                  f"{p95_ms:.2f} ms (matrix {expected:g} ms)")
     health = _target_health(inventory.settings.prometheus_port)
     assert {url.removeprefix("http://") for url in _program_urls(slices)} <= {
         instance for instance, state in health.items() if state == "up"}
