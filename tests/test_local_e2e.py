@@ -463,7 +463,7 @@ def _one_way_delay_ms(deployed: DeployedTestbed, slice_name: str, seconds: float
 def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a_second(
         deployed: DeployedTestbed, slices: LocalTestbed, capfd: pytest.CaptureFixture[str]) -> None:
     """URLLC's UPF regional -> edge -> central while 2 users stream (the module's last test: `down` then removes a
-    testbed whose placement differs from the inventory's)."""
+    testbed whose placement differs from the inventory's). benchmarks/bench_place.py prints the same figures."""
     inventory = load_inventory(deployed.inventory)
     slices.apply("urllc", Allocation(4000, 12))
     slices.set_traffic("urllc", MOVED_USERS)
@@ -488,11 +488,6 @@ def test_moving_a_upf_between_tiers_follows_the_latency_matrix_and_loses_under_a
         expected = inventory.delay_ms("edge", target)
         assert mean_ms == pytest.approx(expected, abs=DELAY_TOLERANCE_MS + DELAY_TOLERANCE * expected), \
             (target, mean_ms, p95_ms)
-        with capfd.disabled():  # the figures docs/local-testbed-deploy.md quotes
-            done = json.loads(moved.stdout)
-            print(f"urllc UPF on {target}: place took {done['seconds']} s (switch-over {done['switch_s']} s), "
-                  f"{lost_s:.3f} s of traffic lost across it, one-way delay mean {mean_ms:.2f} ms, p95 "
-                  f"{p95_ms:.2f} ms (matrix {expected:g} ms)")
     health = _target_health(inventory.settings.prometheus_port)
     assert {url.removeprefix("http://") for url in _program_urls(slices)} <= {
         instance for instance, state in health.items() if state == "up"}
