@@ -29,7 +29,7 @@ STATE_ROOT = Path("/run/slicebed")
 MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 DEFAULT_CPU_SCALE = 0.125
 """Host cores per nominal core: the paper's 500-4000 millicores become 1/16 to 1/2 core of a 2-core host."""
-RAN_HOST = "edge"
+RAN_HOST: Tier = "edge"
 """The node whose cgroup (the shared CPU capacity) holds every slice's RAN emulator cgroup."""
 MAX_SLICES = 64
 """Each slice has its own DSCP (0-63); each data-plane program has a block of this many ports (one per slice)."""
