@@ -10,7 +10,7 @@ from typing import Any
 from collectors.prometheus import prometheus_ready
 from controller.deploy.ansible_driver import PlaybookResult, run_playbook
 from controller.deploy.inventory import LocalInventory, load_inventory
-from controller.deploy.inventory.programs import slice_programs
+from controller.deploy.inventory.programs import programs_variable
 from controller.deploy.inventory.tiers import Tier
 from controller.deploy.preflight import KernelFeatures, preflight, require_root
 from controller.deploy.state import StateDir, current_placement, pid_alive
@@ -48,9 +48,8 @@ class LocalDeployment:
     def extravars(self, placement: dict[str, Tier] | None = None) -> dict[str, Any]:
         """The playbooks' variables: the state directory and every program's host and port (``placement``: each
         slice's UPF tier, by default the current one)."""
-        programs = slice_programs(self.inventory, placement or self.placement())
         return {"testbed_state_dir": str(self.inventory.state_dir), "testbed_dataplane": self.dataplane,
-                "testbed_programs": [program.as_dict() for program in programs]}
+                "testbed_programs": programs_variable(self.inventory, placement or self.placement())}
 
     def preflight(self) -> KernelFeatures:
         """Root, tools, kernel features, free ports and subnet; one InputError line on the first problem."""
@@ -82,9 +81,8 @@ class LocalDeployment:
         recorded = self.state.recorded_inventory
         inventory = load_inventory(recorded) if recorded.exists() else self.inventory
         inventory_file = recorded if recorded.exists() else self.inventory.path
-        programs = slice_programs(inventory, current_placement(inventory))  # where the programs run now
-        extravars = {"testbed_state_dir": str(inventory.state_dir),
-                     "testbed_programs": [program.as_dict() for program in programs]}
+        extravars = {"testbed_state_dir": str(inventory.state_dir),  # and the programs where they run now
+                     "testbed_programs": programs_variable(inventory, current_placement(inventory))}
         if recorded.exists():  # keep a copy: the playbook deletes the state directory
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             inventory_file = artifacts_dir / "inventory.yml"

@@ -157,16 +157,21 @@ class GlobalVars(StrictModel):
             repeated = sorted({str(v) for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"two slices have {key} {repeated[0]}; each slice needs its own")
-        if self.latency:
-            try:
-                tier_latency([entry.model_dump() for entry in self.latency], {name: name for name in TIERS})
-            except LatencyMatrixError as error:
-                raise ValueError(str(error)) from None
+        try:
+            tier_pairs(self.latency)
+        except LatencyMatrixError as error:
+            raise ValueError(str(error)) from None
         needed = math.fsum(s.bandwidth_mbps for s in self.slices)
         if needed > self.transport_bandwidth_mbps:
             raise ValueError(f"transport_bandwidth_mbps {self.transport_bandwidth_mbps:g} is below the sum of the "
                              f"slices' bandwidth_mbps ({needed:g}); raise it or lower the slices'")
         return self
+
+
+def tier_pairs(latency: list[Latency]) -> list[dict[str, Any]]:
+    """Every pair of tiers with its delay (:func:`~controller.deploy.inventory.latency.tier_latency`; the local
+    testbed's hosts are named after their tiers); empty without a matrix."""
+    return tier_latency([entry.model_dump() for entry in latency], {name: name for name in TIERS}) if latency else []
 
 
 def tier(name: str) -> Tier:
@@ -197,9 +202,7 @@ class LocalInventory:
     def tier_delays(self) -> list[dict[str, Any]]:
         """Every pair of tiers with its one-way ``delay_ms`` and ``jitter_ms`` (pairs without a link of the matrix:
         the path sum, ``derived``); empty without a latency matrix."""
-        if not self.settings.latency:
-            return []
-        return tier_latency([entry.model_dump() for entry in self.settings.latency], {name: name for name in TIERS})
+        return tier_pairs(self.settings.latency)
 
     def delay_ms(self, a: Tier, b: Tier) -> float:
         """The one-way delay between tiers ``a`` and ``b`` (0 on the same tier or without a matrix)."""

@@ -49,6 +49,11 @@ def slice_programs(inventory: LocalInventory, placement: dict[str, Tier]) -> lis
             for index, slice_vars in enumerate(inventory.settings.slices) for name in PROGRAMS]
 
 
+def programs_variable(inventory: LocalInventory, placement: dict[str, Tier]) -> list[dict[str, Any]]:
+    """``testbed_programs``, the playbooks' list of every program under ``placement``."""
+    return [program.as_dict() for program in slice_programs(inventory, placement)]
+
+
 def program_url(inventory: LocalInventory, program: str, slice_name: str,
                 placement: dict[str, Tier] | None = None) -> str:
     """Base URL of slice ``slice_name``'s ``program`` (its node's management address and its port) under
