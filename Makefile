@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DELAY_STAGE := build/slicebed-delay
 SPEC ?= experiments/demo-local.yaml
 INVENTORY ?= inventory/local.yml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -54,10 +55,15 @@ bench: setup
 	$(BIN)/python benchmarks/bench_loop.py --replay-seeds 5
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
-setup: $(STAMP)
+setup: $(STAMP) $(DELAY_STAGE)
+
+# The local testbed's delay stage (a C program), built here from source; the netem role runs it.
+$(DELAY_STAGE): dataplane/delay_stage.c | system-deps
+	mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -std=gnu11 -o $@ $< $$(pkg-config --libs libnetfilter_queue libnfnetlink)
 
 # Debian packages: every program slicebed, its playbooks and its tests run (the table in controller/deploy/tools.py,
-# which tests/test_tools.py holds this list to) and what the Python packages build against. Checked on every
+# which tests/test_tools.py holds this list to) and what the Python packages and the delay stage build against. Checked on every
 # `make setup`, so a checkout that predates a package gets it.
 APT_PACKAGES := python3-venv python3-pip python3-dev build-essential libnetfilter-queue-dev iproute2 iptables kmod \
 	ethtool openvswitch-switch prometheus prometheus-node-exporter procps iperf3 git systemd openssh-server \

@@ -1,13 +1,12 @@
 """The local testbed's deployment: inventory validation, preflight, and real up / second up / check / down.
 
-The integration tests build real namespaces, Open vSwitch, NFQUEUE delayers, cgroups and Prometheus with their
+The integration tests build real namespaces, Open vSwitch, NFQUEUE delay stages, cgroups and Prometheus with their
 own prefix (``sbt<random>-``), management subnet and ports, so they never collide with another testbed.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 import socket
 import subprocess
 from pathlib import Path
@@ -27,7 +26,6 @@ from controller.deploy.preflight import has_netem, require_free_ports, require_r
 from controller.deploy.state import StateDir
 from core.commands import LocalRunner
 from core.errors import InputError
-from dataplane.delayer import Delayer
 
 # ---- inventory validation (fast) ----
 
@@ -152,30 +150,6 @@ def test_preflight_rejects_a_taken_port(tmp_path: Path) -> None:
         inventory = load_inventory(write_local_inventory(tmp_path, prometheus_port=taken))
         with pytest.raises(InputError, match=f"prometheus_port {taken} is already taken"):
             require_free_ports(inventory, StateDir(tmp_path / "state"))
-
-
-# ---- the delayer's release schedule (fake packets stand in for NFQUEUE packets) ----
-
-class FakePacket:
-    def __init__(self, released: list[int], number: int) -> None:
-        self.released, self.number = released, number
-
-    def accept(self) -> None:
-        self.released.append(self.number)
-
-
-def test_delayer_releases_fake_packets_after_the_delay_in_order() -> None:
-    released: list[int] = []
-    delayer = Delayer(delay_s=0.05, jitter_s=0.04, rng=random.Random(1))
-    for number in range(50):
-        delayer.hold(FakePacket(released, number))
-    times = [release for release, _ in delayer.held]
-    assert times == sorted(times)  # never reordered
-    first = times[0]
-    delayer.release_due(first - 1e-6)
-    assert released == []
-    delayer.release_due(times[-1])
-    assert released == list(range(50))
 
 
 # ---- real deployment (slow, root) ----

@@ -6,7 +6,6 @@ anything is created. Commands run through a :class:`~core.commands.CommandRunner
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import json
 import os
@@ -25,6 +24,8 @@ from core.commands import CommandRunner, LocalRunner
 from core.errors import InputError
 
 REQUIRED_TOOLS = TESTBED_TOOLS  # program -> Debian package, from the one table (deploy/tools.py)
+DELAY_STAGE = Path(__file__).resolve().parents[2] / "build" / "slicebed-delay"
+"""The NFQUEUE delay stage `make setup` builds (the netem role's netem_delayer), run where sch_netem is missing."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,9 @@ def require_features(features: KernelFeatures) -> None:
     if not features.netem and not features.nfqueue:
         raise InputError("the kernel has neither sch_netem nor iptables NFQUEUE, so no delay stage can run; "
                          "load sch_netem or xt_NFQUEUE")
-    if not features.netem and importlib.util.find_spec("netfilterqueue") is None:
-        raise InputError("this kernel has no sch_netem and the NFQUEUE delayer needs the Python package "
-                         "NetfilterQueue; pip install NetfilterQueue (needs libnetfilter-queue-dev)")
+    if not features.netem and not os.access(DELAY_STAGE, os.X_OK):
+        raise InputError(f"this kernel has no sch_netem and the NFQUEUE delay stage {DELAY_STAGE} is not built; "
+                         "run `make setup` (it compiles dataplane/delay_stage.c)")
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

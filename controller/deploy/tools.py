@@ -122,11 +122,12 @@ TOOLS: tuple[Tool, ...] = (
 BUILD_PACKAGES: dict[str, str] = {
     "python3-venv": "the virtualenv in .venv (a separate package on Debian and Ubuntu)",
     "python3-pip": "pip for the virtualenv",
-    "python3-dev": "building NetfilterQueue",
-    "build-essential": "building NetfilterQueue",
-    "libnetfilter-queue-dev": "building NetfilterQueue (the NFQUEUE delayer)",
+    "python3-dev": "Python headers for packages that build an extension at install",
+    "build-essential": "building the local testbed's delay stage (dataplane/delay_stage.c, make setup)",
+    "libnetfilter-queue-dev": "building the delay stage (libnetfilter_queue, libnfnetlink and pkg-config)",
 }
-"""Debian packages make setup installs that ship no program slicebed runs: what the Python packages build against."""
+"""Debian packages make setup installs that ship no program slicebed runs: what the Python packages and the delay stage
+build against."""
 
 TESTBED_TOOLS: dict[str, str] = {tool.name: tool.package for tool in TOOLS if tool.testbed}
 """Program -> Debian package, for every program the local testbed needs (preflight checks these)."""
