@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 
 APP = struct.Struct("!HId")  # user, sequence, send time (time.time())
+USER = struct.Struct("!H")  # the app header's first field
 GTPU = struct.Struct("!BBHI")  # flags, message type, length, TEID
 RADIO = struct.Struct("!HIId")  # user, PDCP COUNT, app sequence, app send time
 GTPU_FLAGS = 0x30  # version 1, protocol type GTP
@@ -34,6 +35,11 @@ def app_packet(user: int, sequence: int, sent: float, size: int) -> bytes:
     """An application datagram of ``size`` bytes (at least the header) for ``user``."""
     header = APP.pack(user, sequence & 0xFFFFFFFF, sent)
     return header + bytes(max(0, size - APP.size))
+
+
+def app_user(data: bytes) -> int | None:
+    """The user id of an application datagram, or None when it is shorter than its header (the per-packet path)."""
+    return USER.unpack_from(data)[0] if len(data) >= APP.size else None
 
 
 def parse_app(data: bytes) -> AppHeader:
@@ -67,8 +73,10 @@ class RadioFrame:
     ciphered: bytes
 
 
-def radio_frame(count: int, app: AppHeader, ciphered: bytes) -> bytes:
-    return RADIO.pack(app.user, count & 0xFFFFFFFF, app.sequence, app.sent) + ciphered
+def radio_frame(count: int, pdu: bytes, ciphered: bytes) -> bytes:
+    """The radio frame of ``pdu`` (an application datagram) ciphered as ``ciphered`` with PDCP COUNT ``count``."""
+    user, sequence, sent = APP.unpack_from(pdu)
+    return RADIO.pack(user, count & 0xFFFFFFFF, sequence, sent) + ciphered
 
 
 def parse_radio(data: bytes) -> RadioFrame:

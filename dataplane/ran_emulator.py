@@ -11,6 +11,7 @@ allows, like the srsRAN gNB of the MicroOpt testbed.
 from __future__ import annotations
 
 import select
+import socket
 
 from prometheus_client import Counter, Gauge
 
@@ -55,20 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         "dropped": scheduler.dropped}}).start()
     try:
         while not stop.is_set():
-            for _ in range(RECEIVE_BATCH):
-                try:
-                    data = n3.recv(65535)
-                except BlockingIOError:
-                    break
-                received.inc()
-                try:
-                    teid, pdu = packets.gtpu_decapsulate(data)
-                    packets.parse_app(pdu)
-                except packets.PacketError:
-                    malformed.inc()
-                    continue
-                if not scheduler.enqueue(teid - 1, pdu):
-                    dropped.inc()
+            taken, bad, full = receive_waiting(n3, scheduler)
+            received.inc(taken)
+            malformed.inc(bad)
+            dropped.inc(full)
+            frames, size = 0, 0
             for _ in range(SEND_BATCH):
                 item = scheduler.next()
                 if item is None:
@@ -77,17 +69,37 @@ def main(argv: list[str] | None = None) -> None:
                 count = counts.get(user, 0)
                 counts[user] = count + 1
                 key = keys.get(user) or keys.setdefault(user, cipher.ue_key(master, user))
-                frame = packets.radio_frame(count, packets.parse_app(pdu),
-                                            cipher.cipher(key, count, 1, pdu, args.work_factor))
-                radio.sendto(frame, args.ue)
-                sent.inc()
-                ciphered_bytes.inc(len(pdu))
+                radio.sendto(packets.radio_frame(count, pdu, cipher.cipher(key, count, 1, pdu, args.work_factor)),
+                             args.ue)
+                frames, size = frames + 1, size + len(pdu)
+            sent.inc(frames)
+            ciphered_bytes.inc(size)
             queued.set(len(scheduler))
             if not len(scheduler):
                 select.select([n3], [], [], 0.2)
     finally:
         server.close()
 
+
+def receive_waiting(n3: socket.socket, scheduler: DeficitRoundRobin) -> tuple[int, int, int]:
+    """Queue what waits on the non-blocking GTP-U socket (at most RECEIVE_BATCH packets) for its UE: (packets
+    received, malformed, dropped by a full queue). The metrics are counted once per batch, not per packet."""
+    bad = full = 0
+    for taken in range(RECEIVE_BATCH):
+        try:
+            data = n3.recv(65535)
+        except BlockingIOError:
+            return taken, bad, full
+        try:
+            teid, pdu = packets.gtpu_decapsulate(data)
+        except packets.PacketError:
+            bad += 1
+            continue
+        if packets.app_user(pdu) is None:
+            bad += 1
+        elif not scheduler.enqueue(teid - 1, pdu):
+            full += 1
+    return RECEIVE_BATCH, bad, full
 
 if __name__ == "__main__":
     main()
