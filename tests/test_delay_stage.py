@@ -90,6 +90,7 @@ def _in(namespace: str, *argv: str, **options: object) -> subprocess.Popen[str]:
 
 
 def _stage(pair: Pair, delay_ms: float, jitter_ms: float) -> subprocess.Popen[str]:
+    assert DELAY_STAGE.exists(), f"{DELAY_STAGE} is not built: run `make setup`"
     stage = _in(pair.receiver, str(DELAY_STAGE), f"--queue={QUEUE}", f"--delay-ms={delay_ms}",
                 f"--jitter-ms={jitter_ms}", stderr=subprocess.PIPE)
     time.sleep(0.3)  # bound to the queue (without a reader the kernel drops queued packets)

@@ -80,7 +80,7 @@ def test_lab_netem_requires_sch_netem_and_never_falls_back_to_nfqueue(lab_on_thi
     check, one line naming linux-modules-extra-<kernel>; on one with it, tc-netem. Never the NFQUEUE delayer."""
     result = site(lab_on_this_host, "--tags", "netem", "--check")
     output = result.stdout + result.stderr
-    assert "Run a delayer for packets from each peer" not in output and "delayer.py" not in output, output[-3000:]
+    assert "Run a delayer for packets from each peer" not in output and "slicebed-delay" not in output, output[-3000:]
     release = os.uname().release
     if sch_netem_available():
         assert result.returncode == 0, output[-3000:]
