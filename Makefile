@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DELAY_STAGE := build/slicebed-delay
 SPEC ?= experiments/demo-local.yaml
 INVENTORY ?= inventory/local.yml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -55,10 +54,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_loop.py --replay-seeds 5
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
 
-setup: $(STAMP) $(DELAY_STAGE)
+setup: $(STAMP) build/slicebed-delay
 
 # The local testbed's delay stage (a C program), built here from source; the netem role runs it.
-$(DELAY_STAGE): dataplane/delay_stage.c | system-deps
+build/slicebed-delay: dataplane/delay_stage.c | system-deps
 	mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -std=gnu11 -o $@ $< $$(pkg-config --libs libnetfilter_queue libnfnetlink)
 

@@ -280,7 +280,11 @@ def shell_programs(script: str) -> Iterator[str]:
 
 
 def _resolved(word: str, variables: dict[str, object], label: str, depth: int = 0) -> Iterator[Invocation]:
-    """The program a word names: itself, or what the variable of its Jinja expression holds."""
+    """The program a word names: itself, what the variable of its Jinja expression holds, or the last component of a
+    path below a Jinja expression (``{{ playbook_dir }}/../build/prog``)."""
+    if re.fullmatch(r"\{\{[^}]*\}\}/\S+", word.strip()):
+        yield Invocation(Path(word.strip()).name, label)
+        return
     expression = re.match(r"^\{\{\s*\[?\s*([A-Za-z_]\w*)", word.strip())
     if expression is None:
         if not PYTHON.match(Path(word).name):

@@ -87,6 +87,14 @@ def found() -> list[Invocation]:
     return invoked_programs(REPO)
 
 
+def test_the_makefile_builds_every_build_row_from_its_source() -> None:
+    rules = (REPO / "Makefile").read_text(encoding="utf-8")
+    built = [tool for tool in TOOLS if tool.source is Source.BUILD]
+    assert built and all(f"\nbuild/{tool.name}: {tool.package} " in rules and (REPO / tool.package).is_file()
+                         for tool in built), "each BUILD row needs a `build/NAME: SOURCE` rule in the Makefile"
+    assert all(f"build/{tool.name}" in rules.split("\nsetup:", 1)[1].split("\n", 1)[0] for tool in built)
+
+
 def test_every_program_the_code_runs_is_in_the_table(found: list[Invocation]) -> None:
     unknown = sorted({f"{i.program or '?'}: {i.where}" for i in found if i.program not in by_name()})
     assert unknown == [], "add each to controller/deploy/tools.py (and its package to the set-up)"
@@ -105,7 +113,7 @@ def test_preflight_requires_every_testbed_row_by_its_debian_package() -> None:
 
 def test_make_setup_installed_every_program_this_machine_runs() -> None:
     """The fresh-machine check: after `make setup`, every non-lab program of the table is here."""
-    path = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", ""), *SYSTEM_DIRS])
+    path = os.pathsep.join([str(VENV_BIN), str(REPO / "build"), os.environ.get("PATH", ""), *SYSTEM_DIRS])
     absent = [f"{tool.name} ({tool.source.name.lower()} {tool.package})" for tool in TOOLS
               if tool.source is not Source.LAB and shutil.which(tool.name, path=path) is None]
     assert absent == [], "run `make setup` (it installs these)"

@@ -3,7 +3,8 @@
 `make setup` installs what this table names: the Debian packages of the ``APT`` rows (the Makefile's
 ``APT_PACKAGES``, together with :data:`BUILD_PACKAGES`) and the pip distributions of the ``PIP`` rows
 (pyproject.toml). ``BASE`` rows come with every Debian system (Essential or Priority required packages);
-``LAB`` rows run only on real lab hosts, installed there by the role named in the row.
+``LAB`` rows run only on real lab hosts, installed there by the role named in the row; ``BUILD`` rows are compiled
+from the repository by the Makefile's ``build/<name>`` rule.
 ``tests/test_tools.py`` fails when the Makefile or pyproject.toml disagree with this table, and when the code
 or a playbook runs a program that is not in it. Preflight's required tools (:data:`TESTBED_TOOLS`) are the
 rows the local testbed needs.
@@ -22,6 +23,7 @@ class Source(Enum):
     PIP = "pip distribution, installed by make setup (pyproject.toml)"
     BASE = "Debian package that every Debian system has (Essential or Priority required)"
     LAB = "runs on lab hosts only, installed there by a role"
+    BUILD = "compiled by make setup from this repository's source into build/ (package: the source file)"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ def _base(name: str, package: str, needed_by: str) -> Tool:
     return Tool(name, Source.BASE, package, needed_by)
 
 
+def _build(name: str, source: str, needed_by: str) -> Tool:
+    return Tool(name, Source.BUILD, source, needed_by)
+
+
 def _lab(name: str, package: str, needed_by: str, installed_by: str) -> Tool:
     return Tool(name, Source.LAB, package, needed_by, installed_by=installed_by)
 
@@ -59,7 +65,9 @@ TOOLS: tuple[Tool, ...] = (
     _apt("tc", "iproute2", "tc-netem delay (netem role) and the htb bandwidth actuator", True),
     _apt("ss", "iproute2", "slicebed testbed check (waits until its measurement servers listen)"),
     _apt("ethtool", "ethtool", "checksum offload off on every veth (netns_topology role)", True),
-    _apt("iptables", "iptables", "NFQUEUE rules of the userspace delayer (netem role, preflight)", True),
+    _apt("iptables", "iptables", "NFQUEUE rules of the userspace delay stage (netem role, preflight)", True),
+    _build("slicebed-delay", "dataplane/delay_stage.c", "the NFQUEUE delay stage where sch_netem is missing (netem "
+           "role; preflight asks for make setup where it is not built)"),
     _apt("sysctl", "procps", "IPv4 forwarding in the tier namespaces (netns_topology role)", True),
     _apt("modinfo", "kmod", "detect sch_netem (netem role, preflight)", True),
     _apt("ovsdb-tool", "openvswitch-switch", _OVS, True),
