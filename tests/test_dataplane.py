@@ -28,7 +28,7 @@ from controller.actuators.base import Interval
 from controller.actuators.cgroup import CgroupCpuActuator
 from controller.testbeds.qos_meter import PrometheusQosMeter
 from core.commands import LocalRunner
-from dataplane import cipher, packets
+from dataplane import cipher, packets, ran_emulator, upf
 from dataplane.app_server import argparse_rates
 from dataplane.scheduler import DeficitRoundRobin
 from dataplane.sources import RateProfile
@@ -60,6 +60,41 @@ def test_gtpu_round_trip_and_malformed_packets() -> None:
         packets.gtpu_decapsulate(packets.gtpu_encapsulate(3, inner)[:-1])  # length field disagrees
     with pytest.raises(packets.PacketError):
         packets.parse_app(b"short")
+
+
+def _loopback_pair() -> tuple[socket.socket, socket.socket]:
+    """A non-blocking receiving UDP socket on 127.0.0.1 and a sender."""
+    receiving = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiving.bind(("127.0.0.1", 0))
+    receiving.setblocking(False)
+    return receiving, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def test_the_upf_forwards_what_waits_in_one_batch_and_counts_the_malformed() -> None:
+    n6, app = _loopback_pair()
+    ran, n3 = _loopback_pair()
+    sent = [packets.app_packet(user, 5, 1.0, 300) for user in (0, 1, 2)]
+    for datagram in (sent[0], b"short", sent[1], sent[2]):
+        app.sendto(datagram, n6.getsockname())
+    time.sleep(0.1)
+    assert upf.forward_waiting(n6, n3, ran.getsockname()) == (4, 3, 900)
+    time.sleep(0.1)
+    assert [packets.gtpu_decapsulate(ran.recv(2048)) for _ in range(3)] == [(u + 1, d) for u, d in enumerate(sent)]
+    assert upf.forward_waiting(n6, n3, ran.getsockname()) == (0, 0, 0)  # nothing waits: no blocking
+
+
+def test_the_ran_queues_what_waits_per_ue_and_counts_malformed_and_full() -> None:
+    n3, upf_side = _loopback_pair()
+    scheduler = DeficitRoundRobin(queue_packets=1)
+    pdus = [packets.app_packet(user, 1, 2.0, 200) for user in (0, 0, 1)]
+    for datagram in (packets.gtpu_encapsulate(1, pdus[0]), b"\x30\xff\x00", packets.gtpu_encapsulate(1, pdus[1]),
+                     packets.gtpu_encapsulate(2, pdus[2]), packets.gtpu_encapsulate(3, b"tiny")):
+        upf_side.sendto(datagram, n3.getsockname())
+    time.sleep(0.1)
+    assert ran_emulator.receive_waiting(n3, scheduler) == (5, 2, 1)  # 2 malformed, user 0's second packet dropped
+    assert [scheduler.next(), scheduler.next(), scheduler.next()] == [(0, pdus[0]), (1, pdus[2]), None]
+    frame = packets.parse_radio(packets.radio_frame(7, pdus[2], b"xyz"))
+    assert (frame.user, frame.count, frame.app, frame.ciphered) == (1, 7, packets.AppHeader(1, 1, 2.0), b"xyz")
 
 
 def test_scheduler_shares_bytes_fairly_whatever_the_packet_sizes() -> None:
