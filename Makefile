@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_placement.py
 	$(BIN)/python benchmarks/bench_loop.py --replay-seeds 5
 	$(SUDO) $(BIN)/python benchmarks/bench_testbed.py --repeat 3 --dataplane
+	$(SUDO) $(BIN)/python benchmarks/bench_host_ceiling.py --delay on off
 
 setup: $(STAMP) build/slicebed-delay
 
