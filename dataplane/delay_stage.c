@@ -152,6 +152,8 @@ int main(int argc, char **argv) {
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
     sigprocmask(SIG_BLOCK, &blocked, &waiting);   /* delivered only inside ppoll: no lost wake-up */
+    sigdelset(&waiting, SIGTERM);                  /* even where the starting process had them blocked */
+    sigdelset(&waiting, SIGINT);
     struct sigaction action = {.sa_handler = on_signal};
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
