@@ -2,10 +2,10 @@
 
 Brings a testbed of its own up (fresh prefix, management subnet and ports; inventory/local.yml otherwise) once per
 ``--delay`` (``on``: the inventory's latency matrix through the delay stages; ``off``: an empty matrix), offers the
-eMBB slice more and more users (12 Mbps each: app server -> UPF -> OvS transport with the slice's and the shared
-meter -> delay stages -> RAN emulator -> UE sinks) and prints, per point, what the UE
-sinks received, the loss, the mean one-way delay against the latency matrix, and the CPU each program used (from
-/proc/PID/stat). The allocation is lifted so that the figure measures the data plane, not the allocation: the
+eMBB slice more and more users (12 Mbps each: app server -> UPF (on the slice's placement tier) -> OvS transport with
+the slice's and the shared meter -> the delay stage towards edge -> RAN emulator -> UE sinks) and prints, per point,
+what the UE sinks received, the loss, the mean one-way delay against the latency matrix, and the CPU each program
+used (from /proc/PID/stat). The allocation is lifted so that the figure measures the data plane, not the allocation: the
 meters well above the offered load, the RAN's cgroups at the whole host (both stated in the output); the RAN's
 ciphering work factor is ``--work-factor`` (the testbed's default is 8, whose ciphering alone costs about one host
 core per 80 Mbit/s). The ceiling is the most the sinks received at a point that lost at most 1 % and where no queue
@@ -123,7 +123,8 @@ def sweep(delay: bool, users_list: list[int], seconds: float, work_factor: int) 
 
 def measure_points(deployment: LocalDeployment, users_list: list[int], seconds: float) -> None:
     inventory = deployment.inventory
-    latency = sum(entry.delay_ms for entry in inventory.settings.latency)
+    embb = next(entry for entry in inventory.settings.slices if entry.name == "embb")
+    latency = inventory.delay_ms(embb.upf_tier, "edge")  # the matrix's delay from the UPF's tier to the RAN's
     pids = {name: pid for name, pid in deployment.state.pids().items() if pid}
     busy = [name for name in pids if "mmtc" not in name and "urllc" not in name and "exporter" not in name]
     print(f"{'':>42}CPU used (host cores): the chain's programs, their sum, the whole host (with the kernel's "
