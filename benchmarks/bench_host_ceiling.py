@@ -131,7 +131,7 @@ def measure_points(deployment: LocalDeployment, users_list: list[int], seconds: 
           f"softirq work and other jobs)")
     print(f"{'users':>5} {'offered':>8} {'received':>9} {'loss %':>7} {'delay ms':>9} "
           + " ".join(f"{short_name(name)[:10]:>10}" for name in busy) + f" {'chain':>6} {'host':>6}")
-    sink = program_url(inventory, "ue", "embb")
+    sink = program_url(inventory, "ue_sink", "embb")
     with open_local_testbed(inventory.path, {"embb": (Interval(500, RAN_MILLICORES),
                                                       Interval(1, LIFTED_BANDWIDTH_MBPS))}) as testbed:
         testbed.apply("embb", Allocation(RAN_MILLICORES, LIFTED_BANDWIDTH_MBPS))
