@@ -28,9 +28,10 @@ import requests
 import yaml
 
 from controller.actuators.base import Interval
+from controller.deploy.inventory.programs import program_url
 from controller.deploy.local_deployment import LocalDeployment
 from controller.testbeds.base import Allocation
-from controller.testbeds.local import open_local_testbed, program_url
+from controller.testbeds.local import open_local_testbed
 
 INVENTORY = Path(__file__).resolve().parents[1] / "inventory" / "local.yml"
 USER_RATE_MBPS = 12.0
