@@ -6,12 +6,19 @@ periodic messages from a group of devices, or a recorded packet trace (``--trace
 /control`` with ``{"users": N}`` (and for eMBB optionally ``rate_mbps`` or ``rate_trace``) sets the active users:
 users 0..N-1 send, the others have left.
 
+Local testbed: every packet goes to the slice's emulated UPF (``--upf``). Lab: the app server sits in the slice's
+data network and streams to the UE sinks that subscribe on ``--listen`` through the real UPF (dataplane.subscription);
+user ``u`` goes to the ``u mod n``-th of the ``n`` live subscribers.
+
     python -m dataplane.app_server --slice embb --type embb --mgmt 10.99.0.4:9464 --upf 10.100.0.2:5000
+    python -m dataplane.app_server --slice embb --mgmt 0.0.0.0:9464 --listen 0.0.0.0:5000 --packet-bytes 1300
 """
 
 from __future__ import annotations
 
 import argparse
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +30,7 @@ from prometheus_client import Counter, Gauge
 from core.errors import InputError
 from core.packet_trace import load_trace
 from core.slice_types import SLICE_TYPES
-from dataplane import packets
+from dataplane import packets, subscription
 from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 from dataplane.sources import RateProfile, Source, SourceSettings, user_source
 
@@ -31,6 +38,7 @@ ACTIVE = Gauge("slicebed_active_users", "Users active in the slice (sending)", [
 OFFERED = Gauge("slicebed_user_offered_rate_bps", "Per-user rate of the eMBB profile now (before frame variation)",
                 ["slice"])
 SENT = Counter("slicebed_app_sent_bytes", "Bytes sent by the application server", ["slice"])
+SUBSCRIBED = Gauge("slicebed_app_subscribers", "UE sinks subscribed to the slice's stream (lab)", ["slice"])
 TICK_S = 0.002
 MAX_USERS = 1000
 MAX_LAG_S = 0.5
@@ -49,15 +57,21 @@ class Flow:
 
 
 class Streamer:
-    """The sender: paces every active user's source and applies control changes."""
+    """The sender: paces every active user's source and applies control changes.
 
-    def __init__(self, slice_name: str, upf: tuple[str, int], settings: SourceSettings, profile: RateProfile,
-                 seed: int) -> None:
+    Packets go to ``upf`` if given, else to the live subscribers of ``subscribers`` (``sock`` is then the socket
+    they subscribe on: the stream leaves from the address their hellos reached, as the UPF's NAT expects).
+    """
+
+    def __init__(self, slice_name: str, upf: tuple[str, int] | None, settings: SourceSettings, profile: RateProfile,
+                 seed: int, sock: socket.socket | None = None,
+                 subscribers: subscription.Subscribers | None = None) -> None:
         self.slice_name, self.upf, self.settings, self.profile = slice_name, upf, settings, profile
         self.rng = np.random.default_rng(seed)
         self.flows: dict[int, Flow] = {}
         self.lock = threading.Lock()
-        self.sock = udp_socket()
+        self.sock = sock or udp_socket()
+        self.subscribers = subscribers
         ACTIVE.labels(slice_name).set(0)
 
     @property
@@ -94,29 +108,58 @@ class Streamer:
             self.flows[user] = Flow(source, size, now + gap)
         ACTIVE.labels(self.slice_name).set(users)
 
+    def destinations(self, now: float) -> list[tuple[str, int]]:
+        """Where packets go now: the UPF, or the live subscribers (none: the users' packets are not sent)."""
+        if self.subscribers is None:
+            assert self.upf is not None
+            return [self.upf]
+        current = self.subscribers.current(now)
+        SUBSCRIBED.labels(self.slice_name).set(len(current))
+        return current
+
     def run(self, stop: threading.Event) -> None:
         sent_bytes = SENT.labels(self.slice_name)
         offered = OFFERED.labels(self.slice_name)
         start = time.monotonic()
         while not stop.wait(TICK_S):
             now = time.monotonic()
+            targets = self.destinations(now)
             with self.lock:
                 offered.set(self.profile.rate(0, now - start))
                 for user, flow in self.flows.items():
                     if now - flow.due > MAX_LAG_S:
                         flow.due = now
                     while flow.due <= now:
-                        if flow.size:
-                            self.sock.sendto(packets.app_packet(user, flow.sequence, time.time(), flow.size), self.upf)
-                            flow.sequence += 1
+                        if flow.size and targets:
+                            target = targets[user % len(targets)]
+                            self.sock.sendto(packets.app_packet(user, flow.sequence, time.time(), flow.size), target)
                             sent_bytes.inc(flow.size)
+                        if flow.size:
+                            flow.sequence += 1  # a packet nobody subscribed to is lost, as on a network
                         gap, flow.size = next(flow.source)
                         flow.due += gap
 
 
+def answer_hellos(sock: socket.socket, subscribers: subscription.Subscribers, stop: threading.Event) -> None:
+    """Echo every hello on ``sock`` and record its sender as a subscriber, until ``stop`` is set."""
+    while not stop.is_set():
+        if not select.select([sock], [], [], 0.2)[0]:
+            continue
+        try:
+            data, sender = sock.recvfrom(2048)
+        except OSError:  # e.g. ICMP port unreachable of a subscriber that has gone
+            continue
+        if subscription.parse_hello(data) is not None:
+            subscribers.saw(sender)
+            sock.sendto(data, sender)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--upf", type=address, required=True, help="HOST:PORT of the UPF's N6 socket")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--upf", type=address, help="HOST:PORT of the emulated UPF's N6 socket (local testbed)")
+    target.add_argument("--listen", type=address, help="HOST:PORT the UE sinks subscribe on (lab: the stream goes "
+                        "back to each subscriber through the UPF)")
     parser.add_argument("--type", choices=SLICE_TYPES, default="embb", help="slice type: how the users send")
     parser.add_argument("--users", type=int, default=0, help="active users at start")
     parser.add_argument("--rate-mbps", type=float, default=12.0, help="eMBB: per-user rate (constant profile)")
@@ -142,9 +185,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--fps, --interval-ms, --devices and --period-s must be > 0")
     settings = SourceSettings(args.type, packet_bytes, args.fps, args.vbr_sigma, args.interval_ms, args.devices,
                               args.period_s, args.trace)
-    streamer = Streamer(args.slice, args.upf, settings, RateProfile(args.rate_mbps, args.rate_trace), args.seed)
+    subscribers = subscription.Subscribers() if args.listen else None
+    sock = udp_socket(args.listen, 1 << 20, "stream") if args.listen else None
+    streamer = Streamer(args.slice, args.upf, settings, RateProfile(args.rate_mbps, args.rate_trace), args.seed, sock,
+                        subscribers)
     streamer.control({"users": args.users})
     stop = stop_event()
+    if sock is not None and subscribers is not None:
+        threading.Thread(target=answer_hellos, args=(sock, subscribers, stop), name="hellos", daemon=True).start()
     server = ControlServer(args.mgmt, {"control": streamer.control}).start()
     try:
         streamer.run(stop)

@@ -104,11 +104,20 @@ class ControlServer:
         self.server.server_close()
 
 
-def udp_socket(bind: tuple[str, int] | None = None, receive_buffer: int = 0, what: str = "data") -> socket.socket:
-    """A UDP socket, bound to ``bind`` when given; a bind failure ends the program with one clear line."""
+def udp_socket(bind: tuple[str, int] | None = None, receive_buffer: int = 0, what: str = "data",
+               device: str | None = None) -> socket.socket:
+    """A UDP socket, bound to ``bind`` when given (and to network interface ``device``: it then sends and receives
+    through that interface only, whatever the routes say); a bind failure ends the program with one clear line."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    if device is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+        except OSError as exc:
+            sock.close()
+            raise SystemExit(f"cannot bind the {what} socket to interface {device} ({exc.strerror}); it needs the "
+                             "interface to exist and CAP_NET_RAW") from None
     if bind is not None:
         try:
             sock.bind(bind)

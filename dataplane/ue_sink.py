@@ -4,21 +4,31 @@ Every ``--window-s`` the per-user throughput, mean and 95th-percentile one-way d
 window just ended are published as gauges (the QoS of eMBB, URLLC and mMTC slices: core.slice_types);
 cumulative byte and packet counters and ``GET /stats`` give the raw measurements.
 
+Local testbed: radio frames from the RAN emulator. Lab (``--subscribe``): the app server's packets themselves,
+received inside the UE on its tunnel interface (``--device``, e.g. srsUE's ``tun_srsue``, OAI's ``oaitun_ue1``),
+after the sink subscribed to the slice's stream through N3 and N6 (dataplane.subscription). The sink waits for the
+interface (the UE attaches after the sink starts) and says whether it is there (``slicebed_ue_attached``) and how
+long the hellos' round trip to the data network takes (``slicebed_ue_dn_rtt_seconds``).
+
     python -m dataplane.ue_sink --slice embb --mgmt 10.99.0.5:9464 --listen 10.101.7.2:6000
+    python -m dataplane.ue_sink --slice embb --mgmt 0.0.0.0:9464 --listen 0.0.0.0:6000 --device tun_srsue \
+        --subscribe embb-dn:5000
 """
 
 from __future__ import annotations
 
 import math
 import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from dataplane import cipher, packets
+from dataplane import cipher, packets, subscription
 from dataplane.service import ControlServer, address, base_parser, stop_event, udp_socket
 
 THROUGHPUT = Gauge("slicebed_user_throughput_bps", "Per-user downlink throughput over the last window",
@@ -30,6 +40,12 @@ DELIVERY = Gauge("slicebed_user_delivery_ratio", "Per-user share of the packets 
                  ["slice", "user"])
 RECEIVED = Counter("slicebed_user_received_bytes", "Per-user payload bytes received", ["slice", "user"])
 VERIFIED = Counter("slicebed_ue_deciphered_packets", "Packets deciphered and checked by the UE", ["slice", "result"])
+ATTACHED = Gauge("slicebed_ue_attached", "Whether the UE's tunnel interface exists (lab: the UE attached)",
+                 ["slice"])
+HELLOS = Counter("slicebed_ue_dn_hellos", "Hellos sent to the slice's app server through the UE's tunnel", ["slice"])
+ECHOES = Counter("slicebed_ue_dn_echoes", "Hello echoes received back from the slice's app server", ["slice"])
+DN_RTT = Gauge("slicebed_ue_dn_rtt_seconds", "Round trip UE -> N3 -> N6 -> data network -> UE of the last echoed hello",
+               ["slice"])
 PER_USER = (THROUGHPUT, DELAY, DELAY_P95, DELIVERY, RECEIVED)
 FORGET_WINDOWS = 3  # a user silent this many windows has left: its series are removed
 REORDER_PACKETS = 64
@@ -131,18 +147,27 @@ class SinkState:
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--listen", type=address, required=True, help="HOST:PORT the radio frames arrive on")
+    parser.add_argument("--listen", type=address, required=True, help="HOST:PORT the packets arrive on")
     parser.add_argument("--window-s", type=float, default=1.0, help="measurement window (s)")
     parser.add_argument("--verify-every", type=int, default=0,
                         help="decipher and check every Nth packet (0: never; deciphering costs as much as ciphering)")
     parser.add_argument("--work-factor", type=int, default=8, help="the RAN's work factor (for --verify-every)")
     parser.add_argument("--key", type=bytes.fromhex, help="master key as hex (default: the slice's test key)")
+    parser.add_argument("--subscribe", type=address, help="lab: HOST:PORT of the slice's app server stream; the "
+                        "packets are then the app server's own, not radio frames")
+    parser.add_argument("--device", help="lab: receive (and subscribe) through this interface only, the UE's tunnel")
+    parser.add_argument("--hello-s", type=float, default=1.0, help="lab: seconds between hellos to the app server")
     args = parser.parse_args(argv)
+    if args.subscribe is None and args.device is not None:
+        parser.error("--device needs --subscribe (the local testbed's sink receives radio frames on --listen)")
     stop = stop_event()
     state = SinkState(args.slice)
     master = args.key or cipher.test_master_key(args.slice)
-    sock = udp_socket(args.listen, 1 << 20, "radio")
     server = ControlServer(args.mgmt, {"stats": lambda _body: state.stats()}).start()
+    sock = wait_for_device(args.listen, args.device, args.slice, stop)
+    if sock is None:
+        server.close()
+        return
 
     def tick() -> None:
         next_close = time.monotonic() + args.window_s
@@ -151,13 +176,32 @@ def main(argv: list[str] | None = None) -> None:
             next_close += args.window_s
 
     threading.Thread(target=tick, name="window", daemon=True).start()
+    if args.subscribe is not None:
+        threading.Thread(target=say_hello, args=(sock, args.subscribe, args.device, args.slice, args.hello_s, stop),
+                         name="hello", daemon=True).start()
+    echoes, rtt = ECHOES.labels(args.slice), DN_RTT.labels(args.slice)
     received = 0
     try:
         while not stop.is_set():
             if not select.select([sock], [], [], 0.2)[0]:
                 continue
-            data = sock.recv(65535)
+            try:
+                data = sock.recv(65535)
+            except OSError:  # ICMP errors of the hellos surface here (the data network not reachable yet)
+                continue
             now = time.time()
+            if args.subscribe is not None:
+                sent = subscription.parse_hello(data)
+                if sent is not None:
+                    echoes.inc()
+                    rtt.set(time.monotonic() - sent)
+                    continue
+                try:
+                    app = packets.parse_app(data)
+                except packets.PacketError:
+                    continue
+                state.record(app.user, len(data), app.sequence, now - app.sent)
+                continue
             try:
                 frame = packets.parse_radio(data)
             except packets.PacketError:
@@ -171,6 +215,40 @@ def main(argv: list[str] | None = None) -> None:
                 VERIFIED.labels(args.slice, "ok" if ok else "mismatch").inc()
     finally:
         server.close()
+
+
+def device_present(device: str) -> bool:
+    """Whether network interface ``device`` exists in this namespace."""
+    return Path("/sys/class/net", device).exists()
+
+
+def wait_for_device(listen: tuple[str, int], device: str | None, slice_name: str,
+                    stop: threading.Event) -> socket.socket | None:
+    """The receiving socket, bound to ``device`` once that interface exists (None if stopped before)."""
+    attached = ATTACHED.labels(slice_name)
+    while device is not None and not device_present(device):
+        attached.set(0)
+        if stop.wait(0.5):
+            return None
+    if device is not None:
+        attached.set(1)
+    return udp_socket(listen, 1 << 20, "receiving", device)
+
+
+def say_hello(sock: socket.socket, app_server: tuple[str, int], device: str | None, slice_name: str, every_s: float,
+              stop: threading.Event) -> None:
+    """Send a hello to the app server every ``every_s`` seconds (and say whether the tunnel is still there)."""
+    hellos, attached = HELLOS.labels(slice_name), ATTACHED.labels(slice_name)
+    while True:
+        if device is not None:
+            attached.set(1 if device_present(device) else 0)
+        try:
+            sock.sendto(subscription.hello(time.monotonic()), app_server)
+            hellos.inc()
+        except OSError:  # not routable yet, or the name does not resolve yet: the next hello tries again
+            pass
+        if stop.wait(every_s):
+            return
 
 
 if __name__ == "__main__":
