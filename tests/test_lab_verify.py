@@ -352,10 +352,11 @@ def site_monitoring_parameters() -> dict:
     return {key: value for key, value in role.items() if key != "role"}
 
 
-def render_lab_monitoring(directory: Path) -> subprocess.CompletedProcess[str]:
+def render_lab_monitoring(directory: Path, **extra: object) -> subprocess.CompletedProcess[str]:
     """Render the monitoring role's lab files on the example inventory's hosts into ``directory``, with site.yml's
     parameters: Ansible's template module under a local connection (the documentation addresses are never
-    contacted); each host's underlay (and management) address is its ansible_host, as site.yml's first play finds it."""
+    contacted); each host's underlay (and management) address is its ansible_host, as site.yml's first play finds it.
+    ``extra`` variables stand for other facts of that play (``traffic_programs``)."""
     role = REPO / "playbooks" / "roles" / "monitoring"
     render = [{"name": f"Render {name}", "ansible.builtin.template": {
         "src": str(role / "templates" / name), "dest": f"{directory}/{{{{ inventory_hostname }}}}-{name[:-3]}",
@@ -375,7 +376,8 @@ def render_lab_monitoring(directory: Path) -> subprocess.CompletedProcess[str]:
              {"name": "Server files", "when": "'prometheus' in monitoring_components", "block": render}]}]
     playbook = directory / "render.yml"
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
+    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable,
+             **extra}
     return subprocess.run(["ansible-playbook", "-i", str(INVENTORY), str(playbook), "-e", json.dumps(local)],
                           capture_output=True, text=True, env=venv_environment(), check=False, timeout=300)
 
@@ -401,9 +403,22 @@ def test_lab_monitoring_renders_for_the_example_inventory(tmp_path: Path) -> Non
     assert relabel[("__meta_kubernetes_pod_container_port_name",)] == {
         "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics", "action": "keep"}
     assert relabel[("__meta_kubernetes_pod_label_slicebed_io_slice",)]["target_label"] == "slice"
-    # Debian's promtool has no Kubernetes discovery (the role runs the upstream release for the pod job): check the rest
+    # no slicebed port is scraped where nothing listens: in pod form the traffic programs are found in their pods
+    assert "slicebed" not in jobs and "slicebed-traffic" not in jobs
+    traffic = jobs["slicebed-traffic-pods"]
+    assert traffic["honor_labels"] is True and {"source_labels": ["__meta_kubernetes_pod_annotation_slicebed_io_scrape"],
+                                                "regex": "true", "action": "keep"} in traffic["relabel_configs"]
+    # each slice's UPF in its own job, with its slice as a label (Open5GS's UPF metrics carry none)
+    for name in ("embb", "urllc"):
+        rules = jobs[f"upf-{name}"]["relabel_configs"]
+        assert {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component",
+                                  "__meta_kubernetes_pod_label_slicebed_io_slice"],
+                "regex": f"upf;{name}", "action": "keep"} in rules
+        assert {"target_label": "slice", "replacement": name} in rules
+    # Debian's promtool has no Kubernetes discovery (the role runs the upstream release for the pod jobs): check the rest
     without_pods = tmp_path / "without-pods.yml"
-    without_pods.write_text(yaml.safe_dump({**config, "scrape_configs": [j for n, j in jobs.items() if n != "pods"]}))
+    without_pods.write_text(yaml.safe_dump({**config, "scrape_configs": [
+        j for j in jobs.values() if "kubernetes_sd_configs" not in j]}))
     checked = subprocess.run(["promtool", "check", "config", str(without_pods)], capture_output=True, text=True,
                              check=False, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
