@@ -7,16 +7,20 @@ exists on a lab.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from helpers import REPO, accepts_connections, free_port, wait_until_ready
+import yaml
+from helpers import REPO, accepts_connections, free_port, venv_environment, wait_until_ready
 
 from core.retry import Attempts
 
@@ -104,3 +108,114 @@ def test_sink_device_needs_subscribe() -> None:
     done = subprocess.run([sys.executable, "-m", "dataplane.ue_sink", "--mgmt", "127.0.0.1:1", "--listen",
                            "127.0.0.1:1", "--device", "lo"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--device needs --subscribe" in done.stderr
+
+
+# --- the lab_traffic role, for real on this host (PID files: PID 1 here is not systemd), and its systemd unit -------
+
+ROLES = REPO / "playbooks" / "roles"
+
+
+def traffic_programs_filter() -> Callable[..., list[dict[str, Any]]]:
+    """playbooks/filter_plugins/lab_traffic.py's traffic_programs (loaded from its file, as Ansible does)."""
+    path = REPO / "playbooks" / "filter_plugins" / "lab_traffic.py"
+    spec = importlib.util.spec_from_file_location("lab_traffic", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.traffic_programs  # type: ignore[no-any-return]
+
+
+def run_play(play: list[dict[str, Any]], directory: Path) -> subprocess.CompletedProcess[str]:
+    playbook = directory / "play.yml"
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    return subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)], capture_output=True, text=True,
+                          env=venv_environment(ANSIBLE_ROLES_PATH=str(ROLES),
+                                               ANSIBLE_LIBRARY=str(REPO / "playbooks" / "library")),
+                          check=False, timeout=300)
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output)
+    assert match, output[-3000:]
+    return int(match.group(1))
+
+
+def test_traffic_programs_per_slice_and_tunnel() -> None:
+    plan = traffic_programs_filter()
+    ports = {"control": 9464, "stream": 5000, "sink": 6000, "sink_metrics": 9564}
+    slices = [{"name": "embb", "ran": "srsran"}, {"name": "urllc", "ran": "oai", "type": "urllc"},
+              {"name": "iot", "ran": "oai", "ue_device": "oaitun_ue2"}]
+    programs = plan(slices, "central-1", "edge-1", {"central-1": "10.0.0.3", "edge-1": "10.0.0.1"}, ports, 1300, 12)
+    by_name = {p["name"]: p for p in programs}
+    assert [p["name"] for p in programs] == ["app_server-embb", "ue_sink-embb", "app_server-urllc", "ue_sink-urllc",
+                                             "app_server-iot", "ue_sink-iot"]
+    urllc = by_name["app_server-urllc"]
+    assert (urllc["target"], urllc["host"]) == ("10.0.0.3:9465", "central-1")
+    assert by_name["app_server-urllc"]["args"][:4] == ["--slice", "urllc", "--type", "urllc"]
+    sink = by_name["ue_sink-urllc"]["args"]
+    assert sink[sink.index("--device") + 1] == "oaitun_ue1" and sink[sink.index("--subscribe") + 1] == "10.0.0.3:5001"
+    assert by_name["ue_sink-urllc"]["target"] == "10.0.0.1:9565"
+    assert "tun_srsue" in by_name["ue_sink-embb"]["args"] and "oaitun_ue2" in by_name["ue_sink-iot"]["args"]
+    with pytest.raises(ValueError, match="ran 'other' has no known tunnel interface"):
+        plan([{"name": "x", "ran": "other"}], "central-1", "edge-1", {"central-1": "a", "edge-1": "b"}, ports, 1300, 1)
+    with pytest.raises(ValueError, match="host edge-1 has no underlay address"):
+        plan(slices, "central-1", "edge-1", {"central-1": "10.0.0.3"}, ports, 1300, 12)
+
+
+def test_the_traffic_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+    (program,) = [p for p in traffic_programs_filter()(
+        [{"name": "embb"}], "central-1", "edge-1", {"central-1": "10.0.0.3", "edge-1": "10.0.0.1"},
+        {"control": 9464, "stream": 5000, "sink": 6000, "sink_metrics": 9564}, 1300, 12) if p["program"] == "ue_sink"]
+    unit = tmp_path / "slicebed-ue_sink-embb.service"
+    play = [{"name": "Render the unit", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars": {"lab_traffic_program": program, "lab_traffic_dir": "/opt/slicebed",
+                      "lab_traffic_interpreter": sys.executable, "ansible_python_interpreter": sys.executable},
+             "tasks": [{"name": "Unit", "ansible.builtin.template": {
+                 "src": str(ROLES / "lab_traffic" / "templates" / "traffic.service.j2"), "dest": str(unit),
+                 "mode": "0644"}}]}]
+    result = run_play(play, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = unit.read_text()
+    assert f"ExecStart={sys.executable} -m dataplane.ue_sink --slice embb " in text
+    assert "--device tun_srsue --subscribe 10.0.0.3:5000" in text and "Restart=always" in text
+    verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False,
+                              timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_the_traffic_role_runs_idempotently_and_uninstalls(tmp_path: Path) -> None:
+    """The role's host form on this host under PID files: the runtime copied, both programs started (the sink bound to
+    loopback as its 'tunnel'), streaming once users are set; a second run changes nothing; uninstall leaves nothing."""
+    ports = {"control": free_port(), "stream": free_port(), "sink": free_port(), "sink_metrics": free_port()}
+    programs = traffic_programs_filter()([{"name": "embb"}], "localhost", "localhost", {"localhost": "127.0.0.1"},
+                                         ports, 1300, 1, "lo")
+    runtime = tmp_path / "slicebed"
+    settings = {"lab_traffic_form": "hosts", "lab_traffic_programs": programs, "lab_traffic_dir": str(runtime),
+                "lab_traffic_python": sys.executable, "lab_traffic_supervisor": "pidfile",
+                "lab_traffic_source": str(REPO), "ansible_python_interpreter": sys.executable}
+    install = [{"name": "Traffic", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                "vars": settings, "roles": [{"role": "lab_traffic"}]}]
+    uninstall = [{"name": "Uninstall", "hosts": "localhost", "connection": "local", "gather_facts": False,
+                  "vars": settings, "tasks": [{"name": "Uninstall", "ansible.builtin.import_role": {
+                      "name": "lab_traffic", "tasks_from": "uninstall"}}]}]
+    pids: list[int] = []
+    try:
+        first = run_play(install, tmp_path)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert recap_changed(first.stdout) > 0
+        assert sorted(path.name for path in (runtime / "src" / "dataplane").glob("*.py")) == \
+            sorted(path.name for path in (REPO / "dataplane").glob("*.py"))
+        pids = [int((runtime / "run" / f"{p['name']}.pid").read_text().split()[0]) for p in programs]
+        second = run_play(install, tmp_path)
+        assert recap_changed(second.stdout) == 0, second.stdout
+        control = f"http://{programs[0]['target']}/control"
+        assert requests.post(control, json={"users": 1}, timeout=5).json()["users"] == 1
+        seen = wait_for(ports["sink_metrics"], 'slicebed_user_throughput_bps{slice="embb",user="0"}', 0.5e6)
+        assert seen['slicebed_ue_attached{slice="embb"}'] == 1
+    finally:
+        done = run_play(uninstall, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not runtime.exists()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
