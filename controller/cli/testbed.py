@@ -1,9 +1,9 @@
 """``slicebed testbed up|down|status|check|top|place``: a testbed deployed with Ansible (ansible-runner).
 
 The inventory decides which: ``testbed_mode: local`` (the default; namespaces on this host) or ``lab`` (real nodes,
-``playbooks/site.yml``); both are a :class:`~controller.deploy.deployment.Deployment`. ``check`` measures the
-local testbed; ``top`` (:mod:`controller.cli.testbed_top`) watches either; ``place`` moves a slice's UPF between the
-local testbed's tiers (:mod:`controller.deploy.move`).
+``playbooks/site.yml``); both are a :class:`~controller.deploy.deployment.Deployment`. ``check`` measures either
+(:mod:`controller.deploy.check`, :mod:`controller.testbeds.lab_check`); ``top`` (:mod:`controller.cli.testbed_top`)
+watches either; ``place`` moves a slice's UPF between the local testbed's tiers (:mod:`controller.deploy.move`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from collectors.prometheus import PrometheusReader
 from controller.cli.common import add_json, console, print_result, print_table, progress_bar
 from controller.deploy.ansible_driver import PlaybookResult
-from controller.deploy.check import check_testbed
+from controller.deploy.check import Measurement, check_testbed
 from controller.deploy.deployment import Deployment, open_deployment
 from controller.deploy.inventory import DEFAULT_INVENTORY, inventory_mode
+from controller.deploy.inventory.lab import open_lab_inventory
 from controller.deploy.local_deployment import LocalDeployment
 from controller.deploy.move import check_move, place_vnf
+from controller.testbeds.lab_check import check_lab
+from controller.testbeds.ssh_pool import SshRunners
 from core.errors import InputError
 from core.runstore import RunStore
 
@@ -37,7 +41,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     status = testbed.add_parser("status", help="what runs now: the local testbed's namespaces, processes "
                                 "and Prometheus; a lab's nodes and Prometheus")
     status.set_defaults(handler=cmd_testbed_status)
-    check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration")
+    check = testbed.add_parser("check", help="measure bandwidth, delay and CPU limits against the configuration (a "
+                               "lab: UEs attached, the N3/N6 path, delay between tiers, the slices' throughput caps)")
     check.set_defaults(handler=cmd_testbed_check)
     top = testbed.add_parser("top", help="live view of each slice (users, QoS against threshold, allocation, "
                              "meter rate, RAN CPU) and the shared capacities, from Prometheus")
@@ -133,12 +138,12 @@ def status_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cmd_testbed_check(args: argparse.Namespace) -> int:
-    if inventory_mode(args.inventory) != "local":
-        raise InputError(f"{args.inventory}: `testbed check` measures the local testbed; on a lab, `testbed status` "
-                         "says whether the nodes and Prometheus answer")
-    testbed = LocalDeployment.open(args.inventory)
-    with console.status("measuring bandwidth, delay and CPU limits"):
-        measurements = check_testbed(testbed)
+    if inventory_mode(args.inventory) == "lab":
+        measurements = check_lab_inventory(args.inventory)
+    else:
+        testbed = LocalDeployment.open(args.inventory)
+        with console.status("measuring bandwidth, delay and CPU limits"):
+            measurements = check_testbed(testbed)
     within = all(m.within_tolerance for m in measurements)
     print_result(args, {"within_tolerance": within, "measurements": [m.as_dict() for m in measurements]},
                  lambda: print_table("configured vs measured", [
@@ -175,6 +180,18 @@ def cmd_testbed_place(args: argparse.Namespace) -> int:
 
     print_result(args, {**move.as_dict(), "run": str(run.path)}, human)
     return 0
+
+
+def check_lab_inventory(path: Path) -> list[Measurement]:
+    """A lab's check (controller.deploy.lab_check): its Prometheus, its nodes over SSH as the lab backend logs in."""
+    inventory = open_lab_inventory(path)
+    ssh = SshRunners(inventory.settings.ssh)
+    try:
+        with PrometheusReader(inventory.prometheus_url) as reader, \
+                console.status("checking attach, the N3/N6 path, the delay between tiers and the throughput caps"):
+            return check_lab(inventory, reader, ssh)
+    finally:
+        ssh.close()
 
 
 def cmd_testbed_top(args: argparse.Namespace) -> int:

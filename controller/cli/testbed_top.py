@@ -34,11 +34,7 @@ def prometheus_url(inventory_path: Path) -> str:
     ``prometheus_url``, else the first monitoring server."""
     if inventory_mode(inventory_path) == "local":
         return f"http://127.0.0.1:{load_inventory(inventory_path).settings.prometheus_port}"
-    lab = open_lab_inventory(inventory_path)
-    backend = lab.variables.lab_backend
-    if backend is not None and backend.prometheus_url:
-        return backend.prometheus_url
-    return f"http://{lab.first_host('monitoring_server')}:{lab.variables.prometheus_port}"
+    return open_lab_inventory(inventory_path).prometheus_url
 
 
 def inventory_scales(inventory_path: Path) -> Scales:

@@ -34,9 +34,7 @@ class LabTestbed(ActuatedTestbed):
         self.closers = closers or []
 
     def app_server_url(self, slice_name: str) -> str:
-        settings = self.inventory.settings
-        port = settings.app_server_port + self.inventory.slices.index(slice_name)
-        return f"http://{self.inventory.first_host(settings.app_server_tier)}:{port}"
+        return self.inventory.app_server_url(slice_name)
 
     def close(self) -> None:
         try:
@@ -78,9 +76,7 @@ def open_lab_testbed(inventory_path: Path | None, bounds: dict[str, tuple[Interv
             closer()
         raise
     if meter is None:
-        url = settings.prometheus_url or (f"http://{inventory.first_host('monitoring_server')}:"
-                                          f"{inventory.variables.prometheus_port}")
-        reader = PrometheusReader(url)
+        reader = PrometheusReader(inventory.prometheus_url)
         closers.append(reader.close)
         meter = PrometheusQosMeter(reader)
     return LabTestbed(inventory, cpu, bandwidth, meter, closers)

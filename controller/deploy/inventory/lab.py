@@ -75,6 +75,22 @@ class LabBackendSettings(StrictModel):
                                  "slice i's is this + i")
 
 
+class TrafficSettings(StrictModel):
+    """The ``traffic`` section of a lab inventory's all.vars: where slicebed's app servers and UE sinks run and how
+    they send (the lab_traffic role, playbooks/filter_plugins/lab_traffic.py; docs/lab-guide.md)."""
+
+    form: Literal["pods", "hosts"] = Field("pods", description="pods: beside the Open5GS data networks and the UEs "
+                                           "(manifests/); hosts: services on the tier hosts (lab_traffic role)")
+    stream_port: int = Field(5000, ge=1, le=65535, description="slice i's app server stream port is this + i")
+    sink_port: int = Field(6000, ge=1, le=65535, description="slice i's UE sink receives on this + i")
+    sink_metrics_port: int = Field(9564, ge=1, le=65535, description="slice i's UE sink publishes on this + i (hosts)")
+    packet_bytes: int = Field(1300, ge=14, le=1328, description="UDP payload; + IPv4 20 + UDP 8 must fit the UE MTU "
+                              "the SMFs announce (1356)")
+    user_rate_mbps: float = Field(12.0, gt=0, description="eMBB per-user rate of the app servers")
+    ue_device: str | None = Field(None, description="host form: every sink's interface (default by the slice's ran: "
+                                  "tun_srsue, oaitun_ue1; a slice's ue_device wins)")
+
+
 class PlaybookSection(BaseModel):
     """A part of the inventory shared with the playbooks: keys slicebed does not read are theirs, and kept."""
 
@@ -84,6 +100,16 @@ class PlaybookSection(BaseModel):
 class LabSlice(PlaybookSection):
     name: str = Field(min_length=1)
     gnb_n3_ip: ipaddress.IPv4Address | None = Field(None, description="the gNB's N3 address (ONOS steers by it)")
+    bandwidth_mbps: float | None = Field(None, gt=0, description="the slice's initial transport meter rate")
+
+
+class LatencyLink(PlaybookSection):
+    """One link of the latency matrix (the netem role reads the rest)."""
+
+    a: Tier
+    b: Tier
+    delay_ms: float = Field(ge=0, le=1000)
+    jitter_ms: float = Field(0, ge=0, le=1000)
 
 
 class LabVars(PlaybookSection):
@@ -100,6 +126,8 @@ class LabVars(PlaybookSection):
     onos_user_env: str = "SLICEBED_ONOS_USER"
     onos_password_env: str = "SLICEBED_ONOS_PASSWORD"
     lab_backend: LabBackendSettings | None = None
+    traffic: TrafficSettings = TrafficSettings()
+    latency: list[LatencyLink] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -129,8 +157,26 @@ class LabInventory:
         (``inventory/mylab.yml`` -> ``inventory/mylab.kubeconfig``; the kubernetes role's kubernetes_kubeconfig_out)."""
         return self.path.with_suffix(KUBECONFIG_SUFFIX)
 
+    @property
+    def prometheus_url(self) -> str:
+        """The lab's Prometheus: ``lab_backend.prometheus_url``, else the monitoring server's on ``prometheus_port``."""
+        backend = self.variables.lab_backend
+        if backend is not None and backend.prometheus_url:
+            return backend.prometheus_url
+        return f"http://{self.first_host('monitoring_server')}:{self.variables.prometheus_port}"
+
+    def app_server_url(self, slice_name: str) -> str:
+        """Base URL of the slice's app server control endpoint: slice i's on the app server tier's first host at
+        ``lab_backend.app_server_port + i`` (the lab_traffic role's services, or the pods' NodePorts)."""
+        settings = self.settings
+        port = settings.app_server_port + self.slices.index(slice_name)
+        return f"http://{self.first_host(settings.app_server_tier)}:{port}"
+
+    def slice_entry(self, slice_name: str) -> LabSlice:
+        return next(entry for entry in self.variables.slices if entry.name == slice_name)
+
     def gnb_n3_ip(self, slice_name: str) -> str | None:
-        found = next(entry.gnb_n3_ip for entry in self.variables.slices if entry.name == slice_name)
+        found = self.slice_entry(slice_name).gnb_n3_ip
         return str(found) if found is not None else None
 
     def first_host(self, group: str) -> str:
