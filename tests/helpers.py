@@ -174,3 +174,10 @@ def accepts_connections(port: int) -> Callable[[], bool]:
             return False
         return True
     return probe
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize DIRECTORY`` renders (the virtualenv's kubectl)."""
+    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True,
+                          env=venv_environment(), check=True, timeout=120)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from helpers import REPO, accepts_connections, free_port, venv_environment, wait_until_ready
+from helpers import REPO, accepts_connections, free_port, kustomize, venv_environment, wait_until_ready
 
 from core.retry import Attempts
 
@@ -219,3 +219,69 @@ def test_the_traffic_role_runs_idempotently_and_uninstalls(tmp_path: Path) -> No
     assert not runtime.exists()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+# --- the pod form: the manifests agree with each other, with the RAN's tunnel and with the example inventory --------
+
+def container(objects: list[dict[str, Any]], deployment: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the pod template, the named container) of a rendered Deployment."""
+    (found,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
+    template = found["spec"]["template"]
+    (chosen,) = [c for c in template["spec"]["containers"] if c["name"] == name]
+    return template, chosen
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def runtime_mounted(template: dict[str, Any], program: dict[str, Any]) -> None:
+    """The program runs from the lab_traffic role's runtime (hostPath) with the Python the role fetched packages for."""
+    defaults = yaml.safe_load((ROLES / "lab_traffic" / "defaults" / "main.yml").read_text())
+    (volume,) = [v for v in template["spec"]["volumes"] if v["name"] == "slicebed"]
+    assert volume["hostPath"]["path"] == defaults["lab_traffic_dir"]
+    env = {e["name"]: e for e in program["env"]}
+    assert env["PYTHONPATH"]["value"] == f"{defaults['lab_traffic_dir']}/src:{defaults['lab_traffic_dir']}/pod-packages"
+    assert env["SLICE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['slicebed.io/slice']"
+    assert program["image"].split(":")[1].startswith(defaults["lab_traffic_pod_python_version"] + ".")
+    assert template["metadata"]["annotations"]["slicebed.io/scrape"] == "true"
+    assert {p["name"] for p in program["ports"]} >= {"sb-metrics"}
+
+
+@pytest.mark.slow
+def test_pod_form_manifests_agree_with_the_ran_and_the_inventory() -> None:
+    """Each slice's app server listens where its UE's sink subscribes (<slice>-dn, the stream port), its control port
+    is the NodePort the lab backend posts to (app_server_port + index), and each sink is bound to the tunnel its UE
+    creates (srsUE's gw.ip_devname, OAI's oaitun_ue1)."""
+    inventory = yaml.safe_load((REPO / "inventory" / "lab.example.yml").read_text())["all"]["vars"]
+    backend, traffic = inventory["lab_backend"], inventory["traffic"]
+    for index, entry in enumerate(inventory["slices"]):
+        name = entry["name"]
+        core = kustomize(REPO / "manifests" / "open5gs" / "overlays" / name)
+        template, app = container(core, f"{name}-dn", "app-server")
+        runtime_mounted(template, app)
+        assert option(app["args"], "--packet-bytes") == str(traffic["packet_bytes"])
+        assert float(option(app["args"], "--rate-mbps")) == traffic["user_rate_mbps"]
+        stream_port = int(option(app["args"], "--listen").rsplit(":", 1)[1])
+        services = {o["metadata"]["name"]: o for o in core if o["kind"] == "Service"}
+        (stream,) = [p for p in services[f"{name}-dn"]["spec"]["ports"] if p["name"] == "stream"]
+        assert (stream["port"], stream["protocol"]) == (stream_port, "UDP")
+        (control,) = services[f"{name}-traffic"]["spec"]["ports"]
+        assert services[f"{name}-traffic"]["spec"]["type"] == "NodePort"
+        assert control["nodePort"] == backend["app_server_port"] + index
+        assert control["port"] == int(option(app["args"], "--mgmt").rsplit(":", 1)[1])
+
+        ran = entry["ran"]
+        objects = kustomize(REPO / "manifests" / ran / "overlays" / name)
+        ue = "srsran-ue" if ran == "srsran" else "oai-nrue"
+        template, sink = container(objects, f"{name}-{ue}", "sink")
+        runtime_mounted(template, sink)
+        assert option(sink["args"], "--subscribe") == f"$(SLICE)-dn:{stream_port}"
+        assert template["metadata"]["labels"]["slicebed.io/slice"] == name
+        if ran == "srsran":
+            conf = (REPO / "manifests" / "srsran" / "overlays" / name / "ue.conf").read_text()
+            tunnel = re.search(r"^ip_devname\s*=\s*(\S+)", conf, re.M).group(1)  # type: ignore[union-attr]
+        else:
+            tunnel = "oaitun_ue1"  # nr-uesoftmodem's interface of its first UE instance
+        assert option(sink["args"], "--device") == tunnel
+        assert "NET_RAW" in sink["securityContext"]["capabilities"]["add"]

@@ -56,11 +56,16 @@ def test_ue_mtu_fits_inside_n3() -> None:
         assert mtu <= ue_mtu_limit, f"{path}: smf.mtu {mtu} > N3 MTU - GTP-U overhead = {ue_mtu_limit}"
 
 
+def ran_container(path: Path) -> dict:
+    """The RAN program's container of the Deployment in ``path`` (not slicebed's UE sink beside it)."""
+    (deployment,) = [doc for doc in documents(path) if doc["kind"] == "Deployment"]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] != "sink"]
+    return container
+
+
 def softmodem_arguments(path: Path, program: str) -> list[str]:
     """The arguments the container's shell command passes to ``program``."""
-    (deployment,) = [doc for doc in documents(path) if doc["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    words = shlex.split(container["command"][-1])
+    words = shlex.split(ran_container(path)["command"][-1])
     start = next(index for index, word in enumerate(words) if word.endswith(f"/{program}"))
     return words[start + 1:]
 
@@ -100,9 +105,7 @@ def dotted(value: object, prefix: str = "") -> set[str]:
 
 
 def image_tag(path: Path) -> str:
-    (deployment,) = [doc for doc in documents(path) if doc["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container["image"].rsplit(":", 1)[1]
+    return ran_container(path)["image"].rsplit(":", 1)[1]
 
 
 def test_every_srsran_gnb_key_is_in_the_pinned_releases_schema() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, venv_environment
+from helpers import REPO, kustomize, venv_environment
 
 VERIFY = REPO / ".ci" / "verify-lab"
 INVENTORY = REPO / "inventory" / "lab.example.yml"
@@ -316,12 +316,6 @@ def test_ovs_transport_lab_mode_leaves_the_flow_table_to_onos(tmp_path: Path) ->
     assert not [task for task in tasks if "queue" in task.lower()], tasks
 
 
-def kustomize(directory: Path) -> list[dict]:
-    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True,
-                          env=venv_environment(), check=True, timeout=120)
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-
 @pytest.mark.slow
 def test_service_monitors_are_an_optional_component(tmp_path: Path) -> None:
     """Nothing installs the Prometheus Operator's CRDs in a lab: the core and the slices apply without a
@@ -406,8 +400,9 @@ def test_lab_monitoring_renders_for_the_example_inventory(tmp_path: Path) -> Non
     # no slicebed port is scraped where nothing listens: in pod form the traffic programs are found in their pods
     assert "slicebed" not in jobs and "slicebed-traffic" not in jobs
     traffic = jobs["slicebed-traffic-pods"]
-    assert traffic["honor_labels"] is True and {"source_labels": ["__meta_kubernetes_pod_annotation_slicebed_io_scrape"],
-                                                "regex": "true", "action": "keep"} in traffic["relabel_configs"]
+    assert traffic["honor_labels"] is True
+    assert {"source_labels": ["__meta_kubernetes_pod_annotation_slicebed_io_scrape"], "regex": "true",
+            "action": "keep"} in traffic["relabel_configs"]
     # each slice's UPF in its own job, with its slice as a label (Open5GS's UPF metrics carry none)
     for name in ("embb", "urllc"):
         rules = jobs[f"upf-{name}"]["relabel_configs"]
@@ -415,7 +410,7 @@ def test_lab_monitoring_renders_for_the_example_inventory(tmp_path: Path) -> Non
                                   "__meta_kubernetes_pod_label_slicebed_io_slice"],
                 "regex": f"upf;{name}", "action": "keep"} in rules
         assert {"target_label": "slice", "replacement": name} in rules
-    # Debian's promtool has no Kubernetes discovery (the role runs the upstream release for the pod jobs): check the rest
+    # Debian's promtool has no Kubernetes discovery (the role runs the upstream release for those jobs): check the rest
     without_pods = tmp_path / "without-pods.yml"
     without_pods.write_text(yaml.safe_dump({**config, "scrape_configs": [
         j for j in jobs.values() if "kubernetes_sd_configs" not in j]}))
