@@ -59,10 +59,12 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
     assert "kubernetes,ovs_transport,netem,open5gs,ran,onos,monitoring" in command  # every component by default
 
 
-def test_lab_check_says_it_measures_the_local_testbed(local_lab_inventory: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_lab_check_logs_in_as_the_lab_backend(local_lab_inventory: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`testbed check` on a lab (tests/test_lab_check.py measures one) reaches the nodes with the backend's SSH key."""
+    monkeypatch.delenv("SLICEBED_LAB_SSH_KEY", raising=False)
     assert main(["testbed", "check", "--inventory", str(local_lab_inventory)]) == 2
-    assert_one_error_line(capsys.readouterr().err, "`testbed check` measures the local testbed")
+    assert_one_error_line(capsys.readouterr().err, "set SLICEBED_LAB_SSH_KEY to the SSH private key of the lab nodes")
 
 
 def test_lab_status_asks_the_nodes_and_prometheus(local_lab_inventory: Path, prometheus: PrometheusProcess,
