@@ -56,6 +56,8 @@ MODULES_WITHOUT_PROGRAMS = {
     "ansible.builtin.template", "ansible.builtin.uri", "ansible.builtin.validate_argument_spec",
     "kubernetes.core.k8s", "kubernetes.core.k8s_exec", "kubernetes.core.k8s_info",  # Python client (k8s_exec: in a pod)
     "netns_topology",  # slicebed's own module: its Python source is scanned
+    "ansible.builtin.wait_for",  # a socket in Python
+    "ansible.builtin.pip",  # the virtualenv's pip: Python (the lab_traffic role installs python3-venv before it)
 }
 """Modules that run no program on their host (file, template and API modules)."""
 LOOKUP_PROGRAMS = {"kubernetes.core.kustomize": "kubectl"}

@@ -169,7 +169,7 @@ def test_the_traffic_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     unit = tmp_path / "slicebed-ue_sink-embb.service"
     play = [{"name": "Render the unit", "hosts": "localhost", "connection": "local", "gather_facts": False,
              "vars": {"lab_traffic_program": program, "lab_traffic_dir": "/opt/slicebed",
-                      "lab_traffic_interpreter": sys.executable, "ansible_python_interpreter": sys.executable},
+                      "lab_traffic_program_python": sys.executable, "ansible_python_interpreter": sys.executable},
              "tasks": [{"name": "Unit", "ansible.builtin.template": {
                  "src": str(ROLES / "lab_traffic" / "templates" / "traffic.service.j2"), "dest": str(unit),
                  "mode": "0644"}}]}]
