@@ -8,6 +8,7 @@ exists on a lab.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -285,3 +286,41 @@ def test_pod_form_manifests_agree_with_the_ran_and_the_inventory() -> None:
             tunnel = "oaitun_ue1"  # nr-uesoftmodem's interface of its first UE instance
         assert option(sink["args"], "--device") == tunnel
         assert "NET_RAW" in sink["securityContext"]["capabilities"]["add"]
+
+
+@pytest.mark.slow
+def test_site_computes_one_traffic_plan_for_every_play(tmp_path: Path) -> None:
+    """site.yml's own task, on the example inventory in host form (local connection: the documentation addresses are
+    never contacted): every host holds the same plan, app servers on the lab backend's tier, sinks on the edge;
+    and in pod form no program at all (the pods run them)."""
+    site = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    facts = site[0]
+    (plan,) = [task for task in facts["tasks"] if "traffic_programs" in task.get("ansible.builtin.set_fact", {})]
+    plays = [{"name": "The underlay addresses and the traffic plan", "hosts": "tiers", "gather_facts": False,
+              "vars": facts["vars"], "tasks": [
+                  {"name": "Underlay address", "ansible.builtin.set_fact": {"underlay_address": "{{ ansible_host }}"}},
+                  plan,
+                  {"name": "Write the plan", "ansible.builtin.copy": {
+                      "content": "{{ traffic_programs | to_json }}",
+                      "dest": f"{tmp_path}/{{{{ inventory_hostname }}}}.json", "mode": "0644"}}]}]
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
+    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
+    plans = {}
+    for form in ("hosts", "pods"):
+        done = subprocess.run(["ansible-playbook", "-i", str(REPO / "inventory" / "lab.example.yml"), str(playbook),
+                               "-e", json.dumps({**local, "traffic": {"form": form}})], capture_output=True, text=True,
+                              env=venv_environment(ANSIBLE_FILTER_PLUGINS=str(REPO / "playbooks" / "filter_plugins")),
+                              check=False, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        plans[form] = {path.stem: json.loads(path.read_text()) for path in tmp_path.glob("*.json")}
+    assert all(plan == [] for plan in plans["pods"].values())
+    hosts = plans["hosts"]
+    assert hosts["edge-1"] == hosts["regional-1"] == hosts["central-1"]
+    where = {program["name"]: (program["host"], program["target"]) for program in hosts["edge-1"]}
+    assert where == {"app_server-embb": ("central-1", "192.0.2.31:30464"),
+                     "ue_sink-embb": ("edge-1", "192.0.2.11:9564"),
+                     "app_server-urllc": ("central-1", "192.0.2.31:30465"),
+                     "ue_sink-urllc": ("edge-1", "192.0.2.11:9565")}
+    urllc_sink = next(p for p in hosts["edge-1"] if p["name"] == "ue_sink-urllc")["args"]
+    assert option(urllc_sink, "--device") == "oaitun_ue1" and option(urllc_sink, "--subscribe") == "192.0.2.31:5001"
