@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     state = SinkState(args.slice)
     master = args.key or cipher.test_master_key(args.slice)
     server = ControlServer(args.mgmt, {"stats": lambda _body: state.stats()}).start()
-    sock = wait_for_device(args.listen, args.device, args.slice, stop)
+    sock = wait_for_device(args.listen, args.device, args.slice, stop, "radio" if args.subscribe is None else "stream")
     if sock is None:
         server.close()
         return
@@ -222,9 +222,10 @@ def device_present(device: str) -> bool:
     return Path("/sys/class/net", device).exists()
 
 
-def wait_for_device(listen: tuple[str, int], device: str | None, slice_name: str,
-                    stop: threading.Event) -> socket.socket | None:
-    """The receiving socket, bound to ``device`` once that interface exists (None if stopped before)."""
+def wait_for_device(listen: tuple[str, int], device: str | None, slice_name: str, stop: threading.Event,
+                    what: str) -> socket.socket | None:
+    """The ``what`` socket the packets arrive on, bound to ``device`` once that interface exists (None if stopped
+    before)."""
     attached = ATTACHED.labels(slice_name)
     while device is not None and not device_present(device):
         attached.set(0)
@@ -232,7 +233,7 @@ def wait_for_device(listen: tuple[str, int], device: str | None, slice_name: str
             return None
     if device is not None:
         attached.set(1)
-    return udp_socket(listen, 1 << 20, "receiving", device)
+    return udp_socket(listen, 1 << 20, what, device)
 
 
 def say_hello(sock: socket.socket, app_server: tuple[str, int], device: str | None, slice_name: str, every_s: float,
