@@ -56,7 +56,7 @@ def test_lab_up_check_runs_site_yml_and_stops_at_its_preflight(
     (stdout,) = (run / "ansible" / "artifacts").glob("*/stdout")
     command = (stdout.parent / "command").read_text()
     assert "--check" in command
-    assert "kubernetes,ovs_transport,netem,open5gs,ran,onos,monitoring" in command  # every component by default
+    assert "kubernetes,ovs_transport,netem,open5gs,ran,onos,traffic,monitoring" in command  # every component by default
 
 
 def test_lab_check_logs_in_as_the_lab_backend(local_lab_inventory: Path, capsys: pytest.CaptureFixture[str],

@@ -22,7 +22,7 @@ from core.validation import StrictModel, validate
 
 BACKEND_SECTION = "lab_backend"
 KUBECONFIG_SUFFIX = ".kubeconfig"
-Component = Literal["kubernetes", "ovs_transport", "netem", "open5gs", "ran", "onos", "monitoring"]
+Component = Literal["kubernetes", "ovs_transport", "netem", "open5gs", "ran", "onos", "traffic", "monitoring"]
 COMPONENTS: tuple[Component, ...] = get_args(Component)
 """site.yml's components, in its order: each one's install play carries its name as a tag, its uninstall play
 ``<name>_uninstall``."""
