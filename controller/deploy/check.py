@@ -33,7 +33,7 @@ from controller.deploy.inventory.local import RAN_HOST
 from controller.deploy.inventory.tiers import Tier
 from controller.deploy.local_deployment import LocalDeployment
 from core.cgroups import CpuCgroup, cpu_hierarchy
-from core.commands import BackgroundProcess, LocalRunner
+from core.commands import BackgroundProcess, CommandResult, LocalRunner
 from core.errors import SlicebedError
 from core.retry import Attempts
 
@@ -164,19 +164,27 @@ def link_delay(inventory: LocalInventory, pair: dict[str, Any], count: int) -> M
               "--count", str(count)]
     with listening(LocalRunner(inventory.netns(b)), server, PROBE_PORT, "udp"):
         done = LocalRunner(inventory.netns(a)).run(client, timeout_s=60)
+    derived = " (derived: the path sum of the matrix's links)" if pair["derived"] else ""
+    return delay_measurement(f"{a} -> {b}", f"{a}-{b} one-way", done, count, pair["delay_ms"], pair["jitter_ms"],
+                             derived)
+
+
+def delay_measurement(probe: str, subject: str, done: CommandResult, count: int, delay_ms: float, jitter_ms: float,
+                      note: str = "") -> Measurement:
+    """The configured one-way delay against half the mean round trip the ``dataplane.probe rtt`` run ``done``
+    printed; fewer than half the ``count`` probes back, or no JSON, is a CheckError naming ``probe``."""
     try:
         rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []
     except json.JSONDecodeError:
-        raise CheckError(f"delay probe {a} -> {b} printed no JSON: {done.stdout[:80]!r}") from None
+        raise CheckError(f"delay probe {probe} printed no JSON: {done.stdout[:80]!r}") from None
     if len(rtts) < count // 2:
-        raise CheckError(f"delay probe {a} -> {b} lost {count - len(rtts)} of {count} probes")
+        raise CheckError(f"delay probe {probe} lost {count - len(rtts)} of {count} probes"
+                         + (f": {done.stderr.strip()[-200:]}" if done.stderr.strip() else ""))
     one_way_ms = statistics.fmean(rtts) * 1000 / 2
-    jitter_ms = statistics.pstdev(rtts) * 1000 / 2
-    derived = " (derived: the path sum of the matrix's links)" if pair["derived"] else ""
-    return Measurement("delay", f"{a}-{b} one-way", "ms", pair["delay_ms"], one_way_ms,
-                       DELAY_TOLERANCE_MS + DELAY_TOLERANCE * pair["delay_ms"],
-                       f"half the mean UDP round trip of {len(rtts)} probes; half its std {jitter_ms:.2f} ms "
-                       f"(configured jitter ±{pair['jitter_ms']:g} ms){derived}")
+    measured_jitter_ms = statistics.pstdev(rtts) * 1000 / 2
+    return Measurement("delay", subject, "ms", delay_ms, one_way_ms, DELAY_TOLERANCE_MS + DELAY_TOLERANCE * delay_ms,
+                       f"half the mean UDP round trip of {len(rtts)} probes; half its std {measured_jitter_ms:.2f} ms "
+                       f"(configured jitter ±{jitter_ms:g} ms){note}")
 
 
 # ---- CPU ----

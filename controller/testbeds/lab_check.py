@@ -17,10 +17,7 @@ Everything but the delay probes is read from the lab's Prometheus, which scrapes
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
-import shlex
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +29,11 @@ import requests
 from collectors.prometheus import PrometheusReader
 from controller.deploy.check import (
     BANDWIDTH_TOLERANCE,
-    DELAY_TOLERANCE,
-    DELAY_TOLERANCE_MS,
     LISTEN_WAIT_S,
     PROBE_PORT,
     CheckError,
     Measurement,
+    delay_measurement,
 )
 from controller.deploy.inventory.lab import LabInventory, LatencyLink
 from controller.testbeds.qos_meter import PrometheusQosMeter
@@ -151,18 +147,8 @@ def link_delay(inventory: LabInventory, link: LatencyLink, runner_for: RunnerFac
     done = source.run(probe_argv("rtt", "--host", address, "--port", str(PROBE_PORT), "--count", str(count)),
                       timeout_s=60)
     server.join(timeout=SERVE_IDLE_S + 30)
-    try:
-        rtts = json.loads(done.stdout or "{}").get("rtt_s", []) if done.returncode == 0 else []
-    except json.JSONDecodeError:
-        raise CheckError(f"delay probe {link.a} -> {link.b} printed no JSON: {done.stdout[:80]!r}") from None
-    if len(rtts) < count // 2:
-        raise CheckError(f"delay probe {link.a} -> {link.b} ({address}, UDP {PROBE_PORT}) lost {count - len(rtts)} "
-                         f"of {count} probes: {shlex.quote(done.stderr.strip()[-200:])}")
-    one_way_ms = statistics.fmean(rtts) * 1000 / 2
-    return Measurement("delay", f"{link.a}-{link.b} one-way", "ms", link.delay_ms, one_way_ms,
-                       DELAY_TOLERANCE_MS + DELAY_TOLERANCE * link.delay_ms,
-                       f"half the mean UDP round trip of {len(rtts)} probes to {address} (underlay); half its std "
-                       f"{statistics.pstdev(rtts) * 1000 / 2:.2f} ms (configured jitter ±{link.jitter_ms:g} ms)")
+    return delay_measurement(f"{link.a} -> {link.b} ({address}, UDP {PROBE_PORT})", f"{link.a}-{link.b} one-way",
+                             done, count, link.delay_ms, link.jitter_ms, f"; probed to {address} (underlay)")
 
 
 # ---- throughput cap ----
