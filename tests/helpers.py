@@ -67,11 +67,12 @@ def slicebed_argv(*args: str, runs: Path | None = None) -> list[str]:
     return [str(SLICEBED), "--quiet", *(["--runs-dir", str(runs)] if runs is not None else []), *args]
 
 
-def run_slicebed(*args: str, runs: Path | None = None, cwd: Path = REPO,
-                 timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    """The installed ``slicebed --quiet [--runs-dir RUNS] ARGS...`` as a process, one torch thread."""
+def run_slicebed(*args: str, runs: Path | None = None, cwd: Path = REPO, timeout_s: float = 900,
+                 environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed ``slicebed --quiet [--runs-dir RUNS] ARGS...`` as a process, one torch thread, with
+    ``environment`` added to this process's."""
     return subprocess.run(slicebed_argv(*args, runs=runs), capture_output=True, text=True, timeout=timeout_s,
-                          env=venv_environment(OMP_NUM_THREADS="1"), cwd=cwd, check=False)
+                          env=venv_environment(OMP_NUM_THREADS="1", **(environment or {})), cwd=cwd, check=False)
 
 
 def run_cli(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

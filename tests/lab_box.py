@@ -20,16 +20,26 @@ inventory (``inventory/lab.example.yml`` with the box's hosts) therefore sets, a
 - ``monitoring_mode: local``: the node exporter on every node and Prometheus on the monitoring server under PID files
   (no systemd runs as PID 1 here, and the lab path would install, and its uninstall remove, this machine's packages);
 - ``testbed_components``: the components that need no cluster (no Kubernetes, Open5GS, RAN or ONOS here);
-- ``testbed_state_dir`` per node: PID files, logs and Prometheus's data in the box's directory.
+- ``testbed_state_dir`` and ``lab_traffic_dir`` per node: PID files, logs, Prometheus's data and slicebed's traffic
+  runtime in the box's directory;
+- ``traffic``: the host form (no pods here) under PID files (``lab_traffic_supervisor: pidfile``), run by this
+  checkout's Python (``lab_traffic_python``, which has the programs' packages), each UE sink bound to the edge node's
+  underlay interface (there is no UE tunnel: the stream crosses the underlay, delayed edge-central);
+- ``lab_backend``: the gNB's CPU through a cgroup on the edge node (``cgroup: <box>/gnb-{slice}``; the box has no gNB,
+  :func:`gnb_stand_in` puts the slice's UE sink there) and the bandwidth through the linux-htb queue of the slice on
+  the central node's underlay interface (``ovs_queue``; no ONOS: :func:`underlay_queue` attaches the interface to the
+  node's OvS bridge with the queue and steers the slice's stream into it), both over SSH as on a lab.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -40,7 +50,11 @@ from typing import Any
 import yaml
 from helpers import REPO, wait_until_ready
 
+from controller.actuators.base import Interval
+from controller.actuators.cgroup import CgroupCpuActuator, attach
+from controller.actuators.ovs import OvsQueueActuator
 from controller.actuators.ssh import SshRunner, SshTarget
+from controller.deploy.inventory.lab import open_lab_inventory
 from controller.deploy.lab_deployment import answers
 from core.commands import LocalRunner
 from core.retry import Attempts
@@ -49,11 +63,15 @@ SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 LAB_EXAMPLE = REPO / "inventory" / "lab.example.yml"
 BOX_TIERS = ("edge", "regional", "central")
-BOX_COMPONENTS = ["ovs_transport", "netem", "monitoring"]
+BOX_COMPONENTS = ["ovs_transport", "netem", "traffic", "monitoring"]
 """site.yml's components that need no cluster: what `testbed up` installs in the box and `down` removes."""
 BOX_TESTBED_PREFIX = "bx-"
 """The inventory's testbed_prefix: names inside the nodes' own namespaces and OvS databases (the bridge bx-tr)."""
 UNDERLAY_INTERFACE = "ul0"
+CGROUP_ROOT = "/sys/fs/cgroup"
+GENERIC_MOUNT_OPTIONS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec"}
+TRAFFIC = {"form": "hosts", "ue_device": UNDERLAY_INTERFACE, "user_rate_mbps": 4}
+"""The box's traffic settings: 4 Mbit/s per user keeps a few users well inside what the box's programs carry."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,11 @@ class BoxNode:
     def ovs_rundir(self) -> Path:
         return self.state_dir / "ovs"
 
+    @property
+    def traffic_dir(self) -> Path:
+        """The node's lab_traffic_dir: slicebed's runtime and the traffic programs' PID files and logs."""
+        return self.state_dir / "slicebed"
+
     def programs(self) -> list[str]:
         """The program (executable's name) of every process in the node's namespace."""
         return [Path(f"/proc/{pid}/exe").resolve().name for pid in namespace_pids(self.netns)]
@@ -91,6 +114,7 @@ class LabBox:
     nodes: tuple[BoxNode, ...]
     key: Path
     known_hosts: Path
+    cgroup_root: str
 
     def node(self, tier: str) -> BoxNode:
         return next(node for node in self.nodes if node.tier == tier)
@@ -163,6 +187,24 @@ def keygen(path: Path) -> str:
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
+def cgroup_mounts() -> str:
+    """Shell commands that mount this machine's cgroup hierarchies under a fresh /sys, as in its root namespace.
+
+    ``ip netns exec`` remounts /sys for the namespace, which leaves /sys/fs/cgroup empty; a lab node has its cgroups
+    there, and the lab backend's CPU actuator finds them over SSH. Mounting a hierarchy again with the same options
+    attaches the same hierarchy (the groups are this machine's, as the rest of the box's processes are)."""
+    mounts = [line.split()[1:4] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    hierarchies = [(target, fstype, ",".join(option for option in options.split(",")
+                                             if option not in GENERIC_MOUNT_OPTIONS))
+                   for target, fstype, options in mounts
+                   if fstype in ("cgroup", "cgroup2") and (target + "/").startswith(CGROUP_ROOT + "/")]
+    commands = [] if any(target == CGROUP_ROOT for target, _, _ in hierarchies) else \
+        [f"mount -t tmpfs -o mode=755 cgroup {CGROUP_ROOT}"]
+    for target, fstype, options in hierarchies:
+        commands += [f"mkdir -p {target}", f"mount -t {fstype} {'-o ' + options if options else ''} {fstype} {target}"]
+    return " && ".join(commands)
+
+
 @contextmanager
 def sshd(node: BoxNode, directory: Path, host_key: Path, authorized_keys: Path) -> Iterator[None]:
     """OpenSSH's sshd inside the node's namespace on its underlay address, port 22; stopped by its PID."""
@@ -172,10 +214,11 @@ def sshd(node: BoxNode, directory: Path, host_key: Path, authorized_keys: Path) 
                "PermitRootLogin": "prohibit-password", "PasswordAuthentication": "no", "UsePAM": "no",
                "StrictModes": "no", "Subsystem": f"sftp {SFTP_SERVER}"}
     log_path = directory / f"sshd-{node.name}.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(["ip", "netns", "exec", node.netns, str(SSHD), "-D", "-e", "-f", "/dev/null",
-                                   *(arg for key, value in options.items() for arg in ("-o", f"{key}={value}"))],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    argv = [str(SSHD), "-D", "-e", "-f", "/dev/null",
+            *(arg for key, value in options.items() for arg in ("-o", f"{key}={value}"))]
+    with log_path.open("wb") as log:  # `ip netns exec` gives sshd a fresh /sys: the node's cgroups mounted again
+        server = subprocess.Popen(["ip", "netns", "exec", node.netns, "sh", "-c", f'{cgroup_mounts()} && exec "$@"',
+                                   "sshd", *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:  # this machine reaches the node over the underlay, as Ansible does
         wait_until_ready(lambda: answers(node.address, 22), server, f"sshd in {node.netns}", timeout_s=10,
                          log=log_path)
@@ -185,9 +228,10 @@ def sshd(node: BoxNode, directory: Path, host_key: Path, authorized_keys: Path) 
         server.wait(timeout=10)
 
 
-def box_inventory(nodes: tuple[BoxNode, ...], subnet: str, key: Path, known_hosts: Path) -> dict[str, Any]:
+def box_inventory(nodes: tuple[BoxNode, ...], subnet: str, key: Path, known_hosts: Path,
+                  cgroup_root: str) -> dict[str, Any]:
     """inventory/lab.example.yml with the box's hosts, underlay, SSH login and the settings the module docstring
-    lists."""
+    lists; the slices' gNB cgroups under ``cgroup_root``."""
     document: dict[str, Any] = yaml.safe_load(LAB_EXAMPLE.read_text(encoding="utf-8"))
     variables = document["all"]["vars"]
     variables.update({
@@ -197,14 +241,71 @@ def box_inventory(nodes: tuple[BoxNode, ...], subnet: str, key: Path, known_host
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts}",
         "ansible_python_interpreter": "/usr/bin/python3",
         "ovs_transport_start_daemons": True, "ovs_transport_datapath": "netdev",
-        "netem_mode": "local", "monitoring_mode": "local"})
-    variables["lab_backend"]["ovs"]["port"] = f"{BOX_TESTBED_PREFIX}vx-edge"
-    variables["lab_backend"]["ssh"] = {"known_hosts": str(known_hosts), "become": False}
+        "netem_mode": "local", "monitoring_mode": "local",
+        "traffic": {**variables["traffic"], **TRAFFIC}, "lab_traffic_supervisor": "pidfile",
+        "lab_traffic_python": sys.executable})
+    central = next(node for node in nodes if node.tier == "central")
+    variables["lab_backend"].update({
+        "cpu": "cgroup", "cgroup": f"{cgroup_root}/gnb-{{slice}}", "bandwidth": "ovs_queue",
+        "ovs": {"tier": "central", "port": UNDERLAY_INTERFACE,
+                "vsctl": ["ovs-vsctl", f"--db=unix:{central.ovs_rundir}/db.sock", "--timeout=10"]},
+        "ssh": {"known_hosts": str(known_hosts), "become": False}})
     for node in nodes:
         document["all"]["children"][node.tier]["hosts"] = {node.name: {
             "ansible_host": node.address, "node_id": node.node_id, "transport_mac": node.mac,
-            "testbed_state_dir": str(node.state_dir), "ovs_transport_rundir": str(node.ovs_rundir)}}
+            "testbed_state_dir": str(node.state_dir), "ovs_transport_rundir": str(node.ovs_rundir),
+            "lab_traffic_dir": str(node.traffic_dir)}}
     return document
+
+
+@contextmanager
+def gnb_stand_in(box: LabBox, slice_name: str) -> Iterator[CgroupCpuActuator]:
+    """The slice's gNB cgroup on the edge node (the inventory's ``lab_backend.cgroup``), made over SSH, with the
+    slice's UE sink in it: the box has no gNB, and the sink is the program on the edge node that the slice's traffic
+    needs CPU in. On exit the sink goes back to the root group and the cgroups are removed."""
+    edge = box.node("edge")
+    with box.runner(edge) as runner:
+        root = CgroupCpuActuator(runner, box.cgroup_root, Interval(0, math.inf))
+        root.create()
+        try:
+            pid = int((edge.traffic_dir / "run" / f"ue_sink-{slice_name}.pid").read_text())
+            attach(runner, f"{box.cgroup_root}/gnb-{slice_name}", pid, create=True)
+            yield CgroupCpuActuator(runner, f"{box.cgroup_root}/gnb-{slice_name}", Interval(0, math.inf))
+        finally:
+            root.remove()
+
+
+@contextmanager
+def underlay_queue(box: LabBox, slice_name: str, mbps: float) -> Iterator[OvsQueueActuator]:
+    """The central node's underlay interface as a port of its transport bridge, with a linux-htb QoS holding the
+    slice's queue (queue 1, ``external_ids:slicebed-slice``) beside an unshaped queue 0, as a lab engineer makes one
+    for ``ovs_queue``.
+
+    The box has no ONOS to steer the slice's traffic into the overlay and its queue: the userspace datapath leaves
+    the interface to the kernel, whose packets take the htb's default class (queue 0: SSH, Prometheus's scrapes), and
+    a u32 filter puts the slice's stream (from its app server's stream port) into the slice's class instead. On exit
+    the QoS, with the filter, and the port are removed."""
+    central = box.node("central")
+    inventory = open_lab_inventory(box.inventory)
+    stream_port = inventory.variables.traffic.stream_port + inventory.slices.index(slice_name)
+    vsctl = ["ovs-vsctl", f"--db=unix:{central.ovs_rundir}/db.sock", "--timeout=10"]
+    runner = central.local
+    runner.output([*vsctl, "add-port", f"{BOX_TESTBED_PREFIX}tr", UNDERLAY_INTERFACE, "--", "set", "port",
+                   UNDERLAY_INTERFACE, "qos=@q", "--", "--id=@q", "create", "qos", "type=linux-htb",
+                   "other-config:max-rate=1000000000", "queues:0=@q0", "queues:1=@q1",
+                   "--", "--id=@q0", "create", "queue", "other-config:max-rate=1000000000",
+                   "--", "--id=@q1", "create", "queue", f"other-config:max-rate={round(mbps * 1e6)}",
+                   f"external_ids:slicebed-slice={slice_name}"])
+    try:
+        for _ in Attempts(20, 0.25):  # ovs-vswitchd configures the htb classes after the transaction
+            if runner.run(["tc", "class", "show", "dev", UNDERLAY_INTERFACE, "classid", "1:2"]).stdout.strip():
+                break
+        runner.output(["tc", "filter", "add", "dev", UNDERLAY_INTERFACE, "parent", "1:", "protocol", "ip", "prio", "1",
+                       "u32", "match", "ip", "sport", str(stream_port), "0xffff", "flowid", "1:2"])
+        yield OvsQueueActuator(runner, vsctl, UNDERLAY_INTERFACE, slice_name, Interval(0, math.inf))
+    finally:
+        runner.output([*vsctl, "clear", "port", UNDERLAY_INTERFACE, "qos", "--", "del-port", UNDERLAY_INTERFACE])
+        runner.run(["tc", "qdisc", "del", "dev", UNDERLAY_INTERFACE, "root"])  # if ovs-vswitchd left it
 
 
 @contextmanager
@@ -243,6 +344,7 @@ def lab_box() -> Iterator[LabBox]:
             ip("-n", node.netns, "link", "set", UNDERLAY_INTERFACE, "up")
             cleanup.enter_context(sshd(node, directory, host_key, directory / "authorized_keys"))
         inventory = directory / "box.yml"
-        inventory.write_text(yaml.safe_dump(box_inventory(nodes, subnet, user_key, known_hosts), sort_keys=False),
-                             encoding="utf-8")
-        yield LabBox(directory, inventory, nodes, user_key, known_hosts)
+        cgroup_root = prefix.rstrip("-")
+        inventory.write_text(yaml.safe_dump(box_inventory(nodes, subnet, user_key, known_hosts, cgroup_root),
+                                            sort_keys=False), encoding="utf-8")
+        yield LabBox(directory, inventory, nodes, user_key, known_hosts, cgroup_root)
