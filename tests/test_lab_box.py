@@ -1,11 +1,10 @@
 """The lab in a box (issue 16): `slicebed testbed up|down --inventory` run playbooks/site.yml for real, over SSH,
 against three namespace nodes (tests/lab_box.py) with the components that need no cluster: the OvS transport in lab
-mode, the delay between every pair of tiers and monitoring.
+mode, the delay between every pair of tiers, the traffic programs in host form and monitoring; between them
+`testbed check` and a short closed loop through the lab backend (users, CPU and bandwidth over SSH, QoS from the
+box's Prometheus).
 
-One box and one `testbed up` for the module; the tests run in file order, the last one brings the box down. More
-components that need no cluster (the lab traffic server and UE sinks) join the box through ``BOX_COMPONENTS`` and
-tests on ``box_up`` (its inventory, its SSH runners: ``LabBox.runner``, ``LabBox.ssh_environment`` for the lab
-backend).
+One box and one `testbed up` for the module; the tests run in file order, the last one brings the box down.
 """
 
 from __future__ import annotations
