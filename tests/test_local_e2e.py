@@ -1,14 +1,17 @@
 """End to end on the local testbed: `slicebed testbed up`, real traffic, a short closed loop, `down`.
 
 Asserts the outcomes the local testbed exists for: throughput follows the OvS meter's cap, a lower CPU
-quota lowers the RAN emulator's throughput, what Prometheus reports matches what the UE sinks counted,
-and `down` leaves nothing behind. The testbed gets its own prefix, management subnet and ports (copied
-from inventory/local.yml), so it never collides with another testbed on the machine.
+quota lowers the RAN emulator's throughput, what Prometheus reports matches what the UE sinks counted, a
+campaign loses and duplicates nothing through a Prometheus outage, and `down` leaves nothing behind. The
+testbed gets its own prefix, management subnet and ports (copied from inventory/local.yml), so it never
+collides with another testbed on the machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,11 +23,15 @@ import pytest
 import requests
 import yaml
 from dashboard_queries import DASHBOARDS, expressions, load
-from helpers import REPO, assert_one_error_line, run_cli, run_slicebed, write_file
+from helpers import REPO, assert_one_error_line, run_cli, run_slicebed, slicebed_argv, venv_environment, write_file
 from local_testbed import DeployedTestbed, deployed_local_testbed, write_local_inventory
 
 from collectors.prometheus import PrometheusReader
 from controller.actuators.base import Interval
+from controller.campaign.export import journaled_table
+from controller.campaign.journal import completed_points, incomplete_points
+from controller.campaign.plan import plan_points
+from controller.campaign.spec import load_campaign_spec
 from controller.deploy.check import DELAY_TOLERANCE, DELAY_TOLERANCE_MS, check_testbed
 from controller.deploy.inventory import load_inventory
 from controller.deploy.inventory.programs import PROGRAMS
@@ -457,6 +464,50 @@ def _one_way_delay_ms(deployed: DeployedTestbed, slice_name: str, seconds: float
         mean = reader.range(f'slicebed_user_delay_seconds{{slice="{slice_name}"}}', start, end, 1)["value"]
         p95 = reader.range(f'slicebed_user_delay_p95_seconds{{slice="{slice_name}"}}', start, end, 1)["value"]
     return float(mean.median()) * 1000, float(p95.median()) * 1000
+
+
+@pytest.mark.slow
+def test_prometheus_stopped_and_restarted_mid_campaign_loses_and_duplicates_nothing(deployed: DeployedTestbed,
+                                                                                   tmp_path: Path) -> None:
+    """A campaign on the testbed with its Prometheus stopped (by the PID in the testbed's pid file) while points are
+    being measured and brought back by `slicebed testbed up` (idempotent): the campaign marks the points it could not
+    measure incomplete or stops resumably, and resumes until the dataset holds every planned point exactly once."""
+    spec_path = tmp_path / "local.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "name": "local-outage", "seed": 1,
+        "testbed": {"backend": "local", "inventory": str(deployed.inventory)},
+        "slices": [{"name": "embb", "bounds": {"cpu_millicores": [500, 4000], "bandwidth_mbps": [5, 40]}}],
+        "grid": {"users": [1, 2], "bandwidth_mbps": [10, 20], "cpu_millicores": [2000, 4000]},
+        "dwell_s": 4, "settle_s": 3,
+    }), encoding="utf-8")
+    runs = tmp_path / "runs"
+    campaign = subprocess.Popen(slicebed_argv("campaign", "run", str(spec_path), runs=runs), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=venv_environment(OMP_NUM_THREADS="1"))
+    for _ in Attempts(300, 0.2):  # wait for two measured points
+        listed = RunStore(runs).list()
+        if campaign.poll() is not None or (listed and len(completed_points(listed[0])) >= 2):
+            break
+    assert campaign.poll() is None, f"the campaign ended before the outage: {campaign.communicate()}"
+    pid_file = load_inventory(deployed.inventory).state_dir / "pids" / "prometheus.pid"
+    os.kill(int(pid_file.read_text(encoding="utf-8").split()[0]), signal.SIGTERM)  # the testbed's Prometheus
+    time.sleep(6)  # at least one point's window without Prometheus
+    restarted = run_slicebed("testbed", "up", "--inventory", str(deployed.inventory), runs=tmp_path / "up-runs")
+    assert restarted.returncode == 0, restarted.stderr
+    _, err = campaign.communicate(timeout=600)
+    run = RunStore(runs).list()[0]
+    outage_visible = campaign.returncode in (1, 2) and ("incomplete" in err or "campaign resume" in err)
+    assert outage_visible, (campaign.returncode, err)  # the outage is reported, never silently absorbed
+    for _ in range(3):
+        if run.metadata()["status"] == "completed":
+            break
+        resumed = run_slicebed("campaign", "resume", run.id, runs=runs)
+        assert resumed.returncode in (0, 1), resumed.stderr
+    assert run.metadata()["status"] == "completed" and not incomplete_points(run)
+    samples = journaled_table(run)
+    expected = {point.id for point in plan_points(load_campaign_spec(spec_path))}
+    assert set(samples["point"]) == expected
+    assert samples.groupby("point").size().eq(4).all()
+    assert not samples.duplicated(["point", "time"]).any()
 
 
 @pytest.mark.slow
