@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from controller.control_endpoint import EndpointError, call_endpoint
 from controller.deploy.ansible_driver import DeployError, run_playbook
 from controller.deploy.inventory.local import PLACEABLE_VNFS, RAN_HOST, tier
 from controller.deploy.inventory.programs import program_url
@@ -128,15 +127,9 @@ def place_vnf(testbed: LocalDeployment, slice_name: str, vnf: str, target_name: 
 def _control(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """GET (or POST ``body`` to) an app server's control endpoint."""
     try:
-        reply = requests.request("POST" if body is not None else "GET", f"{url}/control", json=body,
-                                 timeout=CONTROL_TIMEOUT_S)
-    except requests.RequestException as exc:
-        raise PlaceError(f"the app server at {url} does not answer ({type(exc).__name__}); is the testbed up?") \
-            from None
-    if reply.status_code != 200:
-        raise PlaceError(f"the app server at {url} refused {body}: HTTP {reply.status_code} {reply.text.strip()}")
-    answer: dict[str, Any] = reply.json()
-    return answer
+        return call_endpoint(f"{url}/control", body, timeout_s=CONTROL_TIMEOUT_S)
+    except EndpointError as exc:
+        raise PlaceError(f"the app server: {exc}; is the testbed up?") from None
 
 
 def _switch_users(old: str, new: str, control: dict[str, Any]) -> float:

@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 
 from controller.actuators.base import BandwidthActuator, CpuActuator
+from controller.control_endpoint import EndpointError, call_endpoint
 from controller.testbeds.base import SAMPLE_COLUMNS, Allocation, Testbed, TestbedUnavailable
 from controller.testbeds.qos_meter import QosMeter
 from core.errors import InputError
@@ -49,14 +50,10 @@ class ActuatedTestbed(Testbed):
     def post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON to one of the testbed's programs; its JSON answer."""
         try:
-            response = self.session.post(url, json=body, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            raise TestbedUnavailable(f"{url} does not answer ({type(exc).__name__}); is the {self.name} testbed "
-                                     f"up? (`slicebed testbed up --inventory {self.inventory_path}`)") from None
-        if response.status_code != 200:
-            raise TestbedUnavailable(f"{url} refused {body}: HTTP {response.status_code} {response.text.strip()}")
-        answer: dict[str, Any] = response.json()
-        return answer
+            return call_endpoint(url, body, timeout_s=self.timeout_s, session=self.session)
+        except EndpointError as exc:
+            raise TestbedUnavailable(f"{exc}; is the {self.name} testbed up? (`slicebed testbed up --inventory "
+                                     f"{self.inventory_path}`)") from None
 
     def apply(self, slice_name: str, allocation: Allocation) -> Allocation:
         self._known(slice_name)

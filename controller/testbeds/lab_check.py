@@ -24,9 +24,8 @@ from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 
-import requests
-
 from collectors.prometheus import PrometheusReader
+from controller.control_endpoint import EndpointError, call_endpoint
 from controller.deploy.check import (
     BANDWIDTH_TOLERANCE,
     LISTEN_WAIT_S,
@@ -198,9 +197,9 @@ def slice_cap(inventory: LabInventory, reader: PrometheusReader, name: str, wind
 def set_users(url: str, users: int) -> int:
     """POST ``users`` to an app server's control endpoint; the users it had before."""
     try:
-        before = requests.get(url, timeout=5).json()["users"]
-        requests.post(url, json={"users": users}, timeout=5).raise_for_status()
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        raise CheckError(f"the app server at {url} does not take users ({type(exc).__name__}); is the traffic "
-                         "deployed (site.yml --tags traffic, or the data-network pods)?") from None
+        before = call_endpoint(url)["users"]
+        call_endpoint(url, {"users": users})
+    except (EndpointError, KeyError) as exc:
+        raise CheckError(f"the app server at {url} does not take users ({exc}); is the traffic deployed "
+                         "(site.yml --tags traffic, or the data-network pods)?") from None
     return int(before)
