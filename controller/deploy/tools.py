@@ -119,7 +119,7 @@ TOOLS: tuple[Tool, ...] = (
     _base("apt-get", "apt", "lab roles' packages (ansible.builtin.apt)"),
     _base("dpkg", "dpkg", "kubernetes role: hold the Kubernetes packages (dpkg_selections)"),
     _base("dpkg-query", "dpkg", "kubernetes role: installed packages (package_facts)"),
-    _base("tar", "tar", "onos role: unpack ONOS (unarchive)"),
+    _base("tar", "tar", "onos role: unpack ONOS (unarchive); lab_traffic role: pack and unpack slicebed's packages"),
     _base("useradd", "passwd", "onos role: the onos system user (ansible.builtin.user)"),
     _lab("sudo", "sudo", "the SSH runner with become: true (lab_backend.ssh)", ""),
     _lab("kubeadm", "kubeadm", "kubernetes role: init, join, reset", "kubernetes"),
