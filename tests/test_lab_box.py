@@ -157,6 +157,7 @@ def test_traffic_programs_run_on_their_nodes_and_prometheus_scrapes_them(box_up:
         assert set(started) == expected[node.tier], (node.name, started)
         assert set(started.values()) <= set(namespace_pids(node.netns)), (node.name, started)
         targets |= {f"{node.address}:{port}" for port in listening_ports(node, started.values())}
+    assert len(targets) == 2 * len(inventory.slices), targets  # each program's metrics port
     up = scrape_health(box, 'up{job="slicebed-traffic"}', len(targets))
     assert up == dict.fromkeys(targets, "1"), (up, targets)
 
